@@ -1,0 +1,30 @@
+"""Errors a user can cause, each carrying one sentence that says what to do.
+
+The CLI prints ``str(error)`` and exits non-zero; notebooks show the same sentence.
+Anything that is *not* a ``HelpersError`` is a bug in this package and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class HelpersError(Exception):
+    """Base class: a problem the user can fix, described in one sentence."""
+
+
+class NoBrokerError(HelpersError):
+    """No RabbitMQ broker could be found or started."""
+
+
+class BrokerConnectionError(HelpersError):
+    """The broker was found but refused us (credentials, vhost, down)."""
+
+
+class BrokerControlError(HelpersError):
+    """The broker cannot be started, stopped or restarted from here."""
+
+
+class TopologyError(HelpersError):
+    """A queue declaration clashed with the broker's existing queue."""
+
+
+class BadInputError(HelpersError, ValueError):
+    """A value given by the user (CLI flag, widget, workload file) is out of range."""
