@@ -1,0 +1,164 @@
+"""The command line: ``python -m helpers broker|worker|new-task|run|notebooks``.
+
+Errors a user can cause print one sentence on stderr and exit with status 2, never a
+traceback; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import BadInputError, HelpersError
+
+
+def _broker(args) -> int:
+    from . import broker
+
+    if args.action == "url":
+        print(broker.get().url)
+        return 0
+    found = broker.resolve()
+    if args.action == "start":
+        started = found.start(progress=lambda m: print(m, file=sys.stderr)) \
+            if isinstance(found, broker.PrivateBroker) else found.start()
+        print(("started " if started else "already running: ") + found.describe())
+    elif args.action == "stop":
+        stopped = found.stop()
+        print("stopped" if stopped else "was not running")
+    elif args.action == "restart":
+        found.restart()
+        print("restarted: " + found.describe())
+    elif args.action == "crash":
+        found.crash()
+        print("killed the node and started it again: " + found.describe())
+    elif args.action == "status":
+        status = found.status()
+        if status["running"]:
+            status["version"] = found.version()
+        print(json.dumps(status, indent=2))
+        return 0 if status["running"] else 1
+    return 0
+
+
+def _worker(args) -> int:
+    from .worker import worker_from_args
+
+    return worker_from_args(args).run()
+
+
+def _new_task(args) -> int:
+    from . import broker, producer, topology
+
+    message = " ".join(args.message) or "Hello World!"
+    found = broker.get()
+    result = producer.publish(found.url, topology.QueueSpec(args.queue), [message])
+    if result.confirmed:
+        print(f" [x] Sent {message!r} (confirmed by the broker)")
+        return 0
+    print(f"error: the broker did not confirm {message!r}: {result.error}", file=sys.stderr)
+    return 1
+
+
+def _run(args) -> int:
+    from . import runner, tasks, timing
+
+    if args.workload:
+        work = tasks.from_csv(args.workload)
+    else:
+        if args.tasks is None:
+            raise BadInputError("Give --tasks N (with --heavy and --light) or --workload CSV.")
+        work = tasks.odd_heavy(args.tasks, args.heavy, args.light, kind=args.kind)
+    runner.validate(args.workers, args.prefetch, work, args.kill_every)
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{done}/{total} tasks done", end="", file=sys.stderr, flush=True)
+
+    print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
+          f"{len(work)} tasks ...", file=sys.stderr)
+    result = runner.run(args.workers, args.prefetch, work, ack=args.ack, mode=args.mode,
+                        kill_every=args.kill_every, seed=args.seed, progress=progress,
+                        label=f"k{args.workers}-p{args.prefetch}", heartbeat=args.heartbeat)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(timing.table(result.summary))
+    if result.summary["kills"]:
+        print(f"kills {result.summary['kills']}")
+    print(f"saved to {result.folder}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.summary, indent=2, default=str))
+    if args.plot:
+        from . import plots
+        plots.run_figure(result, title=f"{args.workers} workers, prefetch "
+                                       f"{args.prefetch or 'unlimited'}").savefig(args.plot,
+                                                                                 dpi=110)
+    return 0 if result.summary["tasks_lost"] == 0 else 1
+
+
+def _notebooks(args) -> int:
+    from .notebooks import execute_all
+
+    return 0 if execute_all(args.paths, args.out, timeout=args.timeout) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .worker import build_parser as worker_parser
+
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="start, stop, restart, crash or inspect the broker")
+    p.add_argument("action", choices=["start", "stop", "restart", "crash", "status", "url"])
+    p.set_defaults(func=_broker)
+
+    p = sub.add_parser("worker", help="run one worker in the foreground",
+                       parents=[worker_parser(add_help=False)])
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("new-task", help="publish one tutorial-style task ('Hello...')")
+    p.add_argument("message", nargs="*")
+    p.add_argument("--queue", default="task_queue")
+    p.set_defaults(func=_new_task)
+
+    p = sub.add_parser("run", help="K workers, N tasks: measure how they were spread")
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--prefetch", type=int, required=True, help="0 = unlimited (round robin)")
+    p.add_argument("--tasks", type=int, help="number of tasks (odd heavy, even light)")
+    p.add_argument("--heavy", type=float, default=0.2, help="seconds per odd task")
+    p.add_argument("--light", type=float, default=0.02, help="seconds per even task")
+    p.add_argument("--kind", choices=["sleep", "cpu"], default="sleep")
+    p.add_argument("--workload", help="CSV with a 'duration' column, published in order")
+    p.add_argument("--kill-every", type=float, help="SIGKILL a random worker every S seconds")
+    p.add_argument("--ack", choices=["manual", "auto"], default="manual")
+    p.add_argument("--mode", choices=["thread", "blocking"], default="thread")
+    p.add_argument("--heartbeat", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the summary as JSON here")
+    p.add_argument("--plot", help="save the timeline and load figure here (PNG)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("notebooks", help="execute notebooks headless, write HTML")
+    p.add_argument("paths", nargs="*", default=["notebooks"])
+    p.add_argument("--out", default="build")
+    p.add_argument("--timeout", type=int, default=600)
+    p.set_defaults(func=_notebooks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HelpersError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

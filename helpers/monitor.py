@@ -1,0 +1,116 @@
+"""Sample a queue's depth over time through the management HTTP API.
+
+``messages_ready`` (waiting for a consumer), ``messages_unacknowledged`` (delivered, not
+yet acked) and ``consumers``: the same columns ``rabbitmqctl list_queues`` prints. The
+broker refreshes these figures every ``collect_statistics_interval`` (5 s by default; the
+private node uses 250 ms), so samples taken faster than that repeat themselves.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from .broker import Broker
+from .errors import BrokerConnectionError
+
+FIELDS = ("messages_ready", "messages_unacknowledged", "consumers")
+
+
+def _get(broker: Broker, path: str, timeout: float = 5.0):
+    if not broker.management_url:
+        raise BrokerConnectionError("This broker has no management URL: set "
+                                    "RABBITMQ_MANAGEMENT_URL (e.g. http://localhost:15672).")
+    user, password = broker.management_auth()
+    request = urllib.request.Request(broker.management_url.rstrip("/") + "/api/" + path)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise BrokerConnectionError(f"The management API answered {exc.code} for /api/{path}: "
+                                    "is the management plugin enabled and the user allowed?") \
+            from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise BrokerConnectionError(f"The management API at {broker.management_url} did not "
+                                    f"answer ({exc}): is the management plugin enabled?") from exc
+
+
+def queue_stats(broker: Broker, queue: str) -> dict | None:
+    """Ready, unacked and consumer counts of one queue, or None if it does not exist."""
+    vhost = urllib.parse.quote(broker.vhost(), safe="")
+    data = _get(broker, f"queues/{vhost}/{urllib.parse.quote(queue, safe='')}")
+    if data is None:
+        return None
+    return {key: data.get(key, 0) for key in FIELDS}
+
+
+def list_queues(broker: Broker, prefix: str = ""):
+    """``rabbitmqctl list_queues name messages_ready messages_unacknowledged``, as a DataFrame."""
+    import pandas as pd
+
+    vhost = urllib.parse.quote(broker.vhost(), safe="")
+    rows = [{"name": q["name"], **{k: q.get(k, 0) for k in FIELDS}}
+            for q in (_get(broker, f"queues/{vhost}") or []) if q["name"].startswith(prefix)]
+    return pd.DataFrame(rows, columns=["name", *FIELDS])
+
+
+class QueueMonitor:
+    """Background sampler of one queue; use as a context manager, then ``frame()``."""
+
+    def __init__(self, broker: Broker, queue: str, interval: float = 0.25):
+        self.broker, self.queue, self.interval = broker, queue, interval
+        self.samples: list[dict] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def sample(self) -> dict | None:
+        """Take one sample now (and record it)."""
+        stats = queue_stats(self.broker, self.queue)
+        if stats is not None:
+            stats["t"] = time.time()
+            self.samples.append(stats)
+        return stats
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sample()
+            except BrokerConnectionError as exc:  # e.g. during a broker restart: keep going
+                self.error = str(exc)
+            self._stop.wait(self.interval)
+
+    def start(self) -> "QueueMonitor":
+        self._thread = threading.Thread(target=self._loop, name="queue-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "QueueMonitor":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def frame(self, t0: float | None = None):
+        """Samples as a DataFrame; ``t_s`` is seconds since ``t0`` (default: first sample)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.samples, columns=["t", *FIELDS])
+        if len(df):
+            df["t_s"] = df["t"] - (t0 if t0 is not None else df["t"].iloc[0])
+        else:
+            df["t_s"] = pd.Series(dtype=float)
+        return df

@@ -1,0 +1,136 @@
+"""Matplotlib figures: per-worker timeline, per-worker load, queue depth, sweeps.
+
+Every function takes an optional ``ax`` (so notebooks can put two side by side) and returns
+the ``Axes`` it drew on. Nothing here talks to the broker.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+HEAVY = "#d95f02"
+LIGHT = "#1b9e77"
+CUT = "#e7298a"
+
+
+def _ax(ax, size=(8, 3)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax
+
+
+def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, when",
+             label_tasks: bool | None = None):
+    """Gantt chart: one row per worker, one bar per task from start to finish.
+
+    Heavy tasks (longer than the median) are orange, light ones green; a task whose worker
+    died half-way is a pink bar ending in a cross; a redelivered task is hatched.
+    """
+    ax = _ax(ax, (9, 0.6 + 0.45 * max(1, df["worker"].nunique())))
+    workers = sorted(df["worker"].dropna().unique(), key=lambda w: (len(w), w))
+    rows = {w: i for i, w in enumerate(workers)}
+    durations = df.get("duration")
+    median = durations.median() if durations is not None and durations.notna().any() else None
+    label_tasks = len(df) <= 40 if label_tasks is None else label_tasks
+    for r in df.itertuples():
+        if pd.isna(r.started_t):
+            continue
+        start = r.start_s
+        cut = pd.isna(r.finished_t)
+        end = r.end_s if not cut else df["end_s"].max()
+        if cut:
+            crash_rows = df[(df["worker"] == r.worker) & df["end_s"].notna()]
+            end = max(start + 0.01, crash_rows["end_s"].max() if len(crash_rows) else start)
+        color = CUT if cut else (HEAVY if median is not None and r.duration > median else LIGHT)
+        ax.barh(rows[r.worker], end - start, left=start, height=0.6, color=color,
+                edgecolor="black", linewidth=0.4, hatch="//" if r.redelivered else None)
+        if cut:
+            ax.plot([end], [rows[r.worker]], marker="x", color="black", markersize=8)
+        if label_tasks and (end - start) > 0:
+            ax.text(start + (end - start) / 2, rows[r.worker], str(r.task).lstrip("t0") or "0",
+                    ha="center", va="center", fontsize=7)
+    ax.set_yticks(range(len(workers)), workers)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first publish")
+    ax.set_title(title)
+    return ax
+
+
+def load(per_worker: pd.DataFrame, ax=None, title: str = "Load per worker"):
+    """Bars of busy seconds per worker, annotated with the task count."""
+    ax = _ax(ax, (6, 3))
+    bars = ax.bar(per_worker["worker"], per_worker["busy_s"], color="#7570b3")
+    for bar, tasks in zip(bars, per_worker["tasks"]):
+        ax.annotate(f"{tasks} tasks", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    mean = per_worker["busy_s"].mean()
+    ax.axhline(mean, color="black", linestyle="--", linewidth=0.8, label=f"mean {mean:.2f} s")
+    ax.set_ylabel("busy seconds")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def counts(per_worker: pd.DataFrame, ax=None, title: str = "Tasks per worker"):
+    """Bars of tasks completed per worker."""
+    ax = _ax(ax, (6, 3))
+    ax.bar(per_worker["worker"], per_worker["tasks"], color="#66a61e")
+    ax.set_ylabel("tasks")
+    ax.set_title(title)
+    return ax
+
+
+def queue_depth(samples: pd.DataFrame, ax=None, title: str = "Queue depth over time"):
+    """Ready and unacknowledged messages against time (from a ``QueueMonitor``)."""
+    ax = _ax(ax, (8, 3))
+    ax.step(samples["t_s"], samples["messages_ready"], where="post", label="ready")
+    ax.step(samples["t_s"], samples["messages_unacknowledged"], where="post",
+            label="unacknowledged")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("messages")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def sweep(df: pd.DataFrame, x: str, ys: list[str], ax=None, title: str = "",
+          logx: bool = False, xlabel: str | None = None):
+    """Line plot of columns ``ys`` against ``x`` (e.g. makespan against prefetch)."""
+    ax = _ax(ax, (6, 3))
+    for y in ys:
+        ax.plot(df[x].astype(str) if not logx else df[x], df[y], marker="o", label=y)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel or x)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def run_figure(result, title: str = ""):
+    """Timeline and load of one ``RunResult`` side by side, as one figure."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.2),
+                                      gridspec_kw={"width_ratios": [2.2, 1]})
+    timeline(result.deliveries, ax=left, title=title or "Timeline")
+    load(result.per_worker(), ax=right)
+    fig.tight_layout()
+    return fig
+
+
+def compare_runs(results: dict, path=None):
+    """One timeline row per labelled ``RunResult`` (same time axis), plus their loads."""
+    n = len(results)
+    fig, axes = plt.subplots(n, 2, figsize=(12, 2.6 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [2.2, 1]})
+    xmax = max(r.deliveries["end_s"].max() for r in results.values())
+    for (label, result), (left, right) in zip(results.items(), axes):
+        s = result.summary
+        timeline(result.deliveries, ax=left,
+                 title=f"{label}: makespan {s['makespan_s']:.2f} s "
+                       f"({s['makespan_over_ideal']:.2f}x ideal)")
+        left.set_xlim(0, xmax * 1.02)
+        load(result.per_worker(), ax=right, title=f"{label}: busy seconds")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig

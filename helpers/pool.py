@@ -1,0 +1,264 @@
+"""Start, kill, add and stop worker subprocesses, and collect their events live.
+
+The pool hands each child connection *settings* (a URL and a queue spec), never a live
+connection. Each child's stdin is a pipe held by the pool: when the pool's process dies
+for any reason the pipe closes and the children exit by themselves (``--exit-with-parent``).
+``stop()`` runs from ``with`` blocks, ``finally`` clauses and ``atexit``.
+"""
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from .broker import CHECKOUT
+from .errors import BadInputError, HelpersError
+from .topology import QueueSpec
+
+_LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_pools() -> None:
+    for pool in list(_LIVE_POOLS):
+        pool.stop()
+
+
+@dataclass
+class WorkerHandle:
+    """The pool's record of one worker process."""
+
+    name: str
+    process: subprocess.Popen
+    options: dict
+    spawned_t: float
+    ready_t: float | None = None
+    stderr: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+class WorkerPool:
+    """A set of ``python -m helpers.worker`` processes consuming one queue.
+
+    Parameters
+    ----------
+    url: AMQP URL the workers connect to.
+    spec: the queue they consume (declared by each worker with the same arguments).
+    prefetch: prefetch count per worker, 0 for unlimited.
+    ack: ``manual``, ``auto`` or ``never``.
+    mode: ``thread`` (heartbeat-safe) or ``blocking`` (tutorial-style).
+    on_event: called with each event dict, from a reader thread.
+    worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
+    """
+
+    def __init__(self, url: str, spec: QueueSpec, prefetch: int = 1, ack: str = "manual",
+                 mode: str = "thread", on_event=None, **worker_options):
+        if prefetch < 0:
+            raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
+        self.url, self.spec = url, spec
+        self.defaults = dict(prefetch=prefetch, ack=ack, mode=mode, **worker_options)
+        self.on_event = on_event
+        self.workers: dict[str, WorkerHandle] = {}
+        self.events: list[dict] = []
+        #: task id -> number of times a worker reported it finished (kept live).
+        self.finished: collections.Counter = collections.Counter()
+        self._cond = threading.Condition()
+        self._counter = 0
+        self._threads: list[threading.Thread] = []
+        self.kills: list[dict] = []
+        _LIVE_POOLS.add(self)
+
+    # -- spawning ------------------------------------------------------------------------
+    def _command(self, name: str, options: dict) -> list[str]:
+        cmd = [sys.executable, "-m", "helpers.worker", "--url", self.url,
+               "--queue-spec", self.spec.to_json(), "--name", name, "--exit-with-parent"]
+        for key, value in options.items():
+            if value is None or value is False:
+                continue
+            flag = "--" + key.replace("_", "-")
+            cmd += [flag] if value is True else [flag, str(value)]
+        return cmd
+
+    def _spawn(self, **overrides) -> WorkerHandle:
+        self._counter += 1
+        name = overrides.pop("name", None) or f"w{self._counter}"
+        options = {**self.defaults, **overrides}
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
+                                                          env.get("PYTHONPATH")]))
+        proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                bufsize=0)
+        handle = WorkerHandle(name, proc, options, time.time())
+        self.workers[name] = handle
+        for target, stream in ((self._read_events, proc.stdout), (self._read_stderr, proc.stderr)):
+            thread = threading.Thread(target=target, args=(handle, stream),
+                                      name=f"pool-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return handle
+
+    def _read_events(self, handle: WorkerHandle, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                handle.stderr.append(raw.decode(errors="replace").rstrip())
+                continue
+            if event.get("event") == "ready" and handle.ready_t is None:
+                handle.ready_t = event["t"]
+            with self._cond:
+                self.events.append(event)
+                if event.get("event") == "finished":
+                    self.finished[event.get("task")] += 1
+                self._cond.notify_all()
+            if self.on_event is not None:
+                try:
+                    self.on_event(event)
+                except Exception:  # a display callback must never kill event collection
+                    pass
+        with self._cond:
+            self._cond.notify_all()
+
+    @staticmethod
+    def _read_stderr(handle: WorkerHandle, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            handle.stderr.append(raw.decode(errors="replace").rstrip())
+
+    def _wait_ready(self, handles: list[WorkerHandle], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                dead = [h for h in handles if h.ready_t is None and not h.alive]
+                if dead:
+                    h = dead[0]
+                    detail = h.stderr[-1] if h.stderr else f"exit code {h.process.returncode}"
+                    raise HelpersError(f"Worker {h.name} exited before it was ready: {detail}")
+                if all(h.ready_t is not None for h in handles):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HelpersError(f"Workers were not consuming after {timeout:.0f} s.")
+                self._cond.wait(min(left, 0.1))
+
+    def start(self, n: int, timeout: float = 60, per_worker: list[dict] | None = None,
+              **overrides) -> list[WorkerHandle]:
+        """Spawn ``n`` workers and return once every one of them is consuming.
+
+        ``overrides`` apply to all ``n``; ``per_worker[i]`` (e.g. ``{"speed": 2}``) to the
+        i-th only.
+        """
+        if n < 1:
+            raise BadInputError(f"the number of workers must be at least 1 (got {n}).")
+        per_worker = list(per_worker or []) + [{}] * n
+        handles = [self._spawn(**{**overrides, **per_worker[i]}) for i in range(n)]
+        try:
+            self._wait_ready(handles, timeout)
+        except BaseException:
+            for h in handles:  # only the new ones: a failed add must not stop a running pool
+                self.kill(h)
+                h.process.wait()
+            self.kills = self.kills[:-len(handles)]
+            raise
+        return handles
+
+    add = start  # adding workers to a running pool is the same operation
+
+    # -- killing and stopping ------------------------------------------------------------
+    def alive(self) -> list[WorkerHandle]:
+        """Workers whose process is still running."""
+        return [h for h in self.workers.values() if h.alive]
+
+    def kill(self, worker: str | WorkerHandle | None = None, sig: int = signal.SIGKILL,
+             rng: random.Random | None = None) -> WorkerHandle | None:
+        """Send ``sig`` to a worker (by name, handle, or a random live one); return it."""
+        if worker is None:
+            live = self.alive()
+            if not live:
+                return None
+            worker = (rng or random).choice(live)
+        handle = self.workers[worker] if isinstance(worker, str) else worker
+        try:
+            handle.process.send_signal(sig)
+        except ProcessLookupError:
+            pass  # already dead is fine
+        self.kills.append({"worker": handle.name, "t": time.time(), "signal": int(sig)})
+        return handle
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop every worker: close stdin, then SIGTERM, then SIGKILL; reap all."""
+        handles = list(self.workers.values())
+        for h in handles:
+            try:
+                h.process.stdin.close()
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for h in handles:
+                try:
+                    h.process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    try:
+                        h.process.send_signal(sig)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.monotonic() + timeout
+        for h in handles:
+            h.process.wait()
+            for stream in (h.process.stdout, h.process.stderr):
+                try:
+                    stream.close()
+                except (OSError, ValueError):
+                    pass
+        for t in self._threads:
+            t.join(timeout=1)
+        _LIVE_POOLS.discard(self)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- events --------------------------------------------------------------------------
+    def snapshot(self) -> list[dict]:
+        """A copy of the events received so far."""
+        with self._cond:
+            return list(self.events)
+
+    def wait_for(self, predicate, timeout: float, progress=None) -> bool:
+        """Block until ``predicate(pool)`` is true or ``timeout`` passes; return which.
+
+        ``progress(pool)`` is called whenever new events arrived (keep it quick).
+        """
+        deadline = time.monotonic() + timeout
+        seen = -1
+        with self._cond:
+            while True:
+                if len(self.events) != seen:
+                    seen = len(self.events)
+                    if predicate(self):
+                        return True
+                    if progress is not None:
+                        progress(self)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.25))

@@ -1,0 +1,154 @@
+"""One experiment: spawn K workers, publish N tasks, wait for all, measure.
+
+Used by ``python -m helpers run``, the notebooks' Run buttons and the benchmarks, so the
+three always measure the same thing the same way.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import broker as broker_mod
+from . import producer, timing, topology
+from .errors import BadInputError, HelpersError
+from .monitor import QueueMonitor
+from .pool import WorkerPool
+from .tasks import Task
+
+
+@dataclass
+class RunResult:
+    """What one experiment produced."""
+
+    summary: dict
+    deliveries: pd.DataFrame
+    events: list[dict]
+    publish: producer.PublishResult
+    queue: pd.DataFrame | None = None
+    folder: object = None
+    kills: list[dict] = field(default_factory=list)
+
+    def per_worker(self) -> pd.DataFrame:
+        """The summary's per-worker rows as a DataFrame."""
+        return pd.DataFrame(self.summary["per_worker"])
+
+    def _repr_html_(self) -> str:  # a run shows itself as its per-worker table in notebooks
+        return self.per_worker().to_html(index=False) + "<pre>" + timing.table(self.summary) \
+            + "</pre>"
+
+
+def validate(workers: int, prefetch: int, tasks: list, kill_every: float | None = None) -> None:
+    """Raise ``BadInputError`` naming the first bad value."""
+    if not isinstance(workers, int) or workers < 1:
+        raise BadInputError(f"workers must be a whole number of at least 1 (got {workers!r}).")
+    if not isinstance(prefetch, int) or prefetch < 0:
+        raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch!r}).")
+    if not tasks:
+        raise BadInputError("There are no tasks to run (give at least one).")
+    if kill_every is not None and kill_every <= 0:
+        raise BadInputError(f"kill_every must be a positive number of seconds (got {kill_every}).")
+
+
+def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
+        mode: str = "thread", speeds: list[float] | None = None,
+        kill_every: float | None = None, seed: int = 0, timeout: float | None = None,
+        queue: str | None = None, broker: broker_mod.Broker | None = None,
+        progress=None, save: bool = True, label: str = "run", monitor: bool = False,
+        quorum: bool = False, **worker_options) -> RunResult:
+    """Run one experiment and return its ``RunResult``.
+
+    Parameters
+    ----------
+    workers: K, the number of worker processes (all consuming before the first publish).
+    prefetch: per-worker prefetch count, 0 for unlimited (pure round robin).
+    tasks: the work, published in order with pipelined publisher confirms.
+    speeds: optional speed factor per worker (2 = twice as fast).
+    kill_every: SIGKILL a random worker every so many seconds and start a replacement.
+    progress: ``progress(done, total)`` called as tasks complete (from a reader thread).
+    monitor: sample the queue depth through the management API while it runs.
+    """
+    validate(workers, prefetch, tasks, kill_every)
+    if speeds is not None and len(speeds) != workers:
+        raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
+    found = broker or broker_mod.get()
+    spec = topology.QueueSpec(queue or f"wq-{label}-{uuid.uuid4().hex[:8]}",
+                              kind="quorum" if quorum else "classic")
+    with broker_mod.connect(found.url, name=f"runner {spec.name}") as conn:
+        channel = conn.channel()
+        topology.declare(channel, spec)
+        channel.queue_purge(spec.name)
+    total = len(tasks)
+    durations = {t.id: t.duration for t in tasks}
+    if len(durations) != total:
+        raise BadInputError("Task ids must be unique within a run.")
+
+    def on_progress(pool: WorkerPool) -> None:
+        if progress is not None:
+            progress(len(pool.finished), total)
+
+    pool = WorkerPool(found.url, spec, prefetch=prefetch, ack=ack, mode=mode, **worker_options)
+    sampler = QueueMonitor(found, spec.name) if monitor else None
+    stop_killing = threading.Event()
+    try:
+        t_spawn = time.time()
+        handles = pool.start(workers, per_worker=[{"speed": s} for s in speeds or []])
+        spawn_s = max(h.ready_t for h in handles) - t_spawn
+        names = [h.name for h in handles]
+        if sampler:
+            sampler.start()
+        published = producer.publish(found.url, spec, tasks, declare_queue=False,
+                                     name=f"producer {spec.name}")
+        if published.error:
+            raise HelpersError(f"Publishing stopped early: {published.error}")
+        killer = None
+        if kill_every:
+            killer = threading.Thread(target=_kill_loop, args=(pool, kill_every, stop_killing,
+                                                               random.Random(seed)),
+                                      name="killer", daemon=True)
+            killer.start()
+        budget = timeout or (3 * timing.ideal_makespan(durations.values(), workers) + 30)
+        want = published.confirmed
+        done = pool.wait_for(lambda p: all(p.finished[i] for i in want), budget, on_progress)
+        stop_killing.set()
+        if killer is not None:
+            killer.join()
+        on_progress(pool)
+    finally:
+        stop_killing.set()
+        pool.stop()
+        if sampler:
+            sampler.stop()
+        try:
+            with broker_mod.connect(found.url, name=f"runner {spec.name} cleanup") as conn:
+                topology.delete(conn.channel(), spec)
+        except HelpersError:
+            pass
+    events = pool.snapshot()
+    summary = timing.summarize(
+        events, published.published, published.confirmed, durations, names,
+        published.t_first, speeds=speeds, prefetch=prefetch, ack=ack, mode=mode,
+        spawn_s=round(spawn_s, 4), kills=len(pool.kills), completed_in_time=done,
+        queue=spec.name, broker_version=found.version(), publish=published.summary())
+    df = timing.deliveries(events, t0=published.t_first)
+    durations_s = pd.Series(durations)
+    df["duration"] = df["task"].map(durations_s)
+    samples = sampler.frame(t0=published.t_first) if sampler else None
+    folder = timing.save_run(summary, df, label) if save else None
+    return RunResult(summary, df, events, published, samples, folder, list(pool.kills))
+
+
+def _kill_loop(pool: WorkerPool, every: float, stop: threading.Event,
+               rng: random.Random) -> None:
+    while not stop.wait(every):
+        victim = pool.kill(rng=rng)
+        if victim is None or stop.is_set():
+            continue
+        try:
+            pool.add(1, **{k: victim.options[k] for k in ("speed",) if k in victim.options})
+        except HelpersError:
+            pass  # the broker may be restarting; the next round tries again
