@@ -27,7 +27,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BrokerConnectionError, BrokerControlError, NoBrokerError
+from .errors import BrokerAuthError, BrokerConnectionError, BrokerControlError, NoBrokerError
 
 #: Package root's parent: the checkout, when helpers is used from a clone.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -78,11 +78,11 @@ def connect(url: str, name: str = "helpers", heartbeat: int | None = None,
     try:
         return pika.BlockingConnection(params)
     except pe.ProbableAuthenticationError as exc:
-        raise BrokerConnectionError(
+        raise BrokerAuthError(
             f"The broker at {mask_url(url)} refused the user name or password: "
             "check the credentials in AMQP_URL.") from exc
     except pe.ProbableAccessDeniedError as exc:
-        raise BrokerConnectionError(
+        raise BrokerAuthError(
             f"The broker at {mask_url(url)} denied access to the virtual host "
             f"'{params.virtual_host}': check that it exists and the user may use it.") from exc
     except pe.AMQPConnectionError as exc:

@@ -18,6 +18,10 @@ class BrokerConnectionError(HelpersError):
     """The broker was found but refused us (credentials, vhost, down)."""
 
 
+class BrokerAuthError(BrokerConnectionError):
+    """Wrong credentials or a virtual host we may not use: retrying will not help."""
+
+
 class BrokerControlError(HelpersError):
     """The broker cannot be started, stopped or restarted from here."""
 

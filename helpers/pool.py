@@ -43,6 +43,7 @@ class WorkerHandle:
     spawned_t: float
     ready_t: float | None = None
     stderr: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
+    threads: list = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -112,6 +113,7 @@ class WorkerPool:
                                       name=f"pool-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+            handle.threads.append(thread)
         return handle
 
     def _read_events(self, handle: WorkerHandle, stream) -> None:
@@ -148,7 +150,11 @@ class WorkerPool:
                 dead = [h for h in handles if h.ready_t is None and not h.alive]
                 if dead:
                     h = dead[0]
-                    detail = h.stderr[-1] if h.stderr else f"exit code {h.process.returncode}"
+                    for thread in h.threads:  # let the readers drain what it said
+                        thread.join(timeout=1)
+                    said = [line for line in h.stderr if line.startswith("error:")]
+                    detail = (said[-1][len("error:"):].strip() if said else
+                              h.stderr[-1] if h.stderr else f"exit code {h.process.returncode}")
                     raise HelpersError(f"Worker {h.name} exited before it was ready: {detail}")
                 if all(h.ready_t is not None for h in handles):
                     return

@@ -140,7 +140,7 @@ class Worker:
         """Consume until killed; reconnect after a lost connection unless told not to."""
         import pika.exceptions as pe
 
-        from .errors import BrokerConnectionError, TopologyError
+        from .errors import BrokerAuthError, BrokerConnectionError, TopologyError
 
         if self.mode == "thread":
             threading.Thread(target=self._work_loop, name="work", daemon=True).start()
@@ -149,8 +149,9 @@ class Worker:
             try:
                 self._consume_once()
                 return 0
-            except TopologyError as exc:
+            except (TopologyError, BrokerAuthError) as exc:  # retrying cannot help
                 self.emit("failed", reason=str(exc))
+                print(f"error: {exc}", file=sys.stderr, flush=True)
                 return 2
             except (pe.AMQPError, BrokerConnectionError, OSError) as exc:
                 self._generation += 1
@@ -227,9 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return worker.run()
+        code = worker.run()
     except KeyboardInterrupt:
-        return 0
+        code = 0
+    if args.exit_with_parent:
+        # The stdin watcher thread is blocked in a read; a normal interpreter exit would
+        # trip over its buffered stdin lock, so leave directly.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` (execute the notebooks) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lab broker-stop bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Execute every notebook headless against the resolved broker, write build/*.html, and the
+# round robin vs prefetch=1 comparison from the CLI. A private node that was not running
+# before is stopped again at the end.
+run: $(STAMP)
+	@mkdir -p build; \
+	$(BIN)/python -m helpers broker status > /dev/null 2>&1; was_up=$$?; status=0; \
+	$(BIN)/python -m helpers run --workers 2 --prefetch 0 --tasks 40 --heavy 0.2 --light 0.02 \
+		--json build/round_robin.json --plot build/round_robin.png || status=1; \
+	$(BIN)/python -m helpers run --workers 2 --prefetch 1 --tasks 40 --heavy 0.2 --light 0.02 \
+		--json build/prefetch1.json --plot build/prefetch1.png || status=1; \
+	$(BIN)/python -m helpers notebooks notebooks --out build || status=1; \
+	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
+	exit $$status
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra
+
+lab: $(STAMP)
+	$(BIN)/python -m helpers broker start
+	$(BIN)/jupyter lab notebooks/
+
+broker-stop: $(STAMP)
+	$(BIN)/python -m helpers broker stop
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,88 @@
+"""Worker processes: readiness, events, killing, stopping, orphans (real broker)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from helpers import producer, tasks
+from helpers.broker import _pid_alive
+from helpers.pool import WorkerPool
+
+pytestmark = pytest.mark.broker
+
+
+def test_pool_of_eight_leaves_no_process_behind(broker, queue):
+    pool = WorkerPool(broker.url, queue)
+    with pool:
+        handles = pool.start(8)
+        pids = [h.pid for h in handles]
+        assert len(pool.alive()) == 8
+        assert {e["worker"] for e in pool.snapshot() if e["event"] == "ready"} == \
+            {h.name for h in handles}
+    assert not [pid for pid in pids if _pid_alive(pid)]
+    assert all(h.process.returncode is not None for h in handles)
+
+
+def test_events_cover_every_step_of_a_task(broker, queue):
+    with WorkerPool(broker.url, queue) as pool:
+        pool.start(1)
+        producer.publish(broker.url, queue, tasks.equal(3, 0.01))
+        assert pool.wait_for(lambda p: len(p.finished) == 3, 20)
+        assert pool.wait_for(lambda p: sum(e["event"] == "acked" for e in p.events) == 3, 5)
+        names = [e["event"] for e in pool.snapshot()]
+    for step in ("ready", "delivered", "started", "finished", "acked"):
+        assert step in names
+
+
+def test_killed_worker_can_be_replaced(broker, queue):
+    with WorkerPool(broker.url, queue) as pool:
+        pool.start(2)
+        victim = pool.kill("w1")
+        victim.process.wait(5)
+        assert victim.process.returncode == -signal.SIGKILL
+        pool.add(1)
+        assert sorted(h.name for h in pool.alive()) == ["w2", "w3"]
+
+
+OWNER = textwrap.dedent("""
+    import json, sys, time
+    from helpers.pool import WorkerPool
+    from helpers.topology import QueueSpec
+    pool = WorkerPool(sys.argv[1], QueueSpec(sys.argv[2]))
+    pool.start(3)
+    print(json.dumps([h.pid for h in pool.alive()]), flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.parametrize("mode", ["thread", "blocking"])
+def test_workers_exit_within_two_seconds_when_their_parent_is_killed(broker, queue, mode):
+    owner = subprocess.Popen([sys.executable, "-c", OWNER.replace(
+        "QueueSpec(sys.argv[2]))", f"QueueSpec(sys.argv[2]), mode={mode!r})"),
+        broker.url, queue.name], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = json.loads(owner.stdout.readline())
+        assert len(pids) == 3
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+        killed_at = time.monotonic()
+        while any(_pid_alive(p) for p in pids) and time.monotonic() - killed_at < 5:
+            time.sleep(0.02)
+        took = time.monotonic() - killed_at
+        assert not any(_pid_alive(p) for p in pids), "workers outlived their parent"
+        assert took < 2.0, f"workers took {took:.2f} s to exit"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+
+
+def test_worker_that_cannot_start_is_reported(broker, queue):
+    pool = WorkerPool(broker.url.replace("guest:guest", "guest:nope"), queue)
+    with pool, pytest.raises(Exception, match="exited before it was ready.*password"):
+        pool.start(1, timeout=20)

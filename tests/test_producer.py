@@ -1,0 +1,52 @@
+"""Publishing with confirms, and durability across restart and crash (real broker)."""
+import pytest
+
+from helpers import producer, tasks, topology
+from helpers.errors import BadInputError
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.mark.parametrize("confirms", ["pipelined", "each", "none"])
+def test_every_mode_delivers_to_the_queue(broker, queue, channel, confirms):
+    result = producer.publish(broker.url, queue, tasks.equal(200, 0), confirms=confirms)
+    assert len(result.published) == 200
+    assert len(result.confirmed) == (0 if confirms == "none" else 200)
+    assert topology.message_count(channel, queue.name) == 200
+
+
+def test_pipelined_window_smaller_than_the_batch(broker, queue):
+    result = producer.publish(broker.url, queue, tasks.equal(500, 0), window=7)
+    assert len(result.confirmed) == 500 and not result.unconfirmed
+
+
+def test_unroutable_mandatory_publish_is_returned(broker, queue):
+    ghost = topology.QueueSpec(queue.name + "-missing")
+    result = producer.publish(broker.url, ghost, tasks.equal(3, 0), mandatory=True,
+                              declare_queue=False)
+    assert len(result.returned) == 3
+
+
+def test_nothing_to_publish_is_an_error(broker, queue):
+    with pytest.raises(BadInputError):
+        producer.publish(broker.url, queue, [])
+
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["restart", "crash"])
+def test_confirmed_persistent_messages_survive(private_broker, queue, how):
+    transient_queue = topology.QueueSpec(queue.name + "-transient")
+    # Publish both before one restart: persistent on a durable queue, transient beside it.
+    persistent = producer.publish(private_broker.url, queue, tasks.equal(50, 0))
+    transient = producer.publish(private_broker.url, transient_queue, tasks.equal(50, 0),
+                                 persistent=False)
+    assert len(persistent.confirmed) == 50 and len(transient.confirmed) == 50
+    getattr(private_broker, how)()
+    from helpers.broker import connect
+    with connect(private_broker.url) as conn:
+        channel = conn.channel()
+        assert topology.message_count(channel, queue.name) == 50
+        assert topology.message_count(channel, transient_queue.name) == 0
+        topology.delete(channel, transient_queue)

@@ -1,0 +1,46 @@
+"""The experiment runner: round robin vs prefetch=1 on the fair-dispatch workload."""
+import pytest
+
+from helpers import runner, tasks
+
+pytestmark = pytest.mark.broker
+
+
+def test_round_robin_hands_every_odd_task_to_one_worker(broker):
+    result = runner.run(2, 0, tasks.odd_heavy(40, 0.2, 0.02), broker=broker, save=False)
+    s = result.summary
+    assert s["tasks_completed"] == 40 and s["tasks_lost"] == 0
+    counts = sorted(r["tasks"] for r in s["per_worker"])
+    assert counts == [20, 20]
+    assert s["imbalance"] >= 1.5
+    # Task i went to worker (i mod 2): all heavy ones on one worker.
+    heavy_on = set(result.deliveries[result.deliveries["duration"] == 0.2]["worker"])
+    assert len(heavy_on) == 1
+
+
+def test_prefetch_one_spreads_the_work(broker):
+    result = runner.run(2, 1, tasks.odd_heavy(40, 0.2, 0.02), broker=broker, save=False)
+    s = result.summary
+    assert s["tasks_completed"] == 40
+    assert s["makespan_over_ideal"] <= 1.10
+    assert s["imbalance"] < 1.1
+
+
+def test_run_summary_has_the_contract_keys(broker, tmp_path, monkeypatch):
+    from helpers import timing
+    monkeypatch.setattr(timing, "RUNS_DIR", tmp_path)
+    result = runner.run(3, 1, tasks.equal(9, 0.01), broker=broker)
+    keys = {"workers", "prefetch", "tasks_published", "tasks_completed", "tasks_lost",
+            "duplicates", "redeliveries", "makespan_s", "ideal_makespan_s", "spawn_s",
+            "per_worker"}
+    assert keys <= set(result.summary)
+    assert {"worker", "tasks", "busy_s"} <= set(result.summary["per_worker"][0])
+    assert (result.folder / "summary.json").exists()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(workers=0, prefetch=1), "workers"), (dict(workers=-2, prefetch=1), "workers"),
+    (dict(workers=1, prefetch=-1), "prefetch")])
+def test_bad_values_are_named(kwargs, match):
+    with pytest.raises(runner.BadInputError, match=match):
+        runner.run(tasks=tasks.equal(1, 0), save=False, **kwargs)

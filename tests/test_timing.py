@@ -1,0 +1,74 @@
+"""Metrics from synthetic events (no broker): the definitions of DESIGN section 5."""
+import math
+
+import pytest
+
+from helpers import timing
+
+
+def _events(worker, seq, task, start, end, redelivered=False, ack=True):
+    key = f"{worker}:{seq}"
+    out = [{"event": "delivered", "worker": worker, "delivery": key, "task": task,
+            "redelivered": redelivered, "t": start},
+           {"event": "started", "worker": worker, "delivery": key, "task": task, "t": start}]
+    if end is not None:
+        out.append({"event": "finished", "worker": worker, "delivery": key, "task": task,
+                    "t": end})
+        if ack:
+            out.append({"event": "acked", "worker": worker, "delivery": key, "task": task,
+                        "t": end})
+    return out
+
+
+def test_ideal_makespan_is_a_lower_bound():
+    assert timing.ideal_makespan([1, 1, 1, 1], 2) == 2
+    assert timing.ideal_makespan([5, 1], 4) == 5  # the longest task bounds it
+    assert timing.ideal_makespan([2, 2], 2, speeds=[1, 3]) == pytest.approx(1.0)
+
+
+def test_jain_index():
+    assert timing.jain([2, 2, 2]) == pytest.approx(1.0)
+    assert timing.jain([3, 0, 0]) == pytest.approx(1 / 3)
+    assert math.isnan(timing.jain([0, 0]))
+
+
+def test_summary_counts_loss_duplicates_and_redeliveries():
+    events = (_events("w1", 1, "a", 100.0, 101.0)
+              + _events("w1", 2, "b", 101.0, None)            # cut: worker died
+              + _events("w2", 1, "b", 101.5, 102.5, redelivered=True)
+              + _events("w2", 2, "a", 102.5, 103.0, redelivered=True))  # a done twice
+    summary = timing.summarize(events, ["a", "b", "c"], ["a", "b", "c"],
+                               {"a": 1.0, "b": 1.0, "c": 1.0}, ["w1", "w2"], 100.0)
+    assert summary["tasks_completed"] == 2
+    assert summary["tasks_lost"] == 1          # c was confirmed, never completed
+    assert summary["duplicates"] == 1
+    assert summary["redeliveries"] == 2
+    assert summary["makespan_s"] == pytest.approx(3.0)
+    assert summary["ideal_makespan_s"] == pytest.approx(1.5)
+    per = {r["worker"]: r for r in summary["per_worker"]}
+    assert per["w1"]["tasks"] == 1 and per["w2"]["tasks"] == 2
+    assert per["w2"]["busy_s"] == pytest.approx(1.5)
+
+
+def test_deliveries_outcomes():
+    events = _events("w1", 1, "a", 1.0, 2.0) + _events("w1", 2, "b", 2.0, None) \
+        + _events("w2", 1, "c", 1.0, 1.5, ack=False)
+    df = timing.deliveries(events, t0=1.0).set_index("task")
+    assert df.loc["a", "outcome"] == "acked"
+    assert df.loc["b", "outcome"] == "cut"
+    assert df.loc["c", "outcome"] == "finished"
+    assert df.loc["a", "end_s"] == pytest.approx(1.0)
+
+
+def test_idle_worker_appears_with_zero_tasks():
+    events = _events("w1", 1, "a", 0.0, 1.0)
+    summary = timing.summarize(events, ["a"], ["a"], {"a": 1.0}, ["w1", "w2"], 0.0)
+    assert [r["worker"] for r in summary["per_worker"]] == ["w1", "w2"]
+    assert summary["imbalance"] == pytest.approx(2.0)
+
+
+def test_save_run_writes_csv_and_json(tmp_path):
+    events = _events("w1", 1, "a", 0.0, 1.0)
+    summary = timing.summarize(events, ["a"], ["a"], {"a": 1.0}, ["w1"], 0.0)
+    folder = timing.save_run(summary, timing.deliveries(events), "t", runs_dir=tmp_path)
+    assert (folder / "deliveries.csv").exists() and (folder / "summary.json").exists()
