@@ -150,7 +150,7 @@ class WorkerPool:
                 dead = [h for h in handles if h.ready_t is None and not h.alive]
                 if dead:
                     h = dead[0]
-                    for thread in h.threads:  # let the readers drain what it said
+                    for thread in h.threads[1:]:  # let the stderr reader drain what it said
                         thread.join(timeout=1)
                     said = [line for line in h.stderr if line.startswith("error:")]
                     detail = (said[-1][len("error:"):].strip() if said else
