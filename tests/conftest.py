@@ -63,3 +63,26 @@ def channel(broker, request):
     yield conn.channel()
     if conn.is_open:
         conn.close()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:  # carry fixture names onto the reports, for the summary below
+        item.user_properties.append(("fixtures", tuple(item.fixturenames)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests ran against a real broker, and which one."""
+    counts: dict[str, int] = {}
+    for rep in terminalreporter.getreports("passed") + terminalreporter.getreports("failed"):
+        fixtures = dict(rep.user_properties).get("fixtures", ())
+        if rep.when == "call" and "broker" in fixtures:
+            counts[rep.outcome] = counts.get(rep.outcome, 0) + 1
+    if counts:
+        try:
+            found = broker_mod.resolve()
+            where = f"{found.kind} broker {broker_mod.mask_url(found.url)}"
+        except HelpersError:
+            where = "a broker"
+        terminalreporter.write_line(
+            f"real-broker tests on {where}: " +
+            ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())))
