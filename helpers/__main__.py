@@ -97,6 +97,22 @@ def _run(args) -> int:
     return 0 if result.summary["tasks_lost"] == 0 else 1
 
 
+def _fault(args) -> int:
+    from . import faults, tasks, timing
+
+    work = tasks.equal(args.tasks, args.duration)
+    print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, {len(work)} tasks; "
+          f"broker {args.how} after {args.after} s ...", file=sys.stderr)
+    result = faults.run_with_broker_fault(args.how, args.workers, args.prefetch, work,
+                                          fault_after_s=args.after)
+    print(timing.table(result.summary))
+    print(faults.line(result.summary))
+    print(f"saved to {result.folder}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.summary, indent=2, default=str))
+    return 0 if result.summary["tasks_lost"] == 0 else 1
+
+
 def _notebooks(args) -> int:
     from .notebooks import execute_all
 
@@ -138,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the summary as JSON here")
     p.add_argument("--plot", help="save the timeline and load figure here (PNG)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("fault", help="restart or crash the broker mid-run: count what survived")
+    p.add_argument("how", choices=["restart", "crash"],
+                   help="restart: clean stop then start; crash: SIGKILL the node then start")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--prefetch", type=int, default=1, help="0 = unlimited")
+    p.add_argument("--tasks", type=int, default=300)
+    p.add_argument("--duration", type=float, default=0.05, help="seconds per task")
+    p.add_argument("--after", type=float, default=1.0,
+                   help="seconds after the first confirmed publish at which the broker goes")
+    p.add_argument("--json", help="write the summary as JSON here")
+    p.set_defaults(func=_fault)
 
     p = sub.add_parser("notebooks", help="execute notebooks headless, write HTML")
     p.add_argument("paths", nargs="*", default=["notebooks"])

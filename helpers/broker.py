@@ -37,6 +37,9 @@ STATE_DIR = Path(os.environ.get("HELPERS_STATE_DIR") or CHECKOUT / ".broker")
 BOOT_TIMEOUT_S = float(os.environ.get("HELPERS_BOOT_TIMEOUT", "90"))
 #: The largest message body the private node accepts (bytes); small, so the limit can be shown.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: How long a restart waits for the old node's ports to be released before it picks new
+#: ones (clients reconnect to the same URL only when the ports are kept).
+PORT_RELEASE_S = 15.0
 #: How often the private node refreshes the statistics the management API serves (ms).
 STATS_INTERVAL_MS = 250
 
@@ -54,6 +57,8 @@ def mask_url(url: str) -> str:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
@@ -77,18 +82,27 @@ def connect(url: str, name: str = "helpers", heartbeat: int | None = None,
         params.heartbeat = heartbeat
     try:
         return pika.BlockingConnection(params)
-    except pe.ProbableAuthenticationError as exc:
-        raise BrokerAuthError(
-            f"The broker at {mask_url(url)} refused the user name or password: "
-            "check the credentials in AMQP_URL.") from exc
-    except pe.ProbableAccessDeniedError as exc:
-        raise BrokerAuthError(
-            f"The broker at {mask_url(url)} denied access to the virtual host "
-            f"'{params.virtual_host}': check that it exists and the user may use it.") from exc
     except pe.AMQPConnectionError as exc:
-        raise BrokerConnectionError(
-            f"Could not connect to the broker at {mask_url(url)}: is it running? "
-            "(`python -m helpers broker status`)") from exc
+        raise explain_connect_error(url, exc) from exc
+
+
+def explain_connect_error(url: str, exc: Exception) -> BrokerConnectionError:
+    """The one-sentence error for pika's failure ``exc`` to open a connection to ``url``."""
+    import pika
+    import pika.exceptions as pe
+
+    if isinstance(exc, pe.ProbableAuthenticationError):
+        return BrokerAuthError(
+            f"The broker at {mask_url(url)} refused the user name or password: "
+            "check the credentials in AMQP_URL.")
+    if isinstance(exc, pe.ProbableAccessDeniedError):
+        vhost = pika.URLParameters(url).virtual_host
+        return BrokerAuthError(
+            f"The broker at {mask_url(url)} denied access to the virtual host "
+            f"'{vhost}': check that it exists and the user may use it.")
+    return BrokerConnectionError(
+        f"Could not connect to the broker at {mask_url(url)}: is it running? "
+        "(`python -m helpers broker status`)")
 
 
 def can_connect(url: str) -> bool:
@@ -365,6 +379,9 @@ class PrivateBroker(Broker):
             "RABBITMQ_DIST_PORT": str(state["dist_port"]),
             "ERL_EPMD_PORT": str(state["epmd_port"]),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # The Erlang distribution (clustering, rabbitmqctl) listens on every interface
+            # unless told otherwise: keep it on loopback like the AMQP and HTTP listeners.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
@@ -389,6 +406,14 @@ class PrivateBroker(Broker):
             "management.tcp.ip = 127.0.0.1",
             f"management.tcp.port = {state['mgmt_port']}",
             f"collect_statistics_interval = {STATS_INTERVAL_MS}",
+            # The management API's queue figures are collected at the smallest sample
+            # retention interval (5 s by default), whatever the line above says; 1 s is
+            # the smallest RabbitMQ accepts.
+            "management.sample_retention_policies.global.minute = 1",
+            "management.sample_retention_policies.global.hour = 60",
+            "management.sample_retention_policies.basic.minute = 1",
+            "management.sample_retention_policies.basic.hour = 60",
+            "management.sample_retention_policies.detailed.10 = 1",
             f"max_message_size = {MAX_MESSAGE_BYTES}",
             "disk_free_limit.absolute = 50MB",
             "loopback_users.guest = true",
@@ -400,8 +425,14 @@ class PrivateBroker(Broker):
 
     def _choose_ports(self, old: dict) -> dict:
         state = dict(old)
+        # A killed VM's main thread turns zombie (so its pid reads as gone) while other
+        # threads, e.g. one stuck in an fsync, still hold its listening sockets for a moment.
+        deadline = time.monotonic() + PORT_RELEASE_S
         for key in ("amqp_port", "mgmt_port", "dist_port", "epmd_port"):
             port = state.get(key)
+            if key != "epmd_port":
+                while port and _port_open("127.0.0.1", port) and time.monotonic() < deadline:
+                    time.sleep(0.1)
             # Keep the same ports across restarts so reconnecting clients find the node again.
             if not port or (_port_open("127.0.0.1", port) and key != "epmd_port"):
                 state[key] = _free_port()

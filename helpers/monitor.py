@@ -2,8 +2,8 @@
 
 ``messages_ready`` (waiting for a consumer), ``messages_unacknowledged`` (delivered, not
 yet acked) and ``consumers``: the same columns ``rabbitmqctl list_queues`` prints. The
-broker refreshes these figures every ``collect_statistics_interval`` (5 s by default; the
-private node uses 250 ms) and the management database adds its own delay: on RabbitMQ
+management plugin collects them at its smallest sample-retention interval (5 s by default;
+the private node asks for 1 s, the smallest allowed) and adds its own delay: on RabbitMQ
 3.10 the figures trail the queue by one to two seconds. Use them for the shape of a run
 (depth growing, draining), not to time single messages.
 """

@@ -19,26 +19,38 @@ def _ax(ax, size=(8, 3)):
     return ax
 
 
+def _seconds_per_char(ax, df: pd.DataFrame, fontsize: float = 7) -> float:
+    """How many seconds of the time axis one label character needs (about 0.55 em)."""
+    span = max(df["end_s"].max(), df["start_s"].max()) - min(0.0, df["start_s"].min())
+    width_in = ax.figure.get_figwidth() * ax.get_position().width
+    if not span > 0 or width_in <= 0:
+        return 0.0
+    return span / width_in * (0.55 * fontsize / 72)
+
+
 def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, when",
              label_tasks: bool | None = None):
     """Gantt chart: one row per worker, one bar per task from start to finish.
 
     Heavy tasks (longer than the median) are orange, light ones green; a task whose worker
-    died half-way is a pink bar ending in a cross; a redelivered task is hatched.
+    died half-way is a pink bar ending in a cross (at its ``end_s`` when the caller filled it
+    in with the time of the kill); a redelivered task is hatched. Only bars wide enough for
+    their task number are labelled, so short tasks do not pile their labels on each other.
     """
     ax = _ax(ax, (9, 0.6 + 0.45 * max(1, df["worker"].nunique())))
     workers = sorted(df["worker"].dropna().unique(), key=lambda w: (len(w), w))
     rows = {w: i for i, w in enumerate(workers)}
     durations = df.get("duration")
     median = durations.median() if durations is not None and durations.notna().any() else None
-    label_tasks = len(df) <= 40 if label_tasks is None else label_tasks
+    label_tasks = len(df) <= 60 if label_tasks is None else label_tasks
+    per_char = _seconds_per_char(ax, df)
     for r in df.itertuples():
         if pd.isna(r.started_t):
             continue
         start = r.start_s
         cut = pd.isna(r.finished_t)
-        end = r.end_s if not cut else df["end_s"].max()
-        if cut:
+        end = r.end_s
+        if cut and pd.isna(end):
             crash_rows = df[(df["worker"] == r.worker) & df["end_s"].notna()]
             end = max(start + 0.01, crash_rows["end_s"].max() if len(crash_rows) else start)
         color = CUT if cut else (HEAVY if median is not None and r.duration > median else LIGHT)
@@ -46,8 +58,9 @@ def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, whe
                 edgecolor="black", linewidth=0.4, hatch="//" if r.redelivered else None)
         if cut:
             ax.plot([end], [rows[r.worker]], marker="x", color="black", markersize=8)
-        if label_tasks and (end - start) > 0:
-            ax.text(start + (end - start) / 2, rows[r.worker], str(r.task).lstrip("t0") or "0",
+        text = str(r.task).lstrip("t0") or "0"
+        if label_tasks and (end - start) > 0 and (end - start) >= per_char * (len(text) + 2):
+            ax.text(start + (end - start) / 2, rows[r.worker], text,
                     ha="center", va="center", fontsize=7)
     ax.set_yticks(range(len(workers)), workers)
     ax.invert_yaxis()
@@ -65,9 +78,12 @@ def load(per_worker: pd.DataFrame, ax=None, title: str = "Load per worker"):
                     ha="center", va="bottom", fontsize=8)
     mean = per_worker["busy_s"].mean()
     ax.axhline(mean, color="black", linestyle="--", linewidth=0.8, label=f"mean {mean:.2f} s")
+    # Name the mean in a corner kept free by the margin (a legend box would hide a bar).
+    ax.text(0.01, 0.98, f"dashed: mean {mean:.2f} s", transform=ax.transAxes, ha="left",
+            va="top", fontsize=8)
+    ax.margins(y=0.25)
     ax.set_ylabel("busy seconds")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
     return ax
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import io
 import json
 import os
 import random
@@ -25,6 +26,10 @@ from .errors import BadInputError, HelpersError
 from .topology import QueueSpec
 
 _LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
+#: After reading a worker's events, wait this long (s) before the next read, so that lines
+#: written meanwhile arrive together: with short tasks a worker writes thousands of lines a
+#: second, and one wake-up per line cost more CPU than the workers themselves.
+READ_COALESCE_S = 0.002
 
 
 @atexit.register
@@ -87,7 +92,9 @@ class WorkerPool:
 
     # -- spawning ------------------------------------------------------------------------
     def _command(self, name: str, options: dict) -> list[str]:
-        cmd = [sys.executable, "-m", "helpers.worker", "--url", self.url,
+        # The URL (and its password) goes through the environment, not argv: any local user
+        # can read a process's command line with `ps`.
+        cmd = [sys.executable, "-m", "helpers.worker",
                "--queue-spec", self.spec.to_json(), "--name", name, "--exit-with-parent"]
         for key, value in options.items():
             if value is None or value is False:
@@ -103,6 +110,7 @@ class WorkerPool:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
                                                           env.get("PYTHONPATH")]))
+        env["AMQP_URL"] = self.url  # read by the worker when --url is not given
         proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 bufsize=0)
@@ -117,30 +125,48 @@ class WorkerPool:
         return handle
 
     def _read_events(self, handle: WorkerHandle, stream) -> None:
-        for raw in iter(stream.readline, b""):
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                handle.stderr.append(raw.decode(errors="replace").rstrip())
-                continue
-            if event.get("event") == "ready" and handle.ready_t is None:
-                handle.ready_t = event["t"]
+        # The pipes are unbuffered (bufsize=0, for stdin's sake), and readline on a raw pipe
+        # reads one byte per system call: about 100 calls per event line, which made this
+        # reader the busiest thread on the machine. Instead take whatever has arrived (one
+        # read), and hand all its lines over under one lock with one wake-up of the waiters.
+        reader = io.BufferedReader(stream)
+        rest = b""
+        while True:
+            chunk = reader.read1(1 << 16)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop() if chunk else b""
+            events = []
+            for raw in lines:
+                if not raw.strip():
+                    continue
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    handle.stderr.append(raw.decode(errors="replace").rstrip())
+                    continue
+                if event.get("event") == "ready" and handle.ready_t is None:
+                    handle.ready_t = event["t"]
+                events.append(event)
             with self._cond:
-                self.events.append(event)
-                if event.get("event") == "finished":
-                    self.finished[event.get("task")] += 1
+                for event in events:
+                    self.events.append(event)
+                    if event.get("event") == "finished":
+                        self.finished[event.get("task")] += 1
                 self._cond.notify_all()
             if self.on_event is not None:
-                try:
-                    self.on_event(event)
-                except Exception:  # a display callback must never kill event collection
-                    pass
-        with self._cond:
-            self._cond.notify_all()
+                for event in events:
+                    try:
+                        self.on_event(event)
+                    except Exception:  # a display callback must never kill event collection
+                        pass
+            if not chunk:
+                break
+            if len(chunk) < 4096:
+                time.sleep(READ_COALESCE_S)  # let a few more lines arrive: one wake-up for all
 
     @staticmethod
     def _read_stderr(handle: WorkerHandle, stream) -> None:
-        for raw in iter(stream.readline, b""):
+        for raw in iter(io.BufferedReader(stream).readline, b""):
             handle.stderr.append(raw.decode(errors="replace").rstrip())
 
     def _wait_ready(self, handles: list[WorkerHandle], timeout: float) -> None:
@@ -164,16 +190,19 @@ class WorkerPool:
                 self._cond.wait(min(left, 0.1))
 
     def start(self, n: int, timeout: float = 60, per_worker: list[dict] | None = None,
-              **overrides) -> list[WorkerHandle]:
+              wait: bool = True, **overrides) -> list[WorkerHandle]:
         """Spawn ``n`` workers and return once every one of them is consuming.
 
         ``overrides`` apply to all ``n``; ``per_worker[i]`` (e.g. ``{"speed": 2}``) to the
-        i-th only.
+        i-th only. ``wait=False`` returns at once (a replacement started by a killer that
+        must keep its own pace); ``handle.ready_t`` is set when the worker consumes.
         """
         if n < 1:
             raise BadInputError(f"the number of workers must be at least 1 (got {n}).")
         per_worker = list(per_worker or []) + [{}] * n
         handles = [self._spawn(**{**overrides, **per_worker[i]}) for i in range(n)]
+        if not wait:
+            return handles
         try:
             self._wait_ready(handles, timeout)
         except BaseException:
@@ -228,13 +257,16 @@ class WorkerPool:
             deadline = time.monotonic() + timeout
         for h in handles:
             h.process.wait()
+        # The readers see EOF once a worker has exited; let them drain before closing the
+        # pipes under them (closing first makes a reader fail with "read of closed file").
+        for t in self._threads:
+            t.join(timeout=2)
+        for h in handles:
             for stream in (h.process.stdout, h.process.stderr):
                 try:
                     stream.close()
                 except (OSError, ValueError):
                     pass
-        for t in self._threads:
-            t.join(timeout=1)
         _LIVE_POOLS.discard(self)
 
     def __enter__(self) -> "WorkerPool":

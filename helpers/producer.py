@@ -15,15 +15,18 @@ queue to route to) are confirmed too, so they are reported apart.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
-from .broker import connect, mask_url
-from .errors import BadInputError, BrokerConnectionError
+from .broker import connect, explain_connect_error
+from .errors import BadInputError
 from .tasks import Task
 from .topology import QueueSpec, declare
 
 CONFIRM_MODES = ("pipelined", "each", "none")
+#: Messages handed to the socket per turn of the I/O loop (pipelined mode).
+PUMP_BATCH = 16
 
 
 @dataclass
@@ -38,11 +41,29 @@ class PublishResult:
     t_last: float | None = None
     reconnects: int = 0
     error: str | None = None
+    #: ids the broker refused outright: bodies above its ``max_message_size``.
+    refused: set[str] = field(default_factory=set)
+    #: the queue published to (named in ``explain()``).
+    queue: str | None = None
 
     @property
     def unconfirmed(self) -> set[str]:
         """Published ids the broker never answered for (connection lost, timeout)."""
-        return set(self.published) - self.confirmed - self.nacked
+        return set(self.published) - self.confirmed - self.nacked - self.refused
+
+    def explain(self) -> str | None:
+        """One sentence on what did not go as asked (None when every message was taken)."""
+        if self.error:
+            return self.error
+        if self.returned:
+            return (f"{len(self.returned)} of {len(set(self.published))} messages were "
+                    f"returned unroutable (mandatory): no queue named '{self.queue}' exists "
+                    "to route them to; declare it first (declare_queue=True), then publish "
+                    "them again.")
+        if self.nacked:
+            return (f"The broker refused (nack) {len(self.nacked)} messages; publish them "
+                    "again later.")
+        return None
 
     @property
     def elapsed_s(self) -> float:
@@ -60,22 +81,25 @@ class PublishResult:
                 "per_s": round(self.rate, 1), "reconnects": self.reconnects}
 
 
-def _properties(task_id: str, persistent: bool):
+def _properties(task_id: str, persistent: bool, headers: dict | None = None):
     import pika
     return pika.BasicProperties(delivery_mode=2 if persistent else 1, message_id=task_id,
-                                content_type="application/json")
+                                content_type="application/json", content_encoding="utf-8",
+                                headers=headers)
 
 
-def _as_pairs(tasks) -> list[tuple[str, bytes]]:
+def _as_pairs(tasks) -> list[tuple[str, bytes, dict | None]]:
+    """Normalise tasks to ``(id, body, headers)``; headers are ``None`` unless given."""
     pairs = []
     for i, task in enumerate(tasks):
         if isinstance(task, Task):
-            pairs.append((task.id, task.body()))
+            pairs.append((task.id, task.body(), None))
         elif isinstance(task, (bytes, str)):
             body = task.encode() if isinstance(task, str) else task
-            pairs.append((f"m{i + 1:05d}", body))
-        else:
-            pairs.append(task)  # already (id, body)
+            pairs.append((f"m{i + 1:05d}", body, None))
+        else:  # already (id, body) or (id, body, headers), e.g. another framework's message
+            task_id, body, *rest = task
+            pairs.append((task_id, body, rest[0] if rest else None))
     if not pairs:
         raise BadInputError("There are no tasks to publish.")
     return pairs
@@ -96,6 +120,12 @@ class _Pipeline:
         self.conn = None
         self.channel = None
         self.failed: str | None = None
+        self.resume_pending = False
+        #: pika's exception when the connection could not open, or the broker's channel
+        #: close (with reply code and text); ``declared`` tells which phase it hit.
+        self.open_error: Exception | None = None
+        self.channel_error: Exception | None = None
+        self.declared = False
 
     def run(self) -> None:
         import pika
@@ -109,6 +139,7 @@ class _Pipeline:
         self.conn.ioloop.start()
 
     def _on_open_error(self, _conn, exc) -> None:
+        self.open_error = exc
         self.failed = f"could not connect: {exc!r}"
         self.conn.ioloop.stop()
 
@@ -144,26 +175,40 @@ class _Pipeline:
             self._on_declared(None)
 
     def _on_channel_closed(self, _channel, reason) -> None:
+        self.channel_error = reason
         if self.next < len(self.pairs) or self.pending:
             self.failed = self.failed or f"channel closed: {reason!r}"
         self._close()
 
     def _on_declared(self, _frame) -> None:
+        self.declared = True
         self.channel.confirm_delivery(ack_nack_callback=self._on_confirm,
                                       callback=lambda _f: self._pump())
 
-    def _pump(self) -> None:
+    def _pump(self, resumed: bool = False) -> None:
+        # At most PUMP_BATCH messages per turn of the I/O loop, which writes them before it
+        # calls us again: the first task reaches the broker (and a worker) at once, instead
+        # of after the whole window has been encoded (20 ms for 400 tasks, all counted in
+        # the makespan, which starts at the first publish).
+        if resumed:
+            self.resume_pending = False
         props_for = self.persistent
-        while self.next < len(self.pairs) and len(self.pending) < self.window:
-            task_id, body = self.pairs[self.next]
+        batch_end = self.next + PUMP_BATCH
+        while (self.next < len(self.pairs) and len(self.pending) < self.window
+               and self.next < batch_end):
+            task_id, body, headers = self.pairs[self.next]
             self.next += 1
             self.tag += 1
             self.pending[self.tag] = task_id
             if self.result.t_first is None:
                 self.result.t_first = time.time()
             self.channel.basic_publish("", self.spec.name, body,
-                                       _properties(task_id, props_for), self.mandatory)
+                                       _properties(task_id, props_for, headers), self.mandatory)
             self.result.published.append(task_id)
+        if (self.next < len(self.pairs) and len(self.pending) < self.window
+                and not self.resume_pending):
+            self.resume_pending = True
+            self.conn.ioloop.call_later(0, lambda: self._pump(resumed=True))
         if self.next >= len(self.pairs) and not self.pending:
             self.result.t_last = time.time()
             self._close()
@@ -188,7 +233,10 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
             confirms: str = "pipelined", window: int = 1000, mandatory: bool = False,
             timeout: float = 120, declare_queue: bool = True, retry_for: float = 0.0,
             name: str = "producer") -> PublishResult:
-    """Publish ``tasks`` (``Task``s, bodies, or ``(id, body)`` pairs) to ``spec``'s queue.
+    """Publish ``tasks`` to ``spec``'s queue.
+
+    ``tasks`` are ``Task``s, bodies, ``(id, body)`` pairs or ``(id, body, headers)`` triples
+    (headers: AMQP message headers, e.g. to publish another framework's task messages).
 
     Parameters
     ----------
@@ -206,24 +254,78 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
         _publish_blocking(url, spec, pairs, persistent, confirms == "each", mandatory,
                           declare_queue, result, name)
         return result
+    result.queue = spec.name
     deadline = time.monotonic() + retry_for
     todo = pairs
+    size_error = None
     while True:
+        confirmed_before = len(result.confirmed)
         run = _Pipeline(url, spec, todo, persistent, window, mandatory, timeout, declare_queue,
                         result, name)
         run.run()
         result.error = run.failed
+        _raise_if_hopeless(run, url, spec)
+        too_large = _too_large(run.channel_error, todo)
+        if too_large:
+            result.refused |= too_large
+            size_error = run.channel_error
         if run.failed is None:
-            return result
-        if time.monotonic() >= deadline:
-            if not result.published and "could not connect" in run.failed:
-                raise BrokerConnectionError(f"Could not publish to {mask_url(url)}: "
-                                            f"{run.failed}")
-            return result
-        done = result.confirmed | result.nacked
-        todo = [(tid, body) for tid, body in pairs if tid not in done]
-        result.reconnects += 1
-        time.sleep(0.2)
+            break
+        if len(result.confirmed) > confirmed_before:  # this run got somewhere: clock restarts
+            deadline = time.monotonic() + retry_for
+        if not too_large and time.monotonic() >= deadline:
+            if not result.published and run.open_error is not None:
+                raise explain_connect_error(url, run.open_error) from run.open_error
+            break
+        done = result.confirmed | result.nacked | result.refused
+        todo = [pair for pair in pairs if pair[0] not in done]
+        if not todo:
+            result.error = None
+            break
+        if not too_large:  # an oversized message is dropped and the rest go on at once
+            result.reconnects += 1
+            time.sleep(0.2)
+    if result.refused and not result.unconfirmed:
+        result.error = _too_large_sentence(size_error, pairs, result.refused)
+    return result
+
+
+def _raise_if_hopeless(run: "_Pipeline", url: str, spec: QueueSpec) -> None:
+    """Raise the one-sentence error for failures that retrying cannot mend."""
+    import pika.exceptions as pe
+
+    from .topology import _explain
+
+    if isinstance(run.open_error, (pe.ProbableAuthenticationError,
+                                   pe.ProbableAccessDeniedError)):
+        raise explain_connect_error(url, run.open_error) from run.open_error
+    if run.channel_error is not None and not run.declared:
+        explained = _explain(run.channel_error, spec)  # 406: redeclared with other arguments
+        if explained is not None:
+            raise explained from run.channel_error
+
+
+_SIZE_TEXT = re.compile(r"message size (\d+) is larger than configured max size (\d+)")
+
+
+def _too_large(channel_error, pairs) -> set[str]:
+    """Ids of ``pairs`` too large for the broker, when it closed the channel for that."""
+    match = _SIZE_TEXT.search(getattr(channel_error, "reply_text", "") or "")
+    if getattr(channel_error, "reply_code", None) != 406 or not match:
+        return set()
+    limit = int(match.group(2))
+    return {pair[0] for pair in pairs if len(pair[1]) > limit}
+
+
+def _too_large_sentence(channel_error, pairs, refused: set[str]) -> str:
+    match = _SIZE_TEXT.search(getattr(channel_error, "reply_text", "") or "")
+    limit = f"{int(match.group(2)) / 2**20:.1f} MiB" if match else "its limit"
+    biggest = max(len(pair[1]) for pair in pairs if pair[0] in refused)
+    names = ", ".join(sorted(refused)[:3]) + (" ..." if len(refused) > 3 else "")
+    return (f"The broker refused {len(refused)} message(s) ({names}; the largest "
+            f"{biggest / 2**20:.1f} MiB) because they exceed its max_message_size of {limit}: "
+            "split the work into smaller messages or raise the limit; the other messages "
+            "were published.")
 
 
 def _publish_blocking(url, spec, pairs, persistent, confirm, mandatory, declare_queue,
@@ -238,10 +340,11 @@ def _publish_blocking(url, spec, pairs, persistent, confirm, mandatory, declare_
         if confirm:
             channel.confirm_delivery()
         result.t_first = time.time()
-        for task_id, body in pairs:
+        for task_id, body, headers in pairs:
             result.published.append(task_id)
             try:
-                channel.basic_publish("", spec.name, body, _properties(task_id, persistent),
+                channel.basic_publish("", spec.name, body,
+                                      _properties(task_id, persistent, headers),
                                       mandatory=mandatory)
             except pe.UnroutableError:
                 result.returned.add(task_id)

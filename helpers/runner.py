@@ -5,6 +5,7 @@ three always measure the same thing the same way.
 """
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -42,16 +43,30 @@ class RunResult:
             + "</pre>"
 
 
+#: AMQP carries the prefetch count in 16 bits.
+MAX_PREFETCH = 65535
+
+
 def validate(workers: int, prefetch: int, tasks: list, kill_every: float | None = None) -> None:
     """Raise ``BadInputError`` naming the first bad value."""
-    if not isinstance(workers, int) or workers < 1:
+    if not _whole(workers) or workers < 1:
         raise BadInputError(f"workers must be a whole number of at least 1 (got {workers!r}).")
-    if not isinstance(prefetch, int) or prefetch < 0:
-        raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch!r}).")
+    if not _whole(prefetch) or not 0 <= prefetch <= MAX_PREFETCH:
+        raise BadInputError(f"prefetch must be a whole number from 0 (unlimited) to "
+                            f"{MAX_PREFETCH} (got {prefetch!r}).")
     if not tasks:
         raise BadInputError("There are no tasks to run (give at least one).")
-    if kill_every is not None and kill_every <= 0:
+    if kill_every is not None and not (_number(kill_every) and 0 < kill_every < math.inf):
         raise BadInputError(f"kill_every must be a positive number of seconds (got {kill_every}).")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and not math.isnan(value)
 
 
 def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
@@ -75,6 +90,12 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     validate(workers, prefetch, tasks, kill_every)
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
+    if speeds is not None and not all(_number(v) and 0 < v < math.inf for v in speeds):
+        raise BadInputError(f"speeds must all be numbers above 0 (got {list(speeds)}).")
+    total = len(tasks)
+    durations = {t.id: t.duration for t in tasks}
+    if len(durations) != total:
+        raise BadInputError("Task ids must be unique within a run.")
     found = broker or broker_mod.get()
     spec = topology.QueueSpec(queue or f"wq-{label}-{uuid.uuid4().hex[:8]}",
                               kind="quorum" if quorum else "classic")
@@ -82,10 +103,6 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         channel = conn.channel()
         topology.declare(channel, spec)
         channel.queue_purge(spec.name)
-    total = len(tasks)
-    durations = {t.id: t.duration for t in tasks}
-    if len(durations) != total:
-        raise BadInputError("Task ids must be unique within a run.")
 
     def on_progress(pool: WorkerPool) -> None:
         if progress is not None:
@@ -144,11 +161,21 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
 
 def _kill_loop(pool: WorkerPool, every: float, stop: threading.Event,
                rng: random.Random) -> None:
-    while not stop.wait(every):
-        victim = pool.kill(rng=rng)
-        if victim is None or stop.is_set():
-            continue
+    """Every ``every`` seconds, SIGKILL a random *consuming* worker and start a replacement.
+
+    The pace is kept on a fixed schedule: replacements are not waited for (a worker takes
+    longer than a tick to start on a small machine), and one still starting is never the
+    victim, since killing it before it holds a task would test nothing.
+    """
+    next_t = time.monotonic() + every
+    while not stop.wait(max(0.0, next_t - time.monotonic())):
+        next_t += every
+        consuming = [h for h in pool.alive() if h.ready_t is not None]
+        if not consuming:
+            continue  # every worker is still starting: nothing worth killing this round
+        victim = pool.kill(rng.choice(consuming))
         try:
-            pool.add(1, **{k: victim.options[k] for k in ("speed",) if k in victim.options})
+            pool.add(1, wait=False,
+                     **{k: victim.options[k] for k in ("speed",) if k in victim.options})
         except HelpersError:
-            pass  # the broker may be restarting; the next round tries again
+            pass  # the next round tries again

@@ -47,8 +47,8 @@ def _check_duration(value, where: str) -> float:
 
 def odd_heavy(n: int, heavy: float, light: float, kind: str = "sleep") -> list[Task]:
     """``n`` tasks numbered from 1; odd ones take ``heavy`` seconds, even ones ``light``."""
-    if n <= 0:
-        raise BadInputError(f"--tasks must be at least 1 (got {n}).")
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise BadInputError(f"--tasks must be a whole number of at least 1 (got {n!r}).")
     heavy = _check_duration(heavy, "--heavy")
     light = _check_duration(light, "--light")
     return [Task(f"t{i:05d}", heavy if i % 2 else light, kind) for i in range(1, n + 1)]
@@ -62,9 +62,19 @@ def equal(n: int, duration: float, kind: str = "sleep") -> list[Task]:
 def from_csv(path: str | Path) -> list[Task]:
     """Read a workload CSV: a ``duration`` column (seconds), optional ``id`` and ``kind``."""
     path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"Workload file {path} does not exist.")
-    with path.open(newline="") as fh:
+    if not path.is_file():
+        raise BadInputError(f"Workload file {path} does not exist (or is not a file).")
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"Workload file {path} is not UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start}): save it as a UTF-8 CSV.") from None
+    except (OSError, csv.Error) as exc:
+        raise BadInputError(f"Workload file {path} could not be read: {exc}.") from None
+
+
+def _read_csv(path: Path) -> list[Task]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "duration" not in reader.fieldnames:
             raise BadInputError(f"Workload file {path} has no 'duration' column "

@@ -61,9 +61,10 @@ def _explain(exc: Exception, spec: QueueSpec) -> TopologyError | None:
     code = getattr(exc, "reply_code", None)
     text = getattr(exc, "reply_text", str(exc))
     if code == 406:
+        detail = text.split(" - ", 1)[-1]  # the broker repeats the code name before " - "
         return TopologyError(
             f"The broker refused to declare queue '{spec.name}' (406 PRECONDITION_FAILED: "
-            f"{text}): a queue of that name already exists with other arguments; delete it "
+            f"{detail}): a queue of that name already exists with other arguments; delete it "
             "or use a new queue name.")
     if code in (403, 405):
         return TopologyError(f"The broker refused queue '{spec.name}' ({code}: {text}).")

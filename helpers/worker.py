@@ -6,8 +6,15 @@ Two ways to do the work:
   while a single work thread does the task; the ack is handed back to the I/O loop with
   ``connection.add_callback_threadsafe``, the only thread-safe call a pika connection has.
 * ``blocking``: the task runs inside the delivery callback, exactly like the tutorial's
-  ``worker.py``. A task longer than about two heartbeat intervals gets the connection
+  ``worker.py``. A task longer than about three heartbeat intervals gets the connection
   closed by the broker, and the task is redelivered.
+
+In ``thread`` mode a short task (at most ``INLINE_MAX_S``, far below any heartbeat
+interval) runs in the I/O thread like ``blocking`` mode does, when the worker holds one
+task at a time (prefetch 1, manual acks) and the work thread is idle: it cannot starve the
+heartbeats, and it saves two thread hops per task, which is most of a short task's
+overhead. The event lines of one task then leave in two writes: up to ``finished``
+before the ack, ``acked`` after it.
 
 Every event is one JSON line on stdout: ``ready``, ``delivered`` (with ``redelivered``),
 ``started``, ``finished``, ``acked``, ``failed``, ``disconnected``. Each line carries the
@@ -30,6 +37,11 @@ from .topology import QueueSpec, declare
 
 ACK_MODES = ("manual", "auto", "never")
 WORK_MODES = ("thread", "blocking")
+#: Longest task (seconds, after the speed factor) that thread mode runs in the I/O thread;
+#: capped at a quarter of the heartbeat interval when one is asked for. 0 turns it off.
+INLINE_MAX_S = float(os.environ.get("HELPERS_INLINE_MAX_S", "0.25"))
+#: One encoder for every event line (json.dumps with options builds a new one per call).
+_encode_line = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Worker:
@@ -50,27 +62,31 @@ class Worker:
         self._generation = 0
         self._jobs: queue.Queue = queue.Queue()
         self._conn = None
+        self._ready_generation = 0  # the generation whose connection last became ready
 
     # -- events --------------------------------------------------------------------------
-    def emit(self, event: str, **fields) -> None:
-        """Write one event line (thread-safe)."""
+    def emit(self, event: str, flush: bool = True, **fields) -> None:
+        """Write one event line (thread-safe); ``flush=False``: the next event carries it."""
         fields.update(event=event, worker=self.name, t=time.time())
-        line = json.dumps(fields, separators=(",", ":")) + "\n"
+        line = _encode_line(fields) + "\n"
         with self._out_lock:
             self.out.write(line)
-            self.out.flush()
+            if flush:
+                self.out.flush()
 
     # -- the work ------------------------------------------------------------------------
-    def _do(self, delivery: str, task_id, seconds: float, kind: str) -> None:
+    def _do(self, delivery: str, task_id, seconds: float, kind: str,
+            flush: bool = True) -> None:
         self._started += 1
-        self.emit("started", delivery=delivery, task=task_id)
+        # A task with no work has no middle to die in: its "started" leaves with "finished".
+        self.emit("started", flush=seconds > 0, delivery=delivery, task=task_id)
         if self.crash_after and self._started >= self.crash_after:
             # Crash injection: die half-way through this task, as a killed worker would.
             task_bodies.work(seconds / self.speed / 2, kind)
             self.emit("crashed", delivery=delivery, task=task_id)
             os._exit(17)
         task_bodies.work(seconds / self.speed, kind)
-        self.emit("finished", delivery=delivery, task=task_id)
+        self.emit("finished", flush=flush, delivery=delivery, task=task_id)
 
     def _ack(self, channel, tag: int, delivery: str, task_id) -> None:
         try:
@@ -93,9 +109,11 @@ class Worker:
                 channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
             return
         task_id = task_id or props.message_id or delivery
-        self.emit("delivered", delivery=delivery, task=task_id, redelivered=method.redelivered)
+        inline = self.mode == "blocking" or self._inline(seconds)
+        self.emit("delivered", flush=not inline, delivery=delivery, task=task_id,
+                  redelivered=method.redelivered)
         job = (self._generation, channel, method.delivery_tag, delivery, task_id, seconds, kind)
-        if self.mode == "blocking":
+        if inline:
             self._run_job(job, threadsafe=False)
         else:
             self._jobs.put(job)
@@ -106,6 +124,9 @@ class Worker:
             # Its connection is gone, so the broker has already requeued it.
             self.emit("abandoned", delivery=delivery, task=task_id)
             return
+        # "finished" always leaves before the ack: a worker SIGKILLed between an ack and its
+        # report would hide a task the broker counts as done (a false loss in the figures);
+        # the other way round it is a duplicate, which at-least-once allows and we count.
         self._do(delivery, task_id, seconds, kind)
         if self.ack != "manual":
             return
@@ -118,9 +139,19 @@ class Worker:
         except Exception as exc:
             self.emit("failed", delivery=delivery, task=task_id, reason=f"ack lost: {exc!r}")
 
+    def _inline(self, seconds: float) -> bool:
+        """True when this task may run in the I/O thread (see the module docstring)."""
+        limit = INLINE_MAX_S if not self.heartbeat else min(INLINE_MAX_S, self.heartbeat / 4)
+        return (self.prefetch == 1 and self.ack == "manual" and seconds / self.speed <= limit
+                and self._jobs.unfinished_tasks == 0)
+
     def _work_loop(self) -> None:
         while True:
-            self._run_job(self._jobs.get(), threadsafe=True)
+            job = self._jobs.get()
+            try:
+                self._run_job(job, threadsafe=True)
+            finally:
+                self._jobs.task_done()  # the I/O thread inlines only once this is idle
 
     # -- the consumer --------------------------------------------------------------------
     def _consume_once(self) -> None:
@@ -132,6 +163,7 @@ class Worker:
         if self.prefetch:
             channel.basic_qos(prefetch_count=self.prefetch)
         channel.basic_consume(self.spec.name, self._on_message, auto_ack=self.ack == "auto")
+        self._ready_generation = self._generation
         self.emit("ready", pid=os.getpid(), prefetch=self.prefetch, ack=self.ack,
                   mode=self.mode, speed=self.speed, generation=self._generation)
         channel.start_consuming()
@@ -158,6 +190,12 @@ class Worker:
                 self.emit("disconnected", reason=repr(exc)[:300])
                 if not self.reconnect:
                     return 1
+                if self._ready_generation == self._generation - 1:
+                    # First failure since the last good connection: say so once (on stderr,
+                    # the events stay on stdout), and start the back-off from the bottom.
+                    print(f"worker {self.name}: lost the broker ({type(exc).__name__}); "
+                          "reconnecting until it is back", file=sys.stderr, flush=True)
+                    backoff = 0.1
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
@@ -203,8 +241,10 @@ def worker_from_args(args: argparse.Namespace) -> Worker:
 
     if args.prefetch < 0:
         raise BadInputError(f"--prefetch must be 0 (unlimited) or more (got {args.prefetch}).")
-    if args.speed <= 0:
+    if not args.speed > 0:  # also refuses nan
         raise BadInputError(f"--speed must be above 0 (got {args.speed}).")
+    if args.heartbeat is not None and args.heartbeat < 0:
+        raise BadInputError(f"--heartbeat must be 0 (off) or more seconds (got {args.heartbeat}).")
     spec = QueueSpec.from_json(args.queue_spec) if args.queue_spec else QueueSpec(args.queue)
     url = args.url
     if not url:

@@ -86,3 +86,18 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"real-broker tests on {where}: " +
             ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())))
+    _print_figures(terminalreporter)
+
+
+def _print_figures(terminalreporter) -> None:
+    """Print what the fault tests measured (``record_property("figures", {...})``)."""
+    lines = []
+    for rep in terminalreporter.getreports("passed") + terminalreporter.getreports("failed"):
+        figures = dict(rep.user_properties).get("figures")
+        if rep.when == "call" and figures:
+            values = ", ".join(f"{k} {v}" for k, v in figures.items())
+            lines.append(f"{rep.nodeid.split('::')[-1]} [{rep.outcome}]: {values}")
+    if lines:
+        terminalreporter.section("guarantees: figures measured by this run", sep="-")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,227 @@
+"""Stop or crash the broker in the middle of a run, and count what survived.
+
+Worker kills live in ``runner.run(kill_every=...)``; this module is the broker's turn. Tasks
+are published in small batches with publisher confirms while K workers consume them; a
+second thread restarts the broker cleanly (``restart``) or SIGKILLs its node and starts it
+again (``crash``). Producer and workers are left to find their way back on their own: the
+producer republishes what the broker had not confirmed (``producer.publish(retry_for=...)``)
+and each worker reconnects in a loop. The run ends when every confirmed task has been done
+and the queue has settled.
+
+Used by ``python -m helpers fault restart|crash``, by tests/test_faults.py and by the
+README's "Guarantees" section, so the three report the same figures the same way.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+from . import broker as broker_mod
+from . import producer, timing, topology
+from .errors import BadInputError, BrokerControlError, HelpersError
+from .pool import WorkerPool
+from .runner import RunResult
+from .tasks import Task
+
+FAULTS = ("restart", "crash")
+#: How long the producer keeps trying to reach a broker that went away (seconds). A private
+#: node takes 7-15 s to stop and boot again on a small machine.
+RECONNECT_FOR_S = float(os.environ.get("HELPERS_RECONNECT_FOR", "90"))
+
+
+class _PacedPublisher(threading.Thread):
+    """Publish ``tasks`` in batches, ``pace_s`` apart, each batch until confirmed."""
+
+    def __init__(self, url: str, spec: topology.QueueSpec, tasks: list[Task], batch: int,
+                 pace_s: float):
+        super().__init__(name="paced-publisher", daemon=True)
+        self.url, self.spec, self.tasks, self.batch, self.pace_s = url, spec, tasks, batch, pace_s
+        self.result = producer.PublishResult(queue=spec.name)
+        #: task id -> wall-clock time its batch was confirmed
+        self.confirmed_t: dict[str, float] = {}
+        self.error: str | None = None
+        self.started = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for i in range(0, len(self.tasks), self.batch):
+                todo = self.tasks[i:i + self.batch]
+                while todo:  # a nacked message is republished like an unconfirmed one
+                    part = producer.publish(self.url, self.spec, todo, declare_queue=False,
+                                            retry_for=RECONNECT_FOR_S,
+                                            name=f"producer {self.spec.name}")
+                    self._merge(part)
+                    if part.unconfirmed:
+                        self.error = part.error or "messages left unconfirmed"
+                        return
+                    todo = [t for t in todo if t.id in part.nacked]
+                time.sleep(self.pace_s)
+        except HelpersError as exc:
+            self.error = str(exc)
+        finally:
+            self.started.set()
+
+    def _merge(self, part: producer.PublishResult) -> None:
+        now = time.time()
+        r = self.result
+        r.published += part.published
+        r.confirmed |= part.confirmed
+        r.nacked = (r.nacked | part.nacked) - r.confirmed
+        r.reconnects += part.reconnects
+        if r.t_first is None:
+            r.t_first = part.t_first
+        r.t_last = part.t_last or now
+        for task_id in part.confirmed:
+            self.confirmed_t.setdefault(task_id, now)
+        self.started.set()
+
+
+def _settle(found: broker_mod.Broker, queue: str, timeout: float = 10.0) -> bool:
+    """Wait until ``queue`` holds nothing ready or unacked (late duplicates get counted)."""
+    from .monitor import queue_stats
+
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline:
+        try:
+            stats = queue_stats(found, queue)
+        except HelpersError:
+            stats = None
+        if stats and stats["messages_ready"] == 0 and stats["messages_unacknowledged"] == 0:
+            quiet += 1
+            if quiet >= 3:  # the figures refresh every 250 ms: see them quiet a few times
+                return True
+        else:
+            quiet = 0
+        time.sleep(0.3)
+    return False
+
+
+def run_with_broker_fault(how: str, workers: int, prefetch: int, tasks: list[Task], *,
+                          fault_after_s: float = 1.0, batch: int = 10, pace_s: float = 0.05,
+                          broker: broker_mod.Broker | None = None, timeout: float | None = None,
+                          save: bool = True, label: str | None = None,
+                          progress=None) -> RunResult:
+    """Run ``tasks`` on ``workers`` workers and restart or crash the broker mid-run.
+
+    Parameters
+    ----------
+    how: ``restart`` (clean stop, then start) or ``crash`` (SIGKILL the node, then start).
+    fault_after_s: seconds after the first confirmed publish at which the broker goes down;
+        publishing and consuming are both still under way then.
+    batch, pace_s: tasks per publish call, and the pause between calls (publishing takes
+        ``len(tasks) / batch * pace_s`` seconds or more, so the fault lands in the middle).
+    progress: ``progress(done, total)`` called as tasks complete.
+
+    The summary holds the ``run`` keys plus: ``fault``, ``down_s`` (broker unreachable),
+    ``held_at_fault`` (confirmed, not yet done when it went down), ``recovered`` (of those,
+    done in the end), ``confirmed_after_fault`` (published once it was back),
+    ``publisher_retries`` (connection attempts after a loss),
+    ``republished``, ``worker_disconnects``, ``worker_reconnects``.
+    """
+    from . import runner
+
+    if how not in FAULTS:
+        raise BadInputError(f"the fault must be one of {', '.join(FAULTS)} (got {how!r}).")
+    runner.validate(workers, prefetch, tasks)
+    if batch < 1 or pace_s < 0 or fault_after_s < 0:
+        raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
+    durations = {t.id: t.duration for t in tasks}
+    if len(durations) != len(tasks):
+        raise BadInputError("Task ids must be unique within a run.")
+    found = broker or broker_mod.get()
+    if not found.can_restart:
+        raise BrokerControlError(
+            f"Cannot {how} the {found.kind} broker at {broker_mod.mask_url(found.url)} from "
+            "here, so this measurement needs a private node (unset AMQP_URL).")
+    label = label or f"fault-{how}"
+    spec = topology.QueueSpec(f"wq-{label}-{uuid.uuid4().hex[:8]}")
+    with broker_mod.connect(found.url, name=f"runner {spec.name}") as conn:
+        channel = conn.channel()
+        topology.declare(channel, spec)
+        channel.queue_purge(spec.name)
+
+    pool = WorkerPool(found.url, spec, prefetch=prefetch)
+    publisher = _PacedPublisher(found.url, spec, list(tasks), batch, pace_s)
+    fault: dict = {}
+
+    def inject() -> None:
+        publisher.started.wait()
+        time.sleep(fault_after_s)
+        fault["finished_before"] = set(pool.finished)
+        fault["confirmed_before"] = set(publisher.confirmed_t)
+        fault["t_down"] = time.time()
+        try:
+            getattr(found, how)()
+        except HelpersError as exc:
+            fault["error"] = str(exc)
+        fault["t_up"] = time.time()
+
+    def all_done(p: WorkerPool) -> bool:
+        return not publisher.is_alive() and all(p.finished[i] for i in
+                                                publisher.result.confirmed)
+
+    injector = threading.Thread(target=inject, name="broker-fault", daemon=True)
+    ideal = timing.ideal_makespan(durations.values(), workers)
+    budget = timeout or (3 * ideal + 2 * broker_mod.BOOT_TIMEOUT_S + 30)
+    try:
+        t_spawn = time.time()
+        handles = pool.start(workers)
+        spawn_s = max(h.ready_t for h in handles) - t_spawn
+        names = [h.name for h in handles]
+        publisher.start()
+        injector.start()
+        deadline = time.monotonic() + budget
+        done = False
+        while not done and time.monotonic() < deadline:
+            done = pool.wait_for(all_done, 0.5)
+            if progress is not None:
+                progress(len(pool.finished), len(tasks))
+        injector.join(timeout=max(1.0, deadline - time.monotonic()))
+        if "error" in fault:
+            raise BrokerControlError(f"The broker {how} failed: {fault['error']}")
+        settled = done and _settle(found, spec.name)
+    finally:
+        pool.stop()
+        try:
+            with broker_mod.connect(found.url, name=f"runner {spec.name} cleanup") as conn:
+                topology.delete(conn.channel(), spec)
+        except HelpersError:
+            pass
+
+    events = pool.snapshot()
+    published = publisher.result
+    held = fault.get("confirmed_before", set()) - fault.get("finished_before", set())
+    t_up = fault.get("t_up", float("inf"))
+    completed = {e["task"] for e in events if e["event"] == "finished"}
+    summary = timing.summarize(
+        events, published.published, published.confirmed, durations, names, published.t_first,
+        prefetch=prefetch, ack="manual", mode="thread", spawn_s=round(spawn_s, 4), kills=0,
+        completed_in_time=done,
+        settled=settled, queue=spec.name, broker_version=found.version(),
+        publish=published.summary(), publish_error=publisher.error,
+        fault=how, fault_at_s=round(fault.get("t_down", float("nan")) - published.t_first, 3),
+        down_s=round(t_up - fault.get("t_down", float("nan")), 3),
+        held_at_fault=len(held), recovered=len(held & completed),
+        confirmed_after_fault=len(published.confirmed - fault.get("confirmed_before", set())),
+        publisher_retries=published.reconnects,
+        republished=len(published.published) - len(set(published.published)),
+        worker_disconnects=sum(e["event"] == "disconnected" for e in events),
+        worker_reconnects=sum(e["event"] == "ready" and e.get("generation", 0) > 0
+                              for e in events))
+    df = timing.deliveries(events, t0=published.t_first)
+    folder = timing.save_run(summary, df, label) if save else None
+    return RunResult(summary, df, events, published, None, folder, [])
+
+
+def line(summary: dict) -> str:
+    """The figures of a broker-fault run in one line, as the CLI prints them."""
+    s = summary
+    return (f"{s['fault']} {s['fault_at_s']:.1f} s into the run, broker away {s['down_s']:.1f} s: "
+            f"confirmed {s['tasks_confirmed']}, completed {s['tasks_completed']}, "
+            f"lost {s['tasks_lost']}; held by the broker at the fault {s['held_at_fault']}, "
+            f"recovered {s['recovered']}; duplicates {s['duplicates']}, redeliveries "
+            f"{s['redeliveries']}; producer retries {s['publisher_retries']} (republished "
+            f"{s['republished']}), worker reconnects {s['worker_reconnects']}")

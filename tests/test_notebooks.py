@@ -1,0 +1,101 @@
+"""The four notebooks: committed clean, and executed top to bottom against the real broker.
+
+The executions are slow (notebook 03 restarts the broker twice) and share the session's
+broker: a kernel inherits this process's environment, so it resolves the same broker
+(``AMQP_URL`` for an external one, ``HELPERS_STATE_DIR`` for the private node). The time
+each notebook took is printed in a "notebooks" section at the end of the test run.
+"""
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import broker as broker_mod
+from helpers import notebooks as nbrun
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = nbrun.notebook_paths([ROOT / "notebooks"])
+EXPECTED = ["01_round_robin", "02_acknowledgements", "03_durability", "04_fair_dispatch"]
+WIDGET = "application/vnd.jupyter.widget-view+json"
+#: Code cells stay short; anything longer belongs in helpers/.
+MAX_CELL_LINES = 9
+
+
+class _Timings:
+    """A plugin registered while the tests run, so the timings print at the very end."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if not self.seconds:
+            return
+        terminalreporter.section("notebooks")
+        for name, seconds in self.seconds.items():
+            terminalreporter.write_line(f"{name}: {seconds:.1f} s")
+        terminalreporter.write_line(f"all notebooks: {sum(self.seconds.values()):.1f} s")
+
+
+@pytest.fixture(scope="session")
+def timings(request):
+    manager = request.config.pluginmanager
+    plugin = manager.get_plugin("notebook-timings")
+    if plugin is None:
+        plugin = _Timings()
+        manager.register(plugin, "notebook-timings")
+    return plugin
+
+
+@pytest.fixture
+def kernel_env(broker, monkeypatch):
+    """Point the kernels this test starts at the session's broker."""
+    if isinstance(broker, broker_mod.PrivateBroker):
+        monkeypatch.delenv("AMQP_URL", raising=False)
+        monkeypatch.setenv("HELPERS_STATE_DIR", str(broker.state_dir))
+    elif broker.kind == "external":
+        monkeypatch.setenv("AMQP_URL", broker.url)
+        if broker.management_url:
+            monkeypatch.setenv("RABBITMQ_MANAGEMENT_URL", broker.management_url)
+    return broker
+
+
+def test_the_four_notebooks_are_there():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_clean_and_short(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code, "a notebook without code"
+    for cell in code:
+        source = "".join(cell["source"])
+        assert cell["outputs"] == [] and cell["execution_count"] is None, \
+            f"{path.name}: commit notebooks without outputs ({source[:40]!r})"
+        assert source.count("\n") + 1 <= MAX_CELL_LINES, \
+            f"{path.name}: a code cell of more than {MAX_CELL_LINES} lines: {source[:60]!r}"
+        assert not re.search(r"amqp://|localhost:\d|127\.0\.0\.1", source), \
+            f"{path.name}: a hard-coded broker address"
+    assert set(nb["metadata"]) <= {"kernelspec", "language_info"}
+    markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for heading in ("## What you will see", "## Summary", "## Try this"):
+        assert heading in markdown, f"{path.name}: no '{heading}' section"
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_headless(path, kernel_env, timings, record_property):
+    started = time.monotonic()
+    nb = nbrun.execute(path, timeout=300)
+    took = time.monotonic() - started
+    timings.seconds[path.name] = took
+    record_property("seconds", round(took, 1))
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name}: no plot"
+    assert any(WIDGET in o.get("data", {}) for o in outputs), f"{path.name}: no widget"
+    assert took < 120, f"{path.name} took {took:.0f} s (the defaults should take under a minute)"

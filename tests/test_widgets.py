@@ -1,0 +1,136 @@
+"""Control panels: values, the Run button's thread, errors, the Kill button (no broker)."""
+import inspect
+import threading
+
+import matplotlib
+
+matplotlib.use("Agg")
+import pytest  # noqa: E402
+
+from helpers import experiments, widgets  # noqa: E402
+from helpers.errors import BadInputError  # noqa: E402
+
+FACTORIES = [widgets.round_robin_panel, widgets.kill_panel, widgets.forgotten_ack_panel,
+             widgets.survival_panel, widgets.confirms_panel, widgets.fair_dispatch_panel,
+             widgets.sweep_panel, widgets.speeds_panel, widgets.backlog_panel]
+
+
+def _panel(experiment, report=lambda result: [result]):
+    return widgets.Panel("test", experiment, report, {
+        "workers": widgets.int_slider("workers", 3, 1, 8),
+        "duration": widgets.float_slider("seconds", 0.3, 0.05, 2.0, 0.05)})
+
+
+@pytest.mark.parametrize("factory", FACTORIES, ids=lambda f: f.__name__)
+def test_every_control_is_a_parameter_of_its_experiment(factory):
+    panel = factory()
+    params = inspect.signature(panel.experiment).parameters
+    assert set(panel.values()) <= set(params), f"{factory.__name__}: a control has no parameter"
+    assert "progress" in params
+    for name, value in panel.values().items():
+        default = params[name].default
+        if name != "victim" and default is not inspect.Parameter.empty:
+            assert value == default, f"{factory.__name__}: {name} {value!r} != {default!r}"
+
+
+def test_run_passes_the_values_and_reports_progress():
+    seen = {}
+
+    def experiment(workers, duration, progress):
+        seen.update(workers=workers, duration=duration)
+        progress(3, 4)
+        return "done"
+
+    panel = _panel(experiment)
+    assert panel.run() == "done"
+    assert seen == {"workers": 3, "duration": 0.3}
+    assert (panel.progress.value, panel.progress.max, panel.count.value) == (3, 4, "3/4")
+    panel.run(workers=5)
+    assert seen["workers"] == 5
+    assert not panel.button.disabled and panel.status.value.startswith("done")
+
+
+def test_button_runs_in_a_thread_and_fills_the_output():
+    release = threading.Event()
+
+    def experiment(workers, duration, progress):
+        release.wait(5)
+        return workers
+
+    panel = _panel(experiment, report=lambda n: [experiments.Text(f"{n} workers")])
+    panel.button.click()
+    assert panel.running, "the run must not block the caller (the kernel)"
+    panel.button.click()  # a second press while running is ignored
+    release.set()
+    panel.wait(10)
+    assert not panel.running and panel.error is None
+    texts = [o["data"]["text/plain"] for o in panel.output.outputs]
+    assert texts == ["3 workers"]
+
+
+def test_a_bad_value_ends_in_one_sentence_in_the_status():
+    def experiment(workers, duration, progress):
+        raise BadInputError("workers must be at least 1 (got 0).")
+
+    panel = _panel(experiment)
+    panel.button.click()
+    panel.wait(10)
+    assert panel.error == "workers must be at least 1 (got 0)."
+    assert "workers must be at least 1" in panel.status.value
+    assert "Traceback" not in panel.status.value
+    assert not panel.button.disabled
+
+
+def test_kill_button_kills_the_chosen_worker_during_a_run():
+    class FakePool:
+        def __init__(self):
+            self.killed = []
+
+        def kill(self, name):
+            self.killed.append(name)
+            return type("Handle", (), {"pid": 4242})()
+
+    pool, attached, release = FakePool(), threading.Event(), threading.Event()
+
+    def experiment(workers, victim, progress, on_pool):
+        on_pool(pool)
+        attached.set()
+        release.wait(5)
+        return victim
+
+    panel = widgets.KillPanel("kill", experiment, lambda r: [r], {
+        "workers": widgets.int_slider("workers", 3, 2, 6),
+        "victim": widgets.dropdown("victim", ["w1"], "w1")})
+    assert panel.controls["victim"].options == ("w1", "w2", "w3")
+    panel.controls["workers"].value = 5
+    assert panel.controls["victim"].options[-1] == "w5"
+    panel.controls["victim"].value = "w4"
+    assert panel.kill_button.disabled
+    panel.button.click()
+    assert attached.wait(5)
+    assert not panel.kill_button.disabled
+    panel.kill_button.click()
+    release.set()
+    panel.wait(10)
+    assert pool.killed == ["w4"] and "killed w4" in panel.status.value
+    assert panel.kill_button.disabled and panel.pool is None
+
+
+def test_fewer_workers_keep_a_valid_victim():
+    panel = widgets.kill_panel()
+    panel.controls["workers"].value = 5
+    panel.controls["victim"].value = "w5"
+    panel.controls["workers"].value = 2
+    assert panel.controls["victim"].value == "w1"
+
+
+@pytest.mark.parametrize("text, expected", [("1, 3", [1.0, 3.0]), ("2;0.5", [2.0, 0.5]),
+                                            (" 1 ,1, 4 ", [1.0, 1.0, 4.0])])
+def test_speeds_text(text, expected):
+    assert experiments.parse_speeds(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "fast, slow", "1, 0", "-1"])
+def test_bad_speeds_are_one_sentence(text):
+    with pytest.raises(BadInputError, match="like '1, 3'"):
+        experiments.parse_speeds(text)
