@@ -170,6 +170,9 @@ def plot_kills(results: dict):
             ax.axvline(r.killed_at_s, color="black", linestyle="--", linewidth=0.8)
         ax.set_xlabel("")
         ax.set_xlim(left=0)
+    # Bars are patches, which a shared axis does not always autoscale to: fit every run.
+    xmax = pd.concat([r.deliveries["end_s"] for r in results.values()]).max()
+    axes[-1, 0].set_xlim(0, (1.0 if pd.isna(xmax) else float(xmax)) * 1.02)
     axes[-1, 0].set_xlabel("seconds since the first publish "
                            "(pink: cut off; hatched: redelivered)")
     return finish(fig)
