@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import broker as broker_mod
 from . import plots, producer, runner, tasks as task_lists, timing, topology
-from .errors import BadInputError, HelpersError
+from .errors import BadInputError
 from .monitor import QueueMonitor
 from .pool import WorkerPool
 
@@ -62,9 +62,7 @@ def scratch_queue(found: broker_mod.Broker, label: str, **spec_options):
     try:
         yield spec
     finally:
-        with contextlib.suppress(HelpersError):
-            with broker_mod.connect(found.url, name=f"cleanup {spec.name}") as conn:
-                topology.delete(conn.channel(), spec)
+        topology.discard(found.url, spec)
 
 
 # -- 01 round robin ----------------------------------------------------------------------

@@ -185,11 +185,7 @@ def run_with_broker_fault(how: str, workers: int, prefetch: int, tasks: list[Tas
         settled = done and _settle(found, spec.name)
     finally:
         pool.stop()
-        try:
-            with broker_mod.connect(found.url, name=f"runner {spec.name} cleanup") as conn:
-                topology.delete(conn.channel(), spec)
-        except HelpersError:
-            pass
+        topology.discard(found.url, spec)
 
     events = pool.snapshot()
     published = publisher.result

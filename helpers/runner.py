@@ -140,11 +140,7 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         pool.stop()
         if sampler:
             sampler.stop()
-        try:
-            with broker_mod.connect(found.url, name=f"runner {spec.name} cleanup") as conn:
-                topology.delete(conn.channel(), spec)
-        except HelpersError:
-            pass
+        topology.discard(found.url, spec)
     events = pool.snapshot()
     summary = timing.summarize(
         events, published.published, published.confirmed, durations, names,

@@ -100,6 +100,21 @@ def delete(channel, spec: QueueSpec) -> None:
         channel.queue_delete(queue=spec.dead_letter_queue)
 
 
+def discard(url: str, spec: QueueSpec) -> None:
+    """Delete ``spec``'s queues on a connection of their own; a broker that is gone is fine.
+
+    For ``finally`` clauses: clean-up must never hide the error that got us there.
+    """
+    from .broker import connect
+    from .errors import HelpersError
+
+    try:
+        with connect(url, name=f"cleanup {spec.name}") as conn:
+            delete(conn.channel(), spec)
+    except HelpersError:
+        pass
+
+
 def message_count(channel, name: str) -> int:
     """Messages ready in queue ``name`` (passive declare: never creates it)."""
     return channel.queue_declare(queue=name, passive=True).method.message_count

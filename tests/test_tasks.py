@@ -1,5 +1,4 @@
 """Task bodies and workload files (no broker)."""
-import json
 
 import pytest
 
