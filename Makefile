@@ -31,6 +31,22 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra
 
+# Side-by-side benchmarks (figures, not tests; kept out of `make test`): the project's
+# workers beside tutorial-style pika workers and Celery, on one broker in one run. Prints one
+# table, writes build/bench.json and docs/figures/bench-side-by-side.png; a few minutes.
+# Celery comes from the `bench` extra. A private node not running before is stopped after.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@$(BIN)/python -m helpers broker status > /dev/null 2>&1; was_up=$$?; status=0; \
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS) || status=1; \
+	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
+	exit $$status
+
 lab: $(STAMP)
 	$(BIN)/python -m helpers broker start
 	$(BIN)/jupyter lab notebooks/

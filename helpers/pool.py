@@ -28,8 +28,9 @@ from .topology import QueueSpec
 _LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
 #: After reading a worker's events, wait this long (s) before the next read, so that lines
 #: written meanwhile arrive together: with short tasks a worker writes thousands of lines a
-#: second, and one wake-up per line cost more CPU than the workers themselves.
-READ_COALESCE_S = 0.002
+#: second, and one wake-up per line cost the parent more CPU than a worker spends on a task.
+#: Events carry their own timestamps, so this delays only when the parent sees them.
+READ_COALESCE_S = 0.005
 
 
 @atexit.register
@@ -132,7 +133,10 @@ class WorkerPool:
         reader = io.BufferedReader(stream)
         rest = b""
         while True:
-            chunk = reader.read1(1 << 16)
+            try:
+                chunk = reader.read1(1 << 16)
+            except (OSError, ValueError):  # closed by stop() while we waited: the end
+                chunk = b""
             lines = (rest + chunk).split(b"\n")
             rest = lines.pop() if chunk else b""
             events = []

@@ -192,6 +192,8 @@ class _Pipeline:
         # the makespan, which starts at the first publish).
         if resumed:
             self.resume_pending = False
+            if self.failed or not self.channel.is_open:
+                return  # the channel went away in between: run() reports it
         props_for = self.persistent
         batch_end = self.next + PUMP_BATCH
         while (self.next < len(self.pairs) and len(self.pending) < self.window

@@ -75,8 +75,7 @@ class Worker:
                 self.out.flush()
 
     # -- the work ------------------------------------------------------------------------
-    def _do(self, delivery: str, task_id, seconds: float, kind: str,
-            flush: bool = True) -> None:
+    def _do(self, delivery: str, task_id, seconds: float, kind: str) -> None:
         self._started += 1
         # A task with no work has no middle to die in: its "started" leaves with "finished".
         self.emit("started", flush=seconds > 0, delivery=delivery, task=task_id)
@@ -86,7 +85,7 @@ class Worker:
             self.emit("crashed", delivery=delivery, task=task_id)
             os._exit(17)
         task_bodies.work(seconds / self.speed, kind)
-        self.emit("finished", flush=flush, delivery=delivery, task=task_id)
+        self.emit("finished", delivery=delivery, task=task_id)
 
     def _ack(self, channel, tag: int, delivery: str, task_id) -> None:
         try:
