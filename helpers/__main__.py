@@ -53,7 +53,12 @@ def _new_task(args) -> int:
 
     message = " ".join(args.message) or "Hello World!"
     found = broker.get()
-    result = producer.publish(found.url, topology.QueueSpec(args.queue), [message])
+    import uuid
+
+    # Its own id, so two runs of new-task never look like one task delivered twice.
+    task_id = f"new-task-{uuid.uuid4().hex[:12]}"
+    result = producer.publish(found.url, topology.QueueSpec(args.queue),
+                              [(task_id, message.encode())])
     if result.confirmed:
         print(f" [x] Sent {message!r} (confirmed by the broker)")
         return 0
