@@ -27,7 +27,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BrokerAuthError, BrokerConnectionError, BrokerControlError, NoBrokerError
+from .connection import can_connect, connect, explain_connect_error, mask_url  # noqa: F401
+from .errors import BrokerControlError, NoBrokerError
 
 #: Package root's parent: the checkout, when helpers is used from a clone.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -48,70 +49,6 @@ NO_BROKER_HELP = (
     "(`apt-get install rabbitmq-server`, or `conda env create -f environment.yml`) so a private "
     "node can be started, or run `docker compose up -d` in this folder."
 )
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***`` (safe to print or log)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 address keeps its brackets
-        host = f"[{host}]"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def connect(url: str, name: str = "helpers", heartbeat: int | None = None,
-            attempts: int = 1):
-    """Open a ``pika.BlockingConnection`` to ``url``, named ``name`` in the management UI.
-
-    Connection failures become one-sentence ``BrokerConnectionError``s.
-    """
-    import pika
-    import pika.exceptions as pe
-
-    params = pika.URLParameters(url)
-    params.client_properties = {"connection_name": name}
-    params.connection_attempts = attempts
-    params.retry_delay = 0.2
-    params.blocked_connection_timeout = 30
-    if heartbeat is not None:
-        params.heartbeat = heartbeat
-    try:
-        return pika.BlockingConnection(params)
-    except pe.AMQPConnectionError as exc:
-        raise explain_connect_error(url, exc) from exc
-
-
-def explain_connect_error(url: str, exc: Exception) -> BrokerConnectionError:
-    """The one-sentence error for pika's failure ``exc`` to open a connection to ``url``."""
-    import pika
-    import pika.exceptions as pe
-
-    if isinstance(exc, pe.ProbableAuthenticationError):
-        return BrokerAuthError(
-            f"The broker at {mask_url(url)} refused the user name or password: "
-            "check the credentials in AMQP_URL.")
-    if isinstance(exc, pe.ProbableAccessDeniedError):
-        vhost = pika.URLParameters(url).virtual_host
-        return BrokerAuthError(
-            f"The broker at {mask_url(url)} denied access to the virtual host "
-            f"'{vhost}': check that it exists and the user may use it.")
-    return BrokerConnectionError(
-        f"Could not connect to the broker at {mask_url(url)}: is it running? "
-        "(`python -m helpers broker status`)")
-
-
-def can_connect(url: str) -> bool:
-    """True when an AMQP connection to ``url`` opens (readiness is AMQP, never a sleep)."""
-    try:
-        connect(url, name="helpers-probe").close()
-        return True
-    except BrokerConnectionError:
-        return False
 
 
 def _port_open(host: str, port: int) -> bool:

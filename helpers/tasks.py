@@ -5,14 +5,16 @@ JSON bodies carry an ``id`` (so runs can be matched up) and a ``duration`` in se
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BadInputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Seconds of work per dot in a tutorial-style body (the tutorial uses 1 s).
 DOT_UNIT_S = 1.0
@@ -61,6 +63,9 @@ def equal(n: int, duration: float, kind: str = "sleep") -> list[Task]:
 
 def from_csv(path: str | Path) -> list[Task]:
     """Read a workload CSV: a ``duration`` column (seconds), optional ``id`` and ``kind``."""
+    import csv  # here, not at the top: a worker process never reads workload files
+    from pathlib import Path
+
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"Workload file {path} does not exist (or is not a file).")
@@ -74,6 +79,8 @@ def from_csv(path: str | Path) -> list[Task]:
 
 
 def _read_csv(path: Path) -> list[Task]:
+    import csv
+
     with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "duration" not in reader.fieldnames:

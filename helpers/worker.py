@@ -154,7 +154,7 @@ class Worker:
 
     # -- the consumer --------------------------------------------------------------------
     def _consume_once(self) -> None:
-        from .broker import connect
+        from .connection import connect
 
         self._conn = connect(self.url, name=f"worker {self.name}", heartbeat=self.heartbeat)
         channel = self._conn.channel()
