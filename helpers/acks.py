@@ -108,8 +108,7 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
     events = pool.snapshot()
     summary = timing.summarize(events, published.published, published.confirmed, durations,
                                names, t0, ack=ack, prefetch=prefetch, kills=len(pool.kills))
-    df = timing.deliveries(events, t0=t0)
-    df["duration"] = df["task"].map(durations)
+    df = timing.deliveries(events, t0=t0, durations=durations)
     killed_at = None
     for kill in pool.kills:  # a cut bar ends when its worker died
         cut = (df["worker"] == kill["worker"]) & df["finished_t"].isna() & df["started_t"].notna()

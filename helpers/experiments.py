@@ -377,8 +377,7 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
             sampler.stop()
             exact.stop()
     samples, ready = sampler.frame(t0=t0), exact.frame(t0=t0)
-    df = timing.deliveries(pool.snapshot(), t0=t0)
-    df["duration"] = duration
+    df = timing.deliveries(pool.snapshot(), t0=t0, durations=duration)
     peak = ready.loc[ready["ready"].idxmax()] if len(ready) else None
     return BacklogResult(samples, ready, df, {
         "workers_before": workers, "workers_added": add_workers if added_at else 0,

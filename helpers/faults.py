@@ -207,7 +207,7 @@ def run_with_broker_fault(how: str, workers: int, prefetch: int, tasks: list[Tas
         worker_disconnects=sum(e["event"] == "disconnected" for e in events),
         worker_reconnects=sum(e["event"] == "ready" and e.get("generation", 0) > 0
                               for e in events))
-    df = timing.deliveries(events, t0=published.t_first)
+    df = timing.deliveries(events, t0=published.t_first, durations=durations)
     folder = timing.save_run(summary, df, label) if save else None
     return RunResult(summary, df, events, published, None, folder, [])
 

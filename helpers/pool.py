@@ -211,9 +211,9 @@ class WorkerPool:
             self._wait_ready(handles, timeout)
         except BaseException:
             for h in handles:  # only the new ones: a failed add must not stop a running pool
-                self.kill(h)
+                if h.alive:  # not a kill of the experiment: kept out of self.kills
+                    h.process.kill()
                 h.process.wait()
-            self.kills = self.kills[:-len(handles)]
             raise
         return handles
 

@@ -147,9 +147,7 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         published.t_first, speeds=speeds, prefetch=prefetch, ack=ack, mode=mode,
         spawn_s=round(spawn_s, 4), kills=len(pool.kills), completed_in_time=done,
         queue=spec.name, broker_version=found.version(), publish=published.summary())
-    df = timing.deliveries(events, t0=published.t_first)
-    durations_s = pd.Series(durations)
-    df["duration"] = df["task"].map(durations_s)
+    df = timing.deliveries(events, t0=published.t_first, durations=durations)
     samples = sampler.frame(t0=published.t_first) if sampler else None
     folder = timing.save_run(summary, df, label) if save else None
     return RunResult(summary, df, events, published, samples, folder, list(pool.kills))

@@ -29,11 +29,13 @@ _STAMPS = {"delivered": "delivered_t", "started": "started_t", "finished": "fini
            "acked": "acked_t"}
 
 
-def deliveries(events: list[dict], t0: float | None = None) -> pd.DataFrame:
+def deliveries(events: list[dict], t0: float | None = None,
+               durations: dict | float | None = None) -> pd.DataFrame:
     """One row per delivery: worker, task, the four timestamps, redelivered, outcome.
 
     Times are wall-clock seconds; when ``t0`` is given, columns ``start_s``/``end_s`` are
-    added relative to it (for plots). ``outcome`` is ``acked``, ``finished`` (work done,
+    added relative to it (for plots). ``durations`` (task id -> nominal seconds, or one
+    number for all) adds a ``duration`` column, which the timeline colours by. ``outcome`` is ``acked``, ``finished`` (work done,
     no ack seen), ``cut`` (started, never finished: its worker died), ``queued`` (held by
     the worker, never started) or ``failed``.
     """
@@ -62,6 +64,10 @@ def deliveries(events: list[dict], t0: float | None = None) -> pd.DataFrame:
     if t0 is not None:
         df["start_s"] = df["started_t"] - t0
         df["end_s"] = df["finished_t"] - t0
+    if isinstance(durations, dict):
+        df["duration"] = df["task"].map(pd.Series(durations, dtype=float))
+    elif durations is not None:
+        df["duration"] = float(durations)
     return df
 
 

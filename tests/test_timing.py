@@ -72,3 +72,11 @@ def test_save_run_writes_csv_and_json(tmp_path):
     summary = timing.summarize(events, ["a"], ["a"], {"a": 1.0}, ["w1"], 0.0)
     folder = timing.save_run(summary, timing.deliveries(events), "t", runs_dir=tmp_path)
     assert (folder / "deliveries.csv").exists() and (folder / "summary.json").exists()
+
+
+def test_deliveries_carry_nominal_durations():
+    events = _events("w1", 1, "a", 1.0, 2.0) + _events("w1", 2, "b", 2.0, 2.5)
+    by_task = timing.deliveries(events, durations={"a": 1.0, "b": 0.5}).set_index("task")
+    assert by_task.loc["a", "duration"] == 1.0 and by_task.loc["b", "duration"] == 0.5
+    assert set(timing.deliveries(events, durations=0.3)["duration"]) == {0.3}
+    assert "duration" not in timing.deliveries(events)
