@@ -27,7 +27,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from .connection import can_connect, connect, explain_connect_error, mask_url  # noqa: F401
+from .connection import can_connect, connect, mask_url  # noqa: F401  (broker.connect is public)
 from .errors import BrokerControlError, NoBrokerError
 
 #: Package root's parent: the checkout, when helpers is used from a clone.

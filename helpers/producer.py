@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from .broker import connect, explain_connect_error
+from .connection import connect, explain_connect_error
 from .errors import BadInputError
 from .tasks import Task
 from .topology import QueueSpec, declare

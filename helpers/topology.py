@@ -105,7 +105,7 @@ def discard(url: str, spec: QueueSpec) -> None:
 
     For ``finally`` clauses: clean-up must never hide the error that got us there.
     """
-    from .broker import connect
+    from .connection import connect
     from .errors import HelpersError
 
     try:
