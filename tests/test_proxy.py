@@ -306,3 +306,16 @@ def test_stopping_the_proxy_closes_the_client_and_the_broker_side(broker, channe
         time.sleep(0.05)
     assert topology.message_count(channel, queue.name) == 1
     assert not _pid_alive(proxy.pid)
+
+
+@pytest.mark.broker
+def test_the_overhead_benchmark_runs_to_completion(broker, capsys):
+    """The harness on a tiny size, so it cannot rot (it asserts nothing about speed)."""
+    from benchmarks import proxy_overhead
+
+    out = proxy_overhead.main(["--tasks", "200", "--workers", "2", "--repeats", "1",
+                               "--no-accuracy", "--quiet"])
+    assert {r["via"] for r in out["runs"]} == {"direct", "process", "thread", "process+5ms"}
+    assert all(r["complete"] and r["tasks_per_s"] > 0 for r in out["runs"])
+    assert all(r["proxy_cpu_s"] >= 0 for r in out["runs"])
+    assert "tasks/s" in capsys.readouterr().out
