@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from .broker import CHECKOUT
 from .errors import BadInputError, HelpersError
+from .proxy import LatencyProxy
 from .topology import QueueSpec
 
 _LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
@@ -71,14 +72,18 @@ class WorkerPool:
     ack: ``manual``, ``auto`` or ``never``.
     mode: ``thread`` (heartbeat-safe) or ``blocking`` (tutorial-style).
     on_event: called with each event dict, from a reader thread.
+    latency_ms: a round trip (ms) added between each worker and the broker by a
+        ``LatencyProxy`` the pool starts and stops (workers "on a far host"); 0: none.
     worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
     def __init__(self, url: str, spec: QueueSpec, prefetch: int = 1, ack: str = "manual",
-                 mode: str = "thread", on_event=None, **worker_options):
+                 mode: str = "thread", on_event=None, latency_ms: float = 0,
+                 **worker_options):
         if prefetch < 0:
             raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
         self.url, self.spec = url, spec
+        self.proxy = LatencyProxy(url, latency_ms) if latency_ms else None
         self.defaults = dict(prefetch=prefetch, ack=ack, mode=mode, **worker_options)
         self.on_event = on_event
         self.workers: dict[str, WorkerHandle] = {}
@@ -111,7 +116,8 @@ class WorkerPool:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
                                                           env.get("PYTHONPATH")]))
-        env["AMQP_URL"] = self.url  # read by the worker when --url is not given
+        # Read by the worker when --url is not given; through the proxy when there is one.
+        env["AMQP_URL"] = self.proxy.start() if self.proxy else self.url
         proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 bufsize=0)
@@ -271,6 +277,8 @@ class WorkerPool:
                     stream.close()
                 except (OSError, ValueError):
                     pass
+        if self.proxy is not None:  # after the workers: none of them loses its broker early
+            self.proxy.stop()
         _LIVE_POOLS.discard(self)
 
     def __enter__(self) -> "WorkerPool":

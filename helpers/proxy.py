@@ -40,6 +40,14 @@ def _stop_all() -> None:
         proxy.stop()
 
 
+def check_round_trip(round_trip_ms) -> None:
+    """Raise ``BadInputError`` unless ``round_trip_ms`` is a round trip the proxy can add."""
+    if isinstance(round_trip_ms, bool) or not isinstance(round_trip_ms, (int, float)) \
+            or not 0 <= round_trip_ms <= MAX_ROUND_TRIP_MS:  # also refuses nan
+        raise BadInputError(f"The added round trip must be 0 to {MAX_ROUND_TRIP_MS:.0f} ms "
+                            f"(got {round_trip_ms!r}): give a number of milliseconds.")
+
+
 class LatencyProxy:
     """A delaying TCP proxy in front of the broker at ``url``, owned by whoever starts it.
 
@@ -52,10 +60,7 @@ class LatencyProxy:
     """
 
     def __init__(self, url: str, round_trip_ms: float, *, in_thread: bool = False):
-        if isinstance(round_trip_ms, bool) or not isinstance(round_trip_ms, (int, float)) \
-                or not 0 <= round_trip_ms <= MAX_ROUND_TRIP_MS:  # also refuses nan
-            raise BadInputError(f"The added round trip must be 0 to {MAX_ROUND_TRIP_MS:.0f} ms "
-                                f"(got {round_trip_ms!r}).")
+        check_round_trip(round_trip_ms)
         self.broker_url, self.round_trip_ms, self.in_thread = url, float(round_trip_ms), in_thread
         parts = urllib.parse.urlsplit(url)
         default_port = 5671 if parts.scheme == "amqps" else 5672

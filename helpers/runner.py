@@ -19,6 +19,7 @@ from . import producer, timing, topology
 from .errors import BadInputError, HelpersError
 from .monitor import QueueMonitor
 from .pool import WorkerPool
+from .proxy import check_round_trip
 from .tasks import Task
 
 
@@ -74,7 +75,7 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         kill_every: float | None = None, seed: int = 0, timeout: float | None = None,
         queue: str | None = None, broker: broker_mod.Broker | None = None,
         progress=None, save: bool = True, label: str = "run", monitor: bool = False,
-        quorum: bool = False, **worker_options) -> RunResult:
+        quorum: bool = False, latency_ms: float = 0, **worker_options) -> RunResult:
     """Run one experiment and return its ``RunResult``.
 
     Parameters
@@ -86,8 +87,11 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     kill_every: SIGKILL a random worker every so many seconds and start a replacement.
     progress: ``progress(done, total)`` called as tasks complete (from a reader thread).
     monitor: sample the queue depth through the management API while it runs.
+    latency_ms: round trip (ms) added between each worker and the broker (a latency proxy);
+        the publisher and the queue's set-up connect directly.
     """
     validate(workers, prefetch, tasks, kill_every)
+    check_round_trip(latency_ms)
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
     if speeds is not None and not all(_number(v) and 0 < v < math.inf for v in speeds):
@@ -108,7 +112,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         if progress is not None:
             progress(len(pool.finished), total)
 
-    pool = WorkerPool(found.url, spec, prefetch=prefetch, ack=ack, mode=mode, **worker_options)
+    pool = WorkerPool(found.url, spec, prefetch=prefetch, ack=ack, mode=mode,
+                      latency_ms=latency_ms, **worker_options)
     sampler = QueueMonitor(found, spec.name) if monitor else None
     stop_killing = threading.Event()
     try:
@@ -146,7 +151,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         events, published.published, published.confirmed, durations, names,
         published.t_first, speeds=speeds, prefetch=prefetch, ack=ack, mode=mode,
         spawn_s=round(spawn_s, 4), kills=len(pool.kills), completed_in_time=done,
-        queue=spec.name, broker_version=found.version(), publish=published.summary())
+        queue=spec.name, broker_version=found.version(), publish=published.summary(),
+        latency_ms=latency_ms)
     df = timing.deliveries(events, t0=published.t_first, durations=durations)
     samples = sampler.frame(t0=published.t_first) if sampler else None
     folder = timing.save_run(summary, df, label) if save else None
