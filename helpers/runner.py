@@ -16,9 +16,11 @@ import pandas as pd
 
 from . import broker as broker_mod
 from . import producer, timing, topology
+from .connection import connect
 from .errors import BadInputError, HelpersError
 from .monitor import QueueMonitor
 from .pool import WorkerPool
+from .settings import MAX_PREFETCH
 from .tasks import Task
 
 
@@ -43,8 +45,6 @@ class RunResult:
             + "</pre>"
 
 
-#: AMQP carries the prefetch count in 16 bits.
-MAX_PREFETCH = 65535
 
 
 def validate(workers: int, prefetch: int, tasks: list, kill_every: float | None = None) -> None:
@@ -99,7 +99,7 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     found = broker or broker_mod.get()
     spec = topology.QueueSpec(queue or f"wq-{label}-{uuid.uuid4().hex[:8]}",
                               kind="quorum" if quorum else "classic")
-    with broker_mod.connect(found.url, name=f"runner {spec.name}") as conn:
+    with connect(found.url, name=f"runner {spec.name}") as conn:
         channel = conn.channel()
         topology.declare(channel, spec)
         channel.queue_purge(spec.name)
@@ -121,7 +121,9 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         published = producer.publish(found.url, spec, tasks, declare_queue=False,
                                      name=f"producer {spec.name}")
         if published.error:
-            raise HelpersError(f"Publishing stopped early: {published.error}")
+            raise HelpersError(f"Publishing stopped before every task was confirmed "
+                               f"({published.error}): check the broker "
+                               "(`python -m helpers broker status`) and run again.")
         killer = None
         if kill_every:
             killer = threading.Thread(target=_kill_loop, args=(pool, kill_every, stop_killing,

@@ -1,9 +1,9 @@
-"""Experiments of notebook 02: kill a worker mid-task, with and without acks; forget an ack.
+"""Notebook 02, part one: kill a worker mid-task, with and without acks.
 
 ``kill_run`` starts real workers, publishes equal tasks and SIGKILLs one worker at a chosen
-moment (or when the Kill button of ``helpers.widgets`` says so), then waits until every
-task is done or provably gone. ``forgotten_ack`` runs a worker that never acks and samples
-the queue through the management API, as ``rabbitmqctl list_queues`` would show it.
+moment (or when the Kill button of its panel says so), then waits until every task is done
+or provably gone; ``fate_table`` follows each task the victim held. The forgotten ack, the
+notebook's second part, is in ``helpers.lessons.forgotten_ack``.
 """
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import broker as broker_mod
-from . import monitor, plots, producer, runner, tasks as task_lists, timing, topology
-from .errors import BadInputError, HelpersError
-from .experiments import Text, finish, scratch_queue
-from .pool import WorkerPool
+from .. import broker as broker_mod
+from .. import plots, producer, runner, timing, topology
+from .. import tasks as task_lists
+from ..connection import connect
+from ..errors import BadInputError, HelpersError
+from ..pool import WorkerPool
+from .common import finish
+from .panels import KillPanel, dropdown, float_slider, int_slider
+
 
 #: After a kill, how long to wait before calling a quiet run finished (the broker notices a
 #: killed consumer's closed socket within milliseconds and requeues at once).
@@ -80,8 +84,8 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
         raise BadInputError(f"ack must be 'manual' or 'auto' (got {ack!r}).")
     found = broker or broker_mod.get()
     durations = {t.id: t.duration for t in work}
-    with scratch_queue(found, f"kill-{ack}") as spec, \
-            broker_mod.connect(found.url, name=f"watch {spec.name}") as conn:
+    with topology.scratch_queue(found.url, f"kill-{ack}") as spec, \
+            connect(found.url, name=f"watch {spec.name}") as conn:
         channel = conn.channel()
         pool = WorkerPool(found.url, spec, prefetch=prefetch, ack=ack)
         try:
@@ -183,127 +187,15 @@ def kill_report(result: KillResult) -> list:
             fate_table(result)]
 
 
-# -- the forgotten ack -------------------------------------------------------------------
-
-@dataclass
-class ForgottenAckResult:
-    """Queue figures over time while a worker never acks, then after it is stopped."""
-
-    samples: pd.DataFrame
-    started_s: float
-    stopped_s: float
-    listing: pd.DataFrame
-    rabbitmqctl: str | None
-    summary: dict
-
-
-def _wait_sample(sampler: monitor.QueueMonitor, predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sampler.samples and predicate(sampler.samples[-1]):
-            return
-        time.sleep(0.1)
-
-
-def list_queues_ctl(found: broker_mod.Broker, queue: str) -> str | None:
-    """``rabbitmqctl list_queues name messages_ready messages_unacknowledged``, our queue's
-    line only; None when rabbitmqctl cannot reach this broker (it is not our node)."""
-    if not hasattr(found, "rabbitmqctl"):
-        return None
-    try:
-        proc = found.rabbitmqctl("-q", "list_queues", "name", "messages_ready",
-                                 "messages_unacknowledged", timeout=30)
-    except (OSError, ValueError):
-        return None
-    if proc.returncode != 0:
-        return None
-    lines = proc.stdout.splitlines()
-    keep = [line for line in lines[:1] if line.startswith("name")]
-    keep += [line for line in lines if line.split("\t")[0] == queue]
-    return "\n".join(keep)
-
-
-def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
-                  duration: float = 0.05, prefetch: int = 0, *, broker=None,
-                  progress=None) -> ForgottenAckResult:
-    """A backlog waits; a worker that never acks starts; more tasks arrive; it is stopped.
-
-    Parameters
-    ----------
-    backlog: tasks in the queue before the worker starts.
-    more: tasks published afterwards, ``rate`` per second.
-    prefetch: 0 (no limit, as in the tutorial) lets the worker take everything; with a
-        limit it stops receiving once that many unacked messages sit with it.
-    """
-    if backlog < 0 or more < 0 or backlog + more == 0 or rate <= 0:
-        raise BadInputError("Give at least one task (backlog + more) and a rate above 0.")
-    found = broker or broker_mod.get()
-    work = task_lists.equal(backlog + more, duration)
-    steps = 6
-
-    def step(n):
-        if progress is not None:
-            progress(n, steps)
-
-    with scratch_queue(found, "forgotten-ack", dead_letter=False) as spec:
-        sampler = monitor.QueueMonitor(found, spec.name, interval=0.25).start()
-        pool = WorkerPool(found.url, spec, prefetch=prefetch, ack="never")
-        try:
-            first = producer.publish(found.url, spec, work[:backlog],
-                                     declare_queue=False) if backlog else None
-            t0 = first.t_first if first else time.time()
-            _wait_sample(sampler, lambda s: s["messages_ready"] >= backlog, 5)
-            time.sleep(0.5)
-            step(1)
-            pool.start(1)
-            started = time.time() - t0
-            step(2)
-            for task in work[backlog:]:
-                time.sleep(1 / rate)
-                producer.publish(found.url, spec, [task], declare_queue=False)
-            held = len(work) if not prefetch else min(prefetch, len(work))
-            _wait_sample(sampler, lambda s: s["messages_unacknowledged"] >= held, 5)
-            time.sleep(0.5)
-            step(3)
-            listing = monitor.list_queues(found, prefix=spec.name)
-            ctl = list_queues_ctl(found, spec.name)
-            done = len(pool.finished)
-            step(4)
-        finally:
-            pool.stop()
-        stopped = time.time() - t0
-        _wait_sample(sampler, lambda s: s["messages_unacknowledged"] == 0
-                     and s["messages_ready"] == len(work), 6)
-        time.sleep(0.5)
-        sampler.stop()
-        step(steps)
-    samples = sampler.frame(t0=t0)
-    peak = samples["messages_unacknowledged"].max() if len(samples) else 0
-    return ForgottenAckResult(samples, started, stopped, listing, ctl, {
-        "published": len(work), "prefetch": prefetch or "unlimited",
-        "finished_by_the_worker": done, "acked_by_the_worker": 0,
-        "peak_unacknowledged": int(peak),
-        "ready_after_stop": int(samples["messages_ready"].iloc[-1]) if len(samples) else None})
-
-
-def plot_forgotten_ack(result: ForgottenAckResult):
-    """Ready and unacknowledged over time; when the worker started and when it was stopped."""
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    plots.queue_depth(result.samples, ax=ax,
-                      title="A worker that never acks: its messages stay unacknowledged")
-    for t, text in ((result.started_s, " worker starts"), (result.stopped_s, " worker stopped")):
-        ax.axvline(t, color="black", linestyle="--", linewidth=0.8)
-        ax.annotate(text, (t, ax.get_ylim()[1]), va="top", fontsize=8)
-    ax.set_xlabel("seconds since the first publish (management API figures, about 1 s late)")
-    ax.set_xlim(left=0)
-    return finish(fig)
-
-
-def forgotten_ack_report(result: ForgottenAckResult) -> list:
-    """What the Run button of the forgotten-ack panel shows."""
-    items = [plot_forgotten_ack(result), result.listing]
-    if result.rabbitmqctl:
-        items.append(Text("$ rabbitmqctl list_queues name messages_ready "
-                          "messages_unacknowledged\n" + result.rabbitmqctl))
-    items.append(pd.DataFrame({"value": pd.Series(result.summary, dtype=object)}))
-    return items
+def kill_panel(broker=None) -> KillPanel:
+    """Notebook 02: kill a worker mid-task, by timer or with the Kill button."""
+    return KillPanel("Kill a worker mid-task", kill_run, kill_report, {
+        "workers": int_slider("workers", 3, 2, 6),
+        "tasks": int_slider("tasks", 12, 1, 40),
+        "duration": float_slider("seconds per task", 0.5, 0.1, 3.0, 0.1),
+        "ack": dropdown("acknowledgements", [("manual ack", "manual"), ("auto_ack", "auto")],
+                        "manual"),
+        "prefetch": int_slider("prefetch (0 = no limit)", 1, 0, 10),
+        "kill_after_s": float_slider("kill after s (0 = by hand)", 0.75, 0.0, 5.0, 0.05),
+        "victim": dropdown("worker to kill", ["w1", "w2", "w3"], "w1")},
+        fixed={"broker": broker})

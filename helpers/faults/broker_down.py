@@ -8,98 +8,31 @@ producer republishes what the broker had not confirmed (``producer.publish(retry
 and each worker reconnects in a loop. The run ends when every confirmed task has been done
 and the queue has settled.
 
-Used by ``python -m helpers fault restart|crash``, by tests/test_faults.py and by the
-README's "Guarantees" section, so the three report the same figures the same way.
+Used by ``python -m helpers fault restart|crash`` (through ``helpers.faults.run_fault``), by
+tests/test_faults.py and by the README's "Guarantees" section, so the three report the same
+figures the same way.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 
-from . import broker as broker_mod
-from . import producer, timing, topology
-from .errors import BadInputError, BrokerControlError, HelpersError
-from .pool import WorkerPool
-from .runner import RunResult
-from .tasks import Task
+from .. import broker as broker_mod
+from .. import settings, timing, topology
+from ..connection import connect, mask_url
+from ..errors import BadInputError, BrokerControlError, HelpersError
+from ..monitor import wait_settled
+from ..pacing import PacedPublisher
+from ..pool import WorkerPool
+from ..runner import RunResult
+from ..tasks import Task
 
-FAULTS = ("restart", "crash")
-#: How long the producer keeps trying to reach a broker that went away (seconds). A private
-#: node takes 7-15 s to stop and boot again on a small machine.
-RECONNECT_FOR_S = float(os.environ.get("HELPERS_RECONNECT_FOR", "90"))
-
-
-class _PacedPublisher(threading.Thread):
-    """Publish ``tasks`` in batches, ``pace_s`` apart, each batch until confirmed."""
-
-    def __init__(self, url: str, spec: topology.QueueSpec, tasks: list[Task], batch: int,
-                 pace_s: float):
-        super().__init__(name="paced-publisher", daemon=True)
-        self.url, self.spec, self.tasks, self.batch, self.pace_s = url, spec, tasks, batch, pace_s
-        self.result = producer.PublishResult(queue=spec.name)
-        #: task id -> wall-clock time its batch was confirmed
-        self.confirmed_t: dict[str, float] = {}
-        self.error: str | None = None
-        self.started = threading.Event()
-
-    def run(self) -> None:
-        try:
-            for i in range(0, len(self.tasks), self.batch):
-                todo = self.tasks[i:i + self.batch]
-                while todo:  # a nacked message is republished like an unconfirmed one
-                    part = producer.publish(self.url, self.spec, todo, declare_queue=False,
-                                            retry_for=RECONNECT_FOR_S,
-                                            name=f"producer {self.spec.name}")
-                    self._merge(part)
-                    if part.unconfirmed:
-                        self.error = part.error or "messages left unconfirmed"
-                        return
-                    todo = [t for t in todo if t.id in part.nacked]
-                time.sleep(self.pace_s)
-        except HelpersError as exc:
-            self.error = str(exc)
-        finally:
-            self.started.set()
-
-    def _merge(self, part: producer.PublishResult) -> None:
-        now = time.time()
-        r = self.result
-        r.published += part.published
-        r.confirmed |= part.confirmed
-        r.nacked = (r.nacked | part.nacked) - r.confirmed
-        r.reconnects += part.reconnects
-        if r.t_first is None:
-            r.t_first = part.t_first
-        r.t_last = part.t_last or now
-        for task_id in part.confirmed:
-            self.confirmed_t.setdefault(task_id, now)
-        self.started.set()
+#: What this scenario can do to the broker: the ``Broker`` method of each name.
+HOW = ("restart", "crash")
 
 
-def _settle(found: broker_mod.Broker, queue: str, timeout: float = 10.0) -> bool:
-    """Wait until ``queue`` holds nothing ready or unacked (late duplicates get counted)."""
-    from .monitor import queue_stats
-
-    deadline = time.monotonic() + timeout
-    quiet = 0
-    while time.monotonic() < deadline:
-        try:
-            stats = queue_stats(found, queue)
-        except HelpersError:
-            stats = None
-        if stats and stats["messages_ready"] == 0 and stats["messages_unacknowledged"] == 0:
-            quiet += 1
-            if quiet >= 3:  # the figures refresh every 250 ms: see them quiet a few times
-                return True
-        else:
-            quiet = 0
-        time.sleep(0.3)
-    return False
-
-
-def run_with_broker_fault(how: str, workers: int, prefetch: int, tasks: list[Task], *,
+def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
                           fault_after_s: float = 1.0, batch: int = 10, pace_s: float = 0.05,
                           broker: broker_mod.Broker | None = None, timeout: float | None = None,
                           save: bool = True, label: str | None = None,
@@ -121,10 +54,10 @@ def run_with_broker_fault(how: str, workers: int, prefetch: int, tasks: list[Tas
     ``publisher_retries`` (connection attempts after a loss),
     ``republished``, ``worker_disconnects``, ``worker_reconnects``.
     """
-    from . import runner
+    from .. import runner
 
-    if how not in FAULTS:
-        raise BadInputError(f"the fault must be one of {', '.join(FAULTS)} (got {how!r}).")
+    if how not in HOW:
+        raise BadInputError(f"the fault must be one of {', '.join(HOW)} (got {how!r}).")
     runner.validate(workers, prefetch, tasks)
     if batch < 1 or pace_s < 0 or fault_after_s < 0:
         raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
@@ -134,17 +67,18 @@ def run_with_broker_fault(how: str, workers: int, prefetch: int, tasks: list[Tas
     found = broker or broker_mod.get()
     if not found.can_restart:
         raise BrokerControlError(
-            f"Cannot {how} the {found.kind} broker at {broker_mod.mask_url(found.url)} from "
+            f"Cannot {how} the {found.kind} broker at {mask_url(found.url)} from "
             "here, so this measurement needs a private node (unset AMQP_URL).")
     label = label or f"fault-{how}"
     spec = topology.QueueSpec(f"wq-{label}-{uuid.uuid4().hex[:8]}")
-    with broker_mod.connect(found.url, name=f"runner {spec.name}") as conn:
+    with connect(found.url, name=f"runner {spec.name}") as conn:
         channel = conn.channel()
         topology.declare(channel, spec)
         channel.queue_purge(spec.name)
 
     pool = WorkerPool(found.url, spec, prefetch=prefetch)
-    publisher = _PacedPublisher(found.url, spec, list(tasks), batch, pace_s)
+    publisher = PacedPublisher(found.url, spec, tasks, batch=batch, every_s=pace_s,
+                               retry_for=settings.RECONNECT_FOR_S)
     fault: dict = {}
 
     def inject() -> None:
@@ -165,7 +99,7 @@ def run_with_broker_fault(how: str, workers: int, prefetch: int, tasks: list[Tas
 
     injector = threading.Thread(target=inject, name="broker-fault", daemon=True)
     ideal = timing.ideal_makespan(durations.values(), workers)
-    budget = timeout or (3 * ideal + 2 * broker_mod.BOOT_TIMEOUT_S + 30)
+    budget = timeout or (3 * ideal + 2 * settings.BOOT_TIMEOUT_S + 30)
     try:
         t_spawn = time.time()
         handles = pool.start(workers)
@@ -182,7 +116,7 @@ def run_with_broker_fault(how: str, workers: int, prefetch: int, tasks: list[Tas
         injector.join(timeout=max(1.0, deadline - time.monotonic()))
         if "error" in fault:
             raise BrokerControlError(f"The broker {how} failed: {fault['error']}")
-        settled = done and _settle(found, spec.name)
+        settled = done and wait_settled(found, spec.name)
     finally:
         pool.stop()
         topology.discard(found.url, spec)
