@@ -23,23 +23,23 @@ def _broker(args) -> int:
     if args.action == "url":
         print(broker.get().url)
         return 0
-    found = broker.resolve()
+    resolved = broker.resolve()
     if args.action == "start":
-        started = found.start(progress=lambda m: print(m, file=sys.stderr))
-        print(("started " if started else "already running: ") + found.describe())
+        started = resolved.start(progress=lambda m: print(m, file=sys.stderr))
+        print(("started " if started else "already running: ") + resolved.describe())
     elif args.action == "stop":
-        stopped = found.stop()
+        stopped = resolved.stop()
         print("stopped" if stopped else "was not running")
     elif args.action == "restart":
-        found.restart()
-        print("restarted: " + found.describe())
+        resolved.restart()
+        print("restarted: " + resolved.describe())
     elif args.action == "crash":
-        found.crash()
-        print("killed the node and started it again: " + found.describe())
+        resolved.crash()
+        print("killed the node and started it again: " + resolved.describe())
     elif args.action == "status":
-        status = found.status()
+        status = resolved.status()
         if status["running"]:
-            status["version"] = found.version()
+            status["version"] = resolved.version()
         print(json.dumps(status, indent=2))
         return 0 if status["running"] else 1
     return 0
@@ -57,10 +57,10 @@ def _new_task(args) -> int:
     from . import broker, producer, topology
 
     message = " ".join(args.message) or "Hello World!"
-    found = broker.get()
+    resolved = broker.get()
     # Its own id, so two runs of new-task never look like one task delivered twice.
     task_id = f"new-task-{uuid.uuid4().hex[:12]}"
-    result = producer.publish(found.url, topology.QueueSpec(args.queue),
+    result = producer.publish(resolved.url, topology.QueueSpec(args.queue),
                               [(task_id, message.encode())])
     if result.confirmed:
         print(f" [x] Sent {message!r} (confirmed by the broker)")

@@ -208,20 +208,20 @@ def resolve() -> Broker:
 
 def get(progress=None) -> Broker:
     """Resolve the broker and make sure it is running (starting a private node if needed)."""
-    found = resolve()
-    if found.kind == "private":
-        found.start(progress=progress)
-    return found
+    resolved = resolve()
+    if resolved.kind == "private":
+        resolved.start(progress=progress)
+    return resolved
 
 
 @contextlib.contextmanager
 def running(progress=None):
     """Yield a running broker; stop it afterwards only if this block started it."""
-    found = resolve()
-    started = found.kind == "private" and found.start(progress=progress)
+    resolved = resolve()
+    started = resolved.kind == "private" and resolved.start(progress=progress)
     try:
-        yield found
+        yield resolved
     finally:
         if started:
-            found.stop()
+            resolved.stop()
 

@@ -207,14 +207,14 @@ class WorkerPool:
         """Workers whose process is still running."""
         return [h for h in self.workers.values() if h.alive]
 
-    def kill(self, worker: str | WorkerHandle | None = None, sig: int = signal.SIGKILL,
-             rng: random.Random | None = None) -> WorkerHandle | None:
+    def kill(self, worker: str | WorkerHandle | None = None,
+             sig: int = signal.SIGKILL) -> WorkerHandle | None:
         """Send ``sig`` to a worker (by name, handle, or a random live one); return it."""
         if worker is None:
             live = self.alive()
             if not live:
                 return None
-            worker = (rng or random).choice(live)
+            worker = random.choice(live)
         handle = self.workers[worker] if isinstance(worker, str) else worker
         try:
             handle.process.send_signal(sig)

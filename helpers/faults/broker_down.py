@@ -1,12 +1,12 @@
 """Stop or crash the broker in the middle of a run, and count what survived.
 
-Worker kills live in ``runner.run(kill_every=...)``; this module is the broker's turn. Tasks
-are published in small batches with publisher confirms while K workers consume them; a
-second thread restarts the broker cleanly (``restart``) or SIGKILLs its node and starts it
-again (``crash``). Producer and workers are left to find their way back on their own: the
-producer republishes what the broker had not confirmed (``producer.publish(retry_for=...)``)
-and each worker reconnects in a loop. The run ends when every confirmed task has been done
-and the queue has settled.
+A ``BrokerDown`` step plugged into the run skeleton (``helpers.runner.execute``): tasks are
+published in small batches with publisher confirms (``helpers.pacing``) while K workers
+consume them; a second thread restarts the broker cleanly (``restart``) or SIGKILLs its
+node and starts it again (``crash``). Producer and workers are left to find their way back
+on their own: the producer republishes what the broker had not confirmed and each worker
+reconnects in a loop. The run ends when every confirmed task has been done and the queue
+has settled. (Worker kills are the ``runner.WorkerKills`` step: ``run --kill-every``.)
 
 Used by ``python -m helpers fault restart|crash`` (through ``helpers.faults.run_fault``), by
 tests/test_faults.py and by the README's "Guarantees" section, so the three report the same
@@ -16,27 +16,84 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 from .. import broker as broker_mod
-from .. import settings, timing, topology
-from ..connection import connect, mask_url
+from .. import runner, settings
+from ..connection import mask_url
 from ..errors import BadInputError, BrokerControlError, HelpersError
 from ..monitor import wait_settled
-from ..pacing import PacedPublisher
-from ..pool import WorkerPool
-from ..runner import RunResult
 from ..tasks import Task
 
 #: What this scenario can do to the broker: the ``Broker`` method of each name.
 HOW = ("restart", "crash")
+NAN = float("nan")
+
+
+class BrokerDown(runner.Step):
+    """Take the broker down ``after_s`` seconds after the first confirmed batch."""
+
+    #: a restart may take two boots' time on top of the work
+    extra_s = 2 * settings.BOOT_TIMEOUT_S
+
+    def __init__(self, how: str, after_s: float):
+        self.how, self.after_s = how, after_s
+        self.fault: dict = {}
+        self.settled = False
+        self._thread: threading.Thread | None = None
+
+    def check(self, broker: broker_mod.Broker) -> None:
+        if not broker.can_restart:
+            raise BrokerControlError(
+                f"Cannot {self.how} the {broker.kind} broker at {mask_url(broker.url)} from "
+                "here, so this measurement needs a private node (unset AMQP_URL).")
+
+    def started(self, run: runner.Run) -> None:
+        self._thread = threading.Thread(target=self._inject, args=(run,), name="broker-fault",
+                                        daemon=True)
+        self._thread.start()
+
+    def _inject(self, run: runner.Run) -> None:
+        run.publisher.started.wait()
+        time.sleep(self.after_s)
+        self.fault["finished_before"] = set(run.pool.finished)
+        self.fault["confirmed_before"] = set(run.publisher.confirmed_t)
+        self.fault["t_down"] = time.time()
+        try:
+            getattr(run.broker, self.how)()
+        except HelpersError as exc:
+            self.fault["error"] = str(exc)
+        self.fault["t_up"] = time.time()
+
+    def finished(self, run: runner.Run, done: bool) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=self.extra_s)
+        if "error" in self.fault:
+            raise BrokerControlError(f"The broker {self.how} failed ({self.fault['error']}): "
+                                     "see `python -m helpers broker status`.")
+        self.settled = done and wait_settled(run.broker, run.spec.name)
+
+    def summary(self, run: runner.Run) -> dict:
+        events, published, fault = run.pool.snapshot(), run.published, self.fault
+        held = fault.get("confirmed_before", set()) - fault.get("finished_before", set())
+        completed = {e["task"] for e in events if e["event"] == "finished"}
+        t_down = fault.get("t_down", NAN)
+        return dict(
+            settled=self.settled, publish_error=run.publisher.error, fault=self.how,
+            fault_at_s=round(t_down - published.t_first, 3),
+            down_s=round(fault.get("t_up", float("inf")) - t_down, 3),
+            held_at_fault=len(held), recovered=len(held & completed),
+            confirmed_after_fault=len(published.confirmed - fault.get("confirmed_before", set())),
+            publisher_retries=published.reconnects,
+            republished=len(published.published) - len(set(published.published)),
+            worker_disconnects=sum(e["event"] == "disconnected" for e in events),
+            worker_reconnects=sum(e["event"] == "ready" and e.get("generation", 0) > 0
+                                  for e in events))
 
 
 def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
-                          fault_after_s: float = 1.0, batch: int = 10, pace_s: float = 0.05,
-                          broker: broker_mod.Broker | None = None, timeout: float | None = None,
-                          save: bool = True, label: str | None = None,
-                          progress=None) -> RunResult:
+        fault_after_s: float = 1.0, batch: int = 10, pace_s: float = 0.05,
+        broker: broker_mod.Broker | None = None, timeout: float | None = None,
+        save: bool = True, label: str | None = None, progress=None) -> runner.RunResult:
     """Run ``tasks`` on ``workers`` workers and restart or crash the broker mid-run.
 
     Parameters
@@ -54,96 +111,14 @@ def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
     ``publisher_retries`` (connection attempts after a loss),
     ``republished``, ``worker_disconnects``, ``worker_reconnects``.
     """
-    from .. import runner
-
     if how not in HOW:
         raise BadInputError(f"the fault must be one of {', '.join(HOW)} (got {how!r}).")
-    runner.validate(workers, prefetch, tasks)
     if batch < 1 or pace_s < 0 or fault_after_s < 0:
         raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
-    durations = {t.id: t.duration for t in tasks}
-    if len(durations) != len(tasks):
-        raise BadInputError("Task ids must be unique within a run.")
-    found = broker or broker_mod.get()
-    if not found.can_restart:
-        raise BrokerControlError(
-            f"Cannot {how} the {found.kind} broker at {mask_url(found.url)} from "
-            "here, so this measurement needs a private node (unset AMQP_URL).")
-    label = label or f"fault-{how}"
-    spec = topology.QueueSpec(f"wq-{label}-{uuid.uuid4().hex[:8]}")
-    with connect(found.url, name=f"runner {spec.name}") as conn:
-        channel = conn.channel()
-        topology.declare(channel, spec)
-        channel.queue_purge(spec.name)
-
-    pool = WorkerPool(found.url, spec, prefetch=prefetch)
-    publisher = PacedPublisher(found.url, spec, tasks, batch=batch, every_s=pace_s,
-                               retry_for=settings.RECONNECT_FOR_S)
-    fault: dict = {}
-
-    def inject() -> None:
-        publisher.started.wait()
-        time.sleep(fault_after_s)
-        fault["finished_before"] = set(pool.finished)
-        fault["confirmed_before"] = set(publisher.confirmed_t)
-        fault["t_down"] = time.time()
-        try:
-            getattr(found, how)()
-        except HelpersError as exc:
-            fault["error"] = str(exc)
-        fault["t_up"] = time.time()
-
-    def all_done(p: WorkerPool) -> bool:
-        return not publisher.is_alive() and all(p.finished[i] for i in
-                                                publisher.result.confirmed)
-
-    injector = threading.Thread(target=inject, name="broker-fault", daemon=True)
-    ideal = timing.ideal_makespan(durations.values(), workers)
-    budget = timeout or (3 * ideal + 2 * settings.BOOT_TIMEOUT_S + 30)
-    try:
-        t_spawn = time.time()
-        handles = pool.start(workers)
-        spawn_s = max(h.ready_t for h in handles) - t_spawn
-        names = [h.name for h in handles]
-        publisher.start()
-        injector.start()
-        deadline = time.monotonic() + budget
-        done = False
-        while not done and time.monotonic() < deadline:
-            done = pool.wait_for(all_done, 0.5)
-            if progress is not None:
-                progress(len(pool.finished), len(tasks))
-        injector.join(timeout=max(1.0, deadline - time.monotonic()))
-        if "error" in fault:
-            raise BrokerControlError(f"The broker {how} failed: {fault['error']}")
-        settled = done and wait_settled(found, spec.name)
-    finally:
-        pool.stop()
-        topology.discard(found.url, spec)
-
-    events = pool.snapshot()
-    published = publisher.result
-    held = fault.get("confirmed_before", set()) - fault.get("finished_before", set())
-    t_up = fault.get("t_up", float("inf"))
-    completed = {e["task"] for e in events if e["event"] == "finished"}
-    summary = timing.summarize(
-        events, published.published, published.confirmed, durations, names, published.t_first,
-        prefetch=prefetch, ack="manual", mode="thread", spawn_s=round(spawn_s, 4), kills=0,
-        completed_in_time=done,
-        settled=settled, queue=spec.name, broker_version=found.version(),
-        publish=published.summary(), publish_error=publisher.error,
-        fault=how, fault_at_s=round(fault.get("t_down", float("nan")) - published.t_first, 3),
-        down_s=round(t_up - fault.get("t_down", float("nan")), 3),
-        held_at_fault=len(held), recovered=len(held & completed),
-        confirmed_after_fault=len(published.confirmed - fault.get("confirmed_before", set())),
-        publisher_retries=published.reconnects,
-        republished=len(published.published) - len(set(published.published)),
-        worker_disconnects=sum(e["event"] == "disconnected" for e in events),
-        worker_reconnects=sum(e["event"] == "ready" and e.get("generation", 0) > 0
-                              for e in events))
-    df = timing.deliveries(events, t0=published.t_first, durations=durations)
-    folder = timing.save_run(summary, df, label) if save else None
-    return RunResult(summary, df, events, published, None, folder, [])
+    pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
+    return runner.execute(workers, prefetch, tasks, steps=[BrokerDown(how, fault_after_s)],
+                          pace=pace, broker=broker, label=label or f"fault-{how}",
+                          timeout=timeout, progress=progress, save=save)
 
 
 def line(summary: dict) -> str:

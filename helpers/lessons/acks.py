@@ -7,14 +7,14 @@ notebook's second part, is in ``helpers.lessons.forgotten_ack``.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import broker as broker_mod
-from .. import plots, producer, runner, timing, topology
+from .. import plots, runner, timing, topology
 from .. import tasks as task_lists
 from ..connection import connect
 from ..errors import BadInputError, HelpersError
@@ -66,6 +66,40 @@ def _settled(pool: WorkerPool, total: int, channel, queue: str) -> bool:
     return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
 
 
+class _KillOnce(runner.Step):
+    """Kill ``victim`` ``after_s`` after the first publish (unless a button did first); end
+    the run once it has settled (see ``_settled``)."""
+
+    def __init__(self, victim: str, after_s: float, on_pool):
+        self.victim, self.after_s, self.on_pool = victim, after_s, on_pool
+        self.settled = False
+        self._conn = self._channel = self._timer = None
+
+    def started(self, run: runner.Run) -> None:
+        if self.victim not in run.names:
+            raise BadInputError(f"victim must be one of {', '.join(run.names)} "
+                                f"(got {self.victim!r}).")
+        if self.on_pool is not None:
+            self.on_pool(run.pool)
+        self._conn = connect(run.broker.url, name=f"watch {run.spec.name}")
+        self._channel = self._conn.channel()
+        if self.after_s:
+            delay = max(0.0, run.published.t_first + self.after_s - time.time())
+            self._timer = threading.Timer(delay, lambda: run.pool.kills or
+                                          run.pool.kill(self.victim))
+            self._timer.start()
+
+    def ends(self, run: runner.Run) -> bool:
+        self.settled = _settled(run.pool, len(run.tasks), self._channel, run.spec.name)
+        return self.settled
+
+    def finished(self, run: runner.Run, done: bool) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._conn is not None and self._conn.is_open:
+            self._conn.close()
+
+
 def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str = "manual",
              prefetch: int = 1, victim: str = "w1", kill_after_s: float = 0.75, *,
              broker=None, progress=None, on_pool=None) -> KillResult:
@@ -82,47 +116,21 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
     runner.validate(workers, prefetch, work)
     if ack not in ("manual", "auto"):
         raise BadInputError(f"ack must be 'manual' or 'auto' (got {ack!r}).")
-    found = broker or broker_mod.get()
-    durations = {t.id: t.duration for t in work}
-    with topology.scratch_queue(found.url, f"kill-{ack}") as spec, \
-            connect(found.url, name=f"watch {spec.name}") as conn:
-        channel = conn.channel()
-        pool = WorkerPool(found.url, spec, prefetch=prefetch, ack=ack)
-        try:
-            names = [h.name for h in pool.start(workers)]
-            if victim not in names:
-                raise BadInputError(f"victim must be one of {', '.join(names)} (got {victim!r}).")
-            if on_pool is not None:
-                on_pool(pool)
-            published = producer.publish(found.url, spec, work, declare_queue=False,
-                                         name=f"producer {spec.name}")
-            t0 = published.t_first
-            deadline = time.monotonic() + 3 * timing.ideal_makespan(
-                durations.values(), workers) + 30
-            while not _settled(pool, len(work), channel, spec.name):
-                if kill_after_s and not pool.kills and time.time() >= t0 + kill_after_s:
-                    pool.kill(victim)
-                if progress is not None:
-                    progress(len(pool.finished), len(work))
-                if time.monotonic() > deadline:
-                    raise HelpersError("The run did not settle in time: is a worker stuck?")
-                time.sleep(0.05)
-        finally:
-            pool.stop()
-    events = pool.snapshot()
-    summary = timing.summarize(events, published.published, published.confirmed, durations,
-                               names, t0, ack=ack, prefetch=prefetch, kills=len(pool.kills))
-    df = timing.deliveries(events, t0=t0, durations=durations)
+    kill = _KillOnce(victim, kill_after_s, on_pool)
+    result = runner.execute(workers, prefetch, work, steps=[kill], broker=broker,
+                            label=f"kill-{ack}", progress=progress, save=False, ack=ack)
+    if not kill.settled and not result.summary["completed_in_time"]:
+        raise HelpersError("The run did not settle in time: is a worker stuck? Run it again "
+                           "with fewer tasks or workers.")
+    t0, df = result.publish.t_first, result.deliveries
     killed_at = None
-    for kill in pool.kills:  # a cut bar ends when its worker died
-        cut = (df["worker"] == kill["worker"]) & df["finished_t"].isna() & df["started_t"].notna()
-        df.loc[cut, "end_s"] = kill["t"] - t0
-        killed_at = killed_at if killed_at is not None else kill["t"] - t0
-    lost = sorted(set(published.confirmed) - set(df.loc[df["finished_t"].notna(), "task"]))
-    victim_name = pool.kills[0]["worker"] if pool.kills else victim
-    if progress is not None:
-        progress(len(pool.finished), len(work))
-    return KillResult(ack, prefetch, victim_name, killed_at, summary, df, lost)
+    for k in result.kills:  # a cut bar ends when its worker died
+        cut = (df["worker"] == k["worker"]) & df["finished_t"].isna() & df["started_t"].notna()
+        df.loc[cut, "end_s"] = k["t"] - t0
+        killed_at = killed_at if killed_at is not None else k["t"] - t0
+    lost = sorted(set(result.publish.confirmed) - set(df.loc[df["finished_t"].notna(), "task"]))
+    victim_name = result.kills[0]["worker"] if result.kills else victim
+    return KillResult(ack, prefetch, victim_name, killed_at, result.summary, df, lost)
 
 
 def fate_table(result: KillResult) -> pd.DataFrame:

@@ -45,14 +45,14 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     runner.validate(workers, 1, [None])
     if rate <= 0 or seconds <= 0:
         raise BadInputError(f"rate and seconds must be above 0 (got {rate}, {seconds}).")
-    found = broker or broker_mod.get()
+    broker = broker or broker_mod.get()
     work = task_lists.equal(max(1, round(rate * seconds)), duration)
     total = len(work)
-    with topology.scratch_queue(found.url, "backlog") as spec:
-        pool = WorkerPool(found.url, spec, prefetch=1)
-        sampler = QueueMonitor(found, spec.name, interval=0.2)
-        exact = ReadySampler(found, spec.name)
-        publisher = PacedPublisher(found.url, spec, work, every_s=1 / rate, fixed_rate=True,
+    with topology.scratch_queue(broker.url, "backlog") as spec:
+        pool = WorkerPool(broker.url, spec, prefetch=1)
+        sampler = QueueMonitor(broker, spec.name, interval=0.2)
+        exact = ReadySampler(broker, spec.name)
+        publisher = PacedPublisher(broker.url, spec, work, every_s=1 / rate, fixed_rate=True,
                                    timeout=30)
         try:
             pool.start(workers)

@@ -34,17 +34,17 @@ CASES = (
 HOW = ("restart", "crash")
 
 
-def cannot_restart_note(found: broker_mod.Broker) -> str:
+def cannot_restart_note(broker: broker_mod.Broker) -> str:
     """The one sentence a notebook shows when this broker is not ours to restart."""
-    return (f"This {found.kind} broker cannot be restarted from here (unset AMQP_URL to use "
+    return (f"This {broker.kind} broker cannot be restarted from here (unset AMQP_URL to use "
             "a private node), so the restart is skipped and only the counts before it are "
             "shown.")
 
 
-def version_note(found: broker_mod.Broker) -> str:
+def version_note(broker: broker_mod.Broker) -> str:
     """What this broker's version means for the four cases."""
-    version = found.version_tuple()
-    text = f"This broker runs RabbitMQ {found.version()}. "
+    version = broker.version_tuple()
+    text = f"This broker runs RabbitMQ {broker.version()}. "
     if version >= (4, 3):
         return text + ("From 4.3 on, RabbitMQ refuses non-durable queues that are not "
                        "exclusive unless its configuration allows them, so the first case "
@@ -56,12 +56,12 @@ def version_note(found: broker_mod.Broker) -> str:
                    "after a restart. (4.3 and later refuse them by default.)")
 
 
-def take_down(found: broker_mod.Broker, how: str) -> float:
+def take_down(broker: broker_mod.Broker, how: str) -> float:
     """Restart (``restart``) or crash-and-start (``crash``) the broker; return seconds taken."""
     if how not in HOW:
         raise BadInputError(f"how must be one of {', '.join(HOW)} (got {how!r}).")
     started = time.monotonic()
-    getattr(found, how)()
+    getattr(broker, how)()
     return time.monotonic() - started
 
 
@@ -88,7 +88,7 @@ def survival(messages: int = 100, how: str = "restart", *, broker=None,
     """Publish ``messages`` to each of the four set-ups, restart the broker once, count."""
     if messages < 1:
         raise BadInputError(f"messages must be at least 1 (got {messages}).")
-    found = broker or broker_mod.get()
+    broker = broker or broker_mod.get()
     tag = uuid.uuid4().hex[:6]
     rows, names = [], []
     step = progress or (lambda done, total: None)
@@ -97,35 +97,35 @@ def survival(messages: int = 100, how: str = "restart", *, broker=None,
             spec = topology.QueueSpec(f"wq-survive-{n + 1}-{tag}", dead_letter=False, **options)
             row = {"case": label, "queue": spec.name, "published": messages}
             try:
-                topology.setup(found.url, spec)
+                topology.setup(broker.url, spec)
             except TopologyError as exc:
                 rows.append({**row, "confirmed": 0, "before": "refused", "after": "-",
                              "survived": "-", "why": str(exc)})
                 continue
             names.append(spec.name)
-            sent = producer.publish(found.url, spec, [Task(f"m{i:05d}", 0.0)
+            sent = producer.publish(broker.url, spec, [Task(f"m{i:05d}", 0.0)
                                                       for i in range(messages)],
                                     persistent=persistent, declare_queue=False)
             rows.append({**row, "confirmed": len(sent.confirmed),
-                         "before": topology.count(found.url, spec.name)})
+                         "before": topology.count(broker.url, spec.name)})
             step(n + 1, 6)
         restart_s, note = None, ""
-        if found.can_restart:
-            restart_s = take_down(found, how)
+        if broker.can_restart:
+            restart_s = take_down(broker, how)
         else:
-            note = cannot_restart_note(found)
+            note = cannot_restart_note(broker)
         step(5, 6)
         for row in rows:
             if row["before"] == "refused":
                 continue
-            after = topology.count(found.url, row["queue"]) if restart_s is not None else None
+            after = topology.count(broker.url, row["queue"]) if restart_s is not None else None
             row["after"] = ("queue gone" if after is None and restart_s is not None
                             else after if after is not None else "-")
             row["survived"] = (f"{after}/{row['confirmed']}" if isinstance(after, int)
                                else "0 (no queue)" if restart_s is not None else "-")
         step(6, 6)
     finally:
-        topology.discard(found.url, *names)
+        topology.discard(broker.url, *names)
     table = pd.DataFrame(rows).set_index("case").drop(columns=["queue"])
     return SurvivalResult(table, restart_s is not None, how, restart_s, note)
 
@@ -171,24 +171,24 @@ CHANGES = (
 def redeclare(*, broker=None) -> pd.DataFrame:
     """Declare a durable classic queue, then the same name with other arguments; then the
     usual way out, a new name. One row per attempt with what the broker answered."""
-    found = broker or broker_mod.get()
+    broker = broker or broker_mod.get()
     base = topology.QueueSpec(f"wq-orders-{uuid.uuid4().hex[:6]}", dead_letter=False)
     renamed = dataclasses.replace(base, name=base.name + "-v2", kind="quorum")
     rows = []
     try:
-        topology.setup(found.url, base)
+        topology.setup(broker.url, base)
         rows.append({"declare": f"{base.name} (durable classic)", "answer": "ok"})
         for label, change in CHANGES:
             try:
-                topology.setup(found.url, dataclasses.replace(base, **change))
+                topology.setup(broker.url, dataclasses.replace(base, **change))
                 answer = "ok (accepted!)"
             except TopologyError as exc:
                 answer = str(exc)
             rows.append({"declare": f"{base.name} again, {label}", "answer": answer})
-        topology.setup(found.url, renamed)
+        topology.setup(broker.url, renamed)
         rows.append({"declare": f"{renamed.name} (a new name, quorum)", "answer": "ok"})
     finally:
-        topology.discard(found.url, base.name, renamed.name)
+        topology.discard(broker.url, base.name, renamed.name)
     return pd.DataFrame(rows)
 
 

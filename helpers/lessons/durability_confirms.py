@@ -34,10 +34,10 @@ class ConfirmsResult:
     note: str
 
 
-def _drain(found: broker_mod.Broker, name: str) -> list[str]:
+def _drain(broker: broker_mod.Broker, name: str) -> list[str]:
     """Take every message out of queue ``name``; return their ids."""
     ids = []
-    with connect(found.url, name=f"drain {name}") as conn:
+    with connect(broker.url, name=f"drain {name}") as conn:
         channel = conn.channel()
         for method, props, _body in channel.consume(name, auto_ack=True,
                                                     inactivity_timeout=1.0):
@@ -56,27 +56,27 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
     """
     if lead_s <= 0 or chunk < 1:
         raise BadInputError("lead_s must be above 0 and chunk at least 1.")
-    found = broker or broker_mod.get()
+    broker = broker or broker_mod.get()
     spec = topology.unique_spec("confirms", dead_letter=False)
     step = progress or (lambda done, total: None)
-    topology.setup(found.url, spec)
+    topology.setup(broker.url, spec)
     restarter, times, note = None, {}, ""
 
     def go_down():
         times["down"] = time.time()
         try:
-            take_down(found, how)
+            take_down(broker, how)
         finally:
             times["up"] = time.time()
 
     confirmed, published, nacked, chunks = set(), [], set(), []
     t0 = time.time()
     try:
-        if found.can_restart:
+        if broker.can_restart:
             restarter = threading.Timer(lead_s, go_down)
             restarter.start()
         else:
-            note = cannot_restart_note(found)
+            note = cannot_restart_note(broker)
         n = 0
         while True:
             if restarter is None and time.time() - t0 > lead_s:
@@ -84,7 +84,7 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
             batch = [Task(f"m{n + i:06d}", 0.0) for i in range(chunk)]
             n += chunk
             try:
-                sent = producer.publish(found.url, spec, batch, declare_queue=False, timeout=20,
+                sent = producer.publish(broker.url, spec, batch, declare_queue=False, timeout=20,
                                         name=f"producer {spec.name}")
             except HelpersError:  # could not even connect: the broker is going down
                 break
@@ -99,12 +99,12 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
         if restarter is not None:
             restarter.join()
         step(2, 3)
-        survivors = set(_drain(found, spec.name))
+        survivors = set(_drain(broker, spec.name))
     finally:
         if restarter is not None:
             restarter.cancel()
             restarter.join()
-        topology.discard(found.url, spec.name)
+        topology.discard(broker.url, spec.name)
     step(3, 3)
     unconfirmed = set(published) - confirmed - nacked
     summary = {"published": len(set(published)), "confirmed": len(confirmed),

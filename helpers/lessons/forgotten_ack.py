@@ -34,13 +34,13 @@ class ForgottenAckResult:
     summary: dict
 
 
-def list_queues_ctl(found: broker_mod.Broker, queue: str) -> str | None:
+def list_queues_ctl(broker: broker_mod.Broker, queue: str) -> str | None:
     """``rabbitmqctl list_queues name messages_ready messages_unacknowledged``, our queue's
     line only; None when rabbitmqctl cannot reach this broker (it is not our node)."""
-    if not hasattr(found, "rabbitmqctl"):
+    if not hasattr(broker, "rabbitmqctl"):
         return None
     try:
-        proc = found.rabbitmqctl("-q", "list_queues", "name", "messages_ready",
+        proc = broker.rabbitmqctl("-q", "list_queues", "name", "messages_ready",
                                  "messages_unacknowledged", timeout=30)
     except (OSError, ValueError):
         return None
@@ -66,7 +66,7 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
     """
     if backlog < 0 or more < 0 or backlog + more == 0 or rate <= 0:
         raise BadInputError("Give at least one task (backlog + more) and a rate above 0.")
-    found = broker or broker_mod.get()
+    broker = broker or broker_mod.get()
     work = task_lists.equal(backlog + more, duration)
     steps = 6
 
@@ -74,11 +74,11 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
         if progress is not None:
             progress(n, steps)
 
-    with topology.scratch_queue(found.url, "forgotten-ack", dead_letter=False) as spec:
-        sampler = monitor.QueueMonitor(found, spec.name, interval=0.25).start()
-        pool = WorkerPool(found.url, spec, prefetch=prefetch, ack="never")
+    with topology.scratch_queue(broker.url, "forgotten-ack", dead_letter=False) as spec:
+        sampler = monitor.QueueMonitor(broker, spec.name, interval=0.25).start()
+        pool = WorkerPool(broker.url, spec, prefetch=prefetch, ack="never")
         try:
-            first = producer.publish(found.url, spec, work[:backlog],
+            first = producer.publish(broker.url, spec, work[:backlog],
                                      declare_queue=False) if backlog else None
             t0 = first.t_first if first else time.time()
             sampler.wait_for(lambda s: s["messages_ready"] >= backlog, 5)
@@ -87,7 +87,7 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
             pool.start(1)
             started = time.time() - t0
             step(2)
-            later = PacedPublisher(found.url, spec, work[backlog:], every_s=1 / rate)
+            later = PacedPublisher(broker.url, spec, work[backlog:], every_s=1 / rate)
             later.run()  # one task every 1 / rate seconds, here in this thread
             if later.error:
                 raise HelpersError(f"Publishing the later tasks failed ({later.error}): "
@@ -96,8 +96,8 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
             sampler.wait_for(lambda s: s["messages_unacknowledged"] >= held, 5)
             time.sleep(0.5)
             step(3)
-            listing = monitor.list_queues(found, prefix=spec.name)
-            ctl = list_queues_ctl(found, spec.name)
+            listing = monitor.list_queues(broker, prefix=spec.name)
+            ctl = list_queues_ctl(broker, spec.name)
             done = len(pool.finished)
             step(4)
         finally:
