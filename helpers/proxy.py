@@ -97,7 +97,7 @@ class LatencyProxy:
         return self.url
 
     def _start_process(self) -> int:
-        from .broker import CHECKOUT
+        from .settings import CHECKOUT
 
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))

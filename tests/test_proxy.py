@@ -21,7 +21,7 @@ import pika.exceptions
 import pytest
 
 from helpers import producer, tasks, topology
-from helpers.broker import _pid_alive
+from helpers.procs import pid_alive as _pid_alive
 from helpers.connection import connect
 from helpers.errors import BadInputError, BrokerConnectionError
 from helpers.pool import WorkerPool
