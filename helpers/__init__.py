@@ -12,8 +12,9 @@ must start fast, so importing ``helpers`` imports nothing heavy, no pandas, no m
 Modules: ``settings`` (paths, HELPERS_* variables, mode names), ``broker`` and
 ``private_node`` (find, start, stop, restart, crash a broker), ``connection``, ``topology``
 (the one place that declares queues), ``tasks``, ``worker``, ``pool``, ``producer`` and
-``confirms``, ``pacing``, ``runner`` (the one run skeleton), ``faults`` (named fault
-scenarios), ``timing``, ``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
+``confirms``, ``pacing``, ``proxy`` and ``relay`` (a worker "on a host N ms away"),
+``prefetch`` (the arithmetic of prefetch and distance), ``runner`` (the one run skeleton),
+``faults`` (named fault scenarios), ``timing``, ``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
 are in ``helpers.lessons``, which the rest never imports.
 """
 from __future__ import annotations
@@ -32,6 +33,8 @@ _API = {
     "from_csv": ("tasks", "from_csv"), "WorkerPool": ("pool", "WorkerPool"),
     "publish": ("producer", "publish"), "PublishResult": ("producer", "PublishResult"),
     "run": ("runner", "run"), "RunResult": ("runner", "RunResult"),
+    "LatencyProxy": ("proxy", "LatencyProxy"),
+    "recommend_prefetch": ("prefetch", "recommend_prefetch"),
     "run_fault": ("faults", "run_fault"), "FAULTS": ("faults", "FAULTS"),
     "summarize": ("timing", "summarize"), "table": ("timing", "table"),
     "HelpersError": ("errors", "HelpersError"),
