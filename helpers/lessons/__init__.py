@@ -11,6 +11,10 @@ module                     notebook
 ``durability_confirms``    03: publisher confirms while the broker goes down
 ``fair_dispatch``          04: prefetch 0 against a limit; a sweep; unequal speeds
 ``backlog``                04: tasks arriving faster than the workers take them
+``distance``               05: prefetch against the round trip to the broker; its panel
+``skew``                   05: the price of a large prefetch on skewed tasks
+``scaling``                05: more workers; a backlog drained; zero-length tasks
+``queue_types``            05: an unlimited consumer on a quorum and a classic queue
 ``common``, ``panels``     what the lessons share; the panel machinery (ipywidgets)
 =========================  ===========================================================
 

@@ -42,3 +42,12 @@ def chain_progress(progress, offset: int, grand_total: int):
 def value_table(summary: dict, column: str = "value") -> pd.DataFrame:
     """A run's figures as a one-column table, one row per key."""
     return pd.DataFrame({column: pd.Series(summary, dtype=object)})
+
+
+def source(obj):
+    """The source of a function of the package, shown as Python code: what runs is what is shown."""
+    import inspect
+
+    from IPython.display import Code
+
+    return Code(inspect.getsource(obj), language="python")
