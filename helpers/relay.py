@@ -24,10 +24,11 @@ import selectors
 import sys
 from typing import Callable
 
+from .settings import PROXY_MAX_HELD_BYTES
+
 #: Most bytes one direction of one connection holds (delayed or unsent) before the relay
-#: stops reading from its source, as a full TCP window would: far above what any prefetch
-#: of this project puts in flight, low enough that a stuck reader cannot eat the memory.
-MAX_HELD_BYTES = int(os.environ.get("HELPERS_PROXY_MAX_HELD_BYTES", str(8 << 20)))
+#: stops reading from its source (``settings.PROXY_MAX_HELD_BYTES``).
+MAX_HELD_BYTES = PROXY_MAX_HELD_BYTES
 #: A timer fires late by the time the machine takes to wake the loop (~0.1-0.2 ms here).
 #: The relay learns that lateness (a moving average, capped here) and arms timers that
 #: much early, so bytes leave on time on average rather than one wake-up late.
