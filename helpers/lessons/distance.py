@@ -164,8 +164,11 @@ def plot_grid(grid: pd.DataFrame, point: dict | None = None):
                    "tasks per second per worker", fontsize=10)
     right.set_title("Busy fraction of the workers", fontsize=10)
     right.set_ylim(0, 1.1)
+    ticks = sorted(set(prefetches))
     for ax in (left, right):
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(p) for p in ticks])
+        ax.minorticks_off()
         ax.set_xlabel(f"prefetch_count (dotted: the bound, own round trip {own_ms:g} ms added)")
     left.set_ylabel("tasks / s")
     left.set_ylim(bottom=0)

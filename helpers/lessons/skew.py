@@ -69,6 +69,9 @@ def plot_skew(sweep: pd.DataFrame, own_round_trip_ms: float = 0.0, short_ms: flo
     ax.annotate(f" recommend_prefetch = {recommended}", (recommended, ax.get_ylim()[1]),
                 va="top", fontsize=8, color="#1b9e77")
     ax.set_xscale("log")
+    ticks = sorted(set(sweep["prefetch"]))
+    ax.set_xticks(ticks, [str(p) for p in ticks])
+    ax.minorticks_off()
     ax.set_ylim(bottom=0.9)
     ax.set_xlabel("prefetch_count")
     ax.set_ylabel("makespan / ideal")
