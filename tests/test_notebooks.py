@@ -1,4 +1,4 @@
-"""The four notebooks: committed clean, and executed top to bottom against the real broker.
+"""The notebooks: committed clean, and executed top to bottom against the real broker.
 
 The executions are slow (notebook 03 restarts the broker twice) and share the session's
 broker: a kernel inherits this process's environment, so it resolves the same broker
@@ -61,7 +61,7 @@ def kernel_env(broker, monkeypatch):
     return broker
 
 
-def test_the_four_notebooks_are_there():
+def test_the_notebooks_are_there():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
