@@ -28,7 +28,10 @@ run: $(STAMP)
 	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
 	exit $$status
 
+# The browser test drives the system's chromium: .ci/ensure-chromium installs it where that
+# needs no question, or says the browser test will skip.
 test: $(STAMP)
+	@bash .ci/ensure-chromium
 	$(BIN)/python -m pytest -ra
 
 # Side-by-side benchmarks (figures, not tests; kept out of `make test`): the project's
