@@ -159,6 +159,17 @@ def error_outputs(page) -> list[str]:
                         "'application/vnd.jupyter.stderr']").all_inner_texts()
 
 
+CUT_LABELS_JS = """() => Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .widget-label'))
+    .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.textContent)"""
+
+
+def cut_labels(page) -> list[str]:
+    """Widget labels too long for their box (the browser shows them cut, with an ellipsis)."""
+    return page.evaluate(CUT_LABELS_JS)
+
+
 def move_slider(panel, label: str, value: float) -> None:
     """Focus the slider named ``label`` and press arrow keys until it shows ``value``."""
     slider = panel.locator(".widget-slider").filter(
@@ -184,8 +195,11 @@ def press_run(panel, clicks: Clicks, timeout: float = 240) -> str:
     status = panel.locator(":scope > .widget-html").last
     output = panel.locator(":scope > .widget-output")
     images_before = set(output.locator("img").evaluate_all("els => els.map(e => e.src)"))
+    before = counter(panel)
     panel.get_by_role("button", name="Run").click()
     _wait(lambda: "running" in status.inner_text(), 30, "the run to start")
+    assert before is None or counter(panel) != before, \
+        f"the counter still shows the last run's {before[0]}/{before[1]} after Run"
     if clicks.kill:
         kill = panel.get_by_role("button", name="Kill")
         _wait(lambda: kill.is_enabled() and (counter(panel) or (0, 0))[0] >= 1, 60,
@@ -237,6 +251,7 @@ def test_notebook_in_the_browser(path, lab, timings, record_property):
         assert not error_outputs(page), f"{path.name}: {error_outputs(page)[0][:500]}"
         body = page.locator("body").inner_text()
         assert "Error displaying widget" not in body, f"{path.name}: a widget failed"
+        assert not cut_labels(page), f"{path.name}: labels cut off: {cut_labels(page)}"
         panel = page.locator(".widget-vbox").filter(
             has=page.locator(".widget-html-content b", has_text=clicks.panel)).first
         panel.scroll_into_view_if_needed()
