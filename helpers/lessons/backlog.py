@@ -70,6 +70,8 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
             budget = seconds + total * duration / workers + 30
             pool.wait_for(lambda p: len(p.finished) >= total, budget,
                           progress=lambda p: progress and progress(len(p.finished), total))
+            if progress is not None:  # the last task may end after the last tick
+                progress(len(pool.finished), total, "letting the management figures catch up")
             # The management figures trail the queue: let them show it empty.
             sampler.wait_for(lambda s: s["messages_ready"] == 0
                              and s["messages_unacknowledged"] == 0, 3)
@@ -100,25 +102,24 @@ def plot_backlog(result: BacklogResult):
     The solid line is the exact count (AMQP); the dotted ones are what the management API
     reported at the time (``rabbitmqctl list_queues`` would say the same), a little late.
     """
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    fig, ax = plt.subplots(figsize=(11, 3.4))
     s = result.summary
     ax.step(result.ready["t_s"], result.ready["ready"], where="post", color="#1f77b4",
-            linewidth=2, label="waiting in the queue (ready)")
+            linewidth=2, label="waiting in the queue\n(ready, exact)")
     mgmt = result.samples
     ax.step(mgmt["t_s"], mgmt["messages_ready"], where="post", color="#1f77b4",
-            linestyle=":", label="ready, as the management API saw it")
+            linestyle=":", label="ready, as the\nmanagement API saw it")
     ax.step(mgmt["t_s"], mgmt["messages_unacknowledged"], where="post", color="#ff7f0e",
-            linestyle=":", label="unacknowledged (in the workers' hands)")
+            linestyle=":", label="unacknowledged\n(in the workers' hands)")
     ax.set_title(f"{s['arrivals_per_s']:g} tasks/s arrive; the workers can do "
                  f"{s['capacity_before_per_s']:g}/s, then {s['capacity_after_per_s']:g}/s")
     ax.set_ylabel("messages")
-    ax.legend(fontsize=8, loc="upper right")
-    if s["added_at_s"] is not None:
-        ax.axvline(s["added_at_s"], color="black", linestyle="--", linewidth=0.8)
-        ax.annotate(f" +{s['workers_added']} workers", (s["added_at_s"], ax.get_ylim()[1]),
-                    va="top", fontsize=8)
-    ax.set_xlabel("seconds since the first publish")
+    plots.outside_legend(ax)
     ax.set_xlim(left=0)
+    ax.margins(y=0.2)  # room above the curves for the label of the added workers
+    if s["added_at_s"] is not None:
+        plots.mark_time(ax, s["added_at_s"], f"+{s['workers_added']} workers")
+    ax.set_xlabel("seconds since the first publish")
     return finish(fig)
 
 
