@@ -50,9 +50,10 @@ bench: $(BENCH_STAMP)
 	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
 	exit $$status
 
+# JupyterLab refuses to start as root without --allow-root (containers, CI machines).
 lab: $(STAMP)
 	$(BIN)/python -m helpers broker start
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $$([ "$$(id -u)" -eq 0 ] && echo --allow-root)
 
 broker-stop: $(STAMP)
 	$(BIN)/python -m helpers broker stop

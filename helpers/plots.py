@@ -132,8 +132,12 @@ def outside_legend(ax) -> None:
 
 
 def mark_time(ax, t: float, text: str) -> None:
-    """A dashed vertical line at ``t`` with ``text`` inside the frame, beside the line
-    (to its left near the right edge), on a white ground so no curve hides it."""
+    """A dashed vertical line at ``t`` with ``text`` inside the frame, beside the line (to
+    its left near the right edge), in a band added above the data so it covers no curve."""
+    if not getattr(ax, "_headroom", False):  # once per axes: a band above the data
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top + 0.15 * (top - bottom))
+        ax._headroom = True
     ax.axvline(t, color="black", linestyle="--", linewidth=0.8)
     left, right = ax.get_xlim()
     near_right = t > left + 0.75 * (right - left)

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from browser_lab import Lab, find_chromium, launch_chromium
-from helpers import broker as broker_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -89,9 +88,11 @@ def chromium():
 
 
 def _kernel_env(found) -> dict[str, str]:
-    """What the kernels need to find the session's broker."""
-    if isinstance(found, broker_mod.PrivateBroker):
+    """What the kernels need to find the session's broker (as in test_notebooks)."""
+    if found.kind == "private":
         return {"HELPERS_STATE_DIR": str(found.state_dir)}
+    if found.kind != "external":
+        return {}
     env = {"AMQP_URL": found.url}
     if found.management_url:
         env["RABBITMQ_MANAGEMENT_URL"] = found.management_url
@@ -138,15 +139,20 @@ PROMPTS_JS = """() => Array.from(document.querySelectorAll(
     e => e.textContent.trim())"""
 
 
-def run_all_cells(page, code_cells: int, timeout: float = 240) -> None:
-    """Run > Run All Cells, then wait until every code cell has its execution number."""
+def run_all_cells(page, code_cells: int, idle, timeout: float = 240) -> None:
+    """Run > Run All Cells, then wait until every code cell has its execution number, or
+    until the kernel is idle with cells left unrun (an error stopped the run)."""
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    time.sleep(1)
 
     def done():
         prompts = page.evaluate(PROMPTS_JS)
-        return len(prompts) == code_cells and all(re.fullmatch(r"\[\d+\]:", p)
-                                                  for p in prompts)
+        if len(prompts) == code_cells and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts):
+            return True
+        if error_outputs(page) and idle():
+            raise AssertionError(f"a cell failed: {error_outputs(page)[0][-1500:]}")
+        return False
     try:
         _wait(done, timeout, "every cell to run")
     except AssertionError as exc:
@@ -247,7 +253,7 @@ def test_notebook_in_the_browser(path, lab, timings, record_property):
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                timeout=90_000)
         page.keyboard.press("Control+b")  # fold the file browser away: more room to look
-        run_all_cells(page, code_cells)
+        run_all_cells(page, code_cells, lambda: server.kernel_state(path.name) == "idle")
         assert not error_outputs(page), f"{path.name}: {error_outputs(page)[0][:500]}"
         body = page.locator("body").inner_text()
         assert "Error displaying widget" not in body, f"{path.name}: a widget failed"

@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from .. import broker as broker_mod
-from .. import runner, timing, topology
+from .. import plots, runner, timing, topology
 from .. import tasks as task_lists
 from ..errors import BadInputError
 from ..monitor import QueueMonitor, ReadySampler
@@ -21,6 +22,9 @@ from ..pacing import PacedPublisher
 from ..pool import WorkerPool
 from .common import finish, value_table
 from .panels import Panel, float_slider, int_slider
+
+#: Every worker of this lesson takes one task at a time, so waiting tasks stay in the queue.
+PREFETCH = 1
 
 
 @dataclass
@@ -49,7 +53,7 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     work = task_lists.equal(max(1, round(rate * seconds)), duration)
     total = len(work)
     with topology.scratch_queue(broker.url, "backlog") as spec:
-        pool = WorkerPool(broker.url, spec, prefetch=1)
+        pool = WorkerPool(broker.url, spec, prefetch=PREFETCH)
         sampler = QueueMonitor(broker, spec.name, interval=0.2)
         exact = ReadySampler(broker, spec.name)
         publisher = PacedPublisher(broker.url, spec, work, every_s=1 / rate, fixed_rate=True,
@@ -85,6 +89,7 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     peak = ready.loc[ready["ready"].idxmax()] if len(ready) else None
     return BacklogResult(samples, ready, df, {
         "workers_before": workers, "workers_added": add_workers if added_at else 0,
+        "prefetch": PREFETCH,
         "added_at_s": round(added_at, 2) if added_at is not None else None,
         "arrivals_per_s": rate, "published": total, "confirmed": len(publisher.result.confirmed),
         "capacity_before_per_s": round(workers / duration, 2),
@@ -94,6 +99,23 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
         "peak_at_s": round(float(peak["t_s"]), 2) if peak is not None else None,
         "last_task_done_s": round(float(df["end_s"].max()), 2),
         "completed": int(df["finished_t"].notna().sum())})
+
+
+def management_lag_s(result: BacklogResult, longest_s: float = 3.0) -> float | None:
+    """How far the management API's ``messages_ready`` trailed the exact count in this run:
+    the shift (in 0.05 s steps) that best lays the exact curve onto the reported one."""
+    exact, mgmt = result.ready, result.samples
+    if len(exact) < 2 or len(mgmt) < 2:
+        return None
+    times, values = exact["t_s"].to_numpy(), exact["ready"].to_numpy()
+
+    def exact_at(t):
+        return values[np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(values) - 1)]
+
+    shifts = np.arange(0.0, longest_s + 1e-9, 0.05)
+    errors = [np.abs(exact_at(mgmt["t_s"].to_numpy() - d) - mgmt["messages_ready"].to_numpy())
+              .mean() for d in shifts]
+    return round(float(shifts[int(np.argmin(errors))]), 2)
 
 
 def plot_backlog(result: BacklogResult):
