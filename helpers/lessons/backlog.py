@@ -90,6 +90,7 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     return BacklogResult(samples, ready, df, {
         "workers_before": workers, "workers_added": add_workers if added_at else 0,
         "prefetch": PREFETCH,
+        "add_after_s": add_after_s,
         "added_at_s": round(added_at, 2) if added_at is not None else None,
         "arrivals_per_s": rate, "published": total, "confirmed": len(publisher.result.confirmed),
         "capacity_before_per_s": round(workers / duration, 2),
@@ -140,7 +141,8 @@ def plot_backlog(result: BacklogResult):
     ax.set_xlim(left=0)
     ax.margins(y=0.2)  # room above the curves for the label of the added workers
     if s["added_at_s"] is not None:
-        plots.mark_time(ax, s["added_at_s"], f"+{s['workers_added']} workers")
+        plots.mark_time(ax, s["added_at_s"], f"+{s['workers_added']} workers consuming "
+                                             f"(started at {s['add_after_s']:g} s)")
     ax.set_xlabel("seconds since the first publish")
     return finish(fig)
 

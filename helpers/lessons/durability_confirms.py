@@ -154,7 +154,7 @@ def plot_confirms(result: ConfirmsResult):
     left.set_title(title)
     plots.outside_legend(left)
     names = ["confirmed", "unconfirmed", "survived", "confirmed_and_lost"]
-    bars = right.bar(["confirmed", "unconfirmed", "survived", "confirmed\nbut lost"],
+    bars = right.bar(["confirmed", "un-\nconfirmed", "survived", "confirmed\nbut lost"],
                      [s[k] for k in names], color=["#1b9e77", "#d95f02", "#7570b3", "#e7298a"])
     for bar, key in zip(bars, names):
         right.annotate(str(s[key]), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
