@@ -28,7 +28,10 @@ run: $(STAMP)
 	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
 	exit $$status
 
+# The browser test drives the system's chromium: .ci/ensure-chromium installs it where that
+# needs no question, or says the browser test will skip.
 test: $(STAMP)
+	@bash .ci/ensure-chromium
 	$(BIN)/python -m pytest -ra
 
 # Side-by-side benchmarks (figures, not tests; kept out of `make test`): the project's
@@ -47,9 +50,10 @@ bench: $(BENCH_STAMP)
 	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
 	exit $$status
 
+# JupyterLab refuses to start as root without --allow-root (containers, CI machines).
 lab: $(STAMP)
 	$(BIN)/python -m helpers broker start
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $$([ "$$(id -u)" -eq 0 ] && echo --allow-root)
 
 broker-stop: $(STAMP)
 	$(BIN)/python -m helpers broker stop

@@ -133,6 +133,18 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
     return KillResult(ack, prefetch, victim_name, killed_at, result.summary, df, lost)
 
 
+def kill_plan(values: dict) -> str:
+    """When the kill panel's values kill the worker, counted in its tasks, in one line."""
+    after, duration, victim = values["kill_after_s"], values["duration"], values["victim"]
+    if not after:
+        return f"{victim} is killed when you press Kill."
+    ordinal = {1: "first", 2: "second", 3: "third"}.get(int(after // duration) + 1,
+                                                       f"task {int(after // duration) + 1}")
+    return (f"{victim} is killed {after:g} s after the first publish; with tasks of "
+            f"{duration:g} s that is {after / duration:.2f} tasks in, during its {ordinal} "
+            "task (its first one starts a moment after the publish).")
+
+
 def fate_table(result: KillResult) -> pd.DataFrame:
     """Every task the killed worker had received, and what became of it."""
     df = result.deliveries

@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from .. import broker as broker_mod
-from .. import runner, timing, topology
+from .. import plots, runner, timing, topology
 from .. import tasks as task_lists
 from ..errors import BadInputError
 from ..monitor import QueueMonitor, ReadySampler
@@ -21,6 +22,9 @@ from ..pacing import PacedPublisher
 from ..pool import WorkerPool
 from .common import finish, value_table
 from .panels import Panel, float_slider, int_slider
+
+#: Every worker of this lesson takes one task at a time, so waiting tasks stay in the queue.
+PREFETCH = 1
 
 
 @dataclass
@@ -49,7 +53,7 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     work = task_lists.equal(max(1, round(rate * seconds)), duration)
     total = len(work)
     with topology.scratch_queue(broker.url, "backlog") as spec:
-        pool = WorkerPool(broker.url, spec, prefetch=1)
+        pool = WorkerPool(broker.url, spec, prefetch=PREFETCH)
         sampler = QueueMonitor(broker, spec.name, interval=0.2)
         exact = ReadySampler(broker, spec.name)
         publisher = PacedPublisher(broker.url, spec, work, every_s=1 / rate, fixed_rate=True,
@@ -70,6 +74,8 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
             budget = seconds + total * duration / workers + 30
             pool.wait_for(lambda p: len(p.finished) >= total, budget,
                           progress=lambda p: progress and progress(len(p.finished), total))
+            if progress is not None:  # the last task may end after the last tick
+                progress(len(pool.finished), total, "letting the management figures catch up")
             # The management figures trail the queue: let them show it empty.
             sampler.wait_for(lambda s: s["messages_ready"] == 0
                              and s["messages_unacknowledged"] == 0, 3)
@@ -83,6 +89,8 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     peak = ready.loc[ready["ready"].idxmax()] if len(ready) else None
     return BacklogResult(samples, ready, df, {
         "workers_before": workers, "workers_added": add_workers if added_at else 0,
+        "prefetch": PREFETCH,
+        "add_after_s": add_after_s,
         "added_at_s": round(added_at, 2) if added_at is not None else None,
         "arrivals_per_s": rate, "published": total, "confirmed": len(publisher.result.confirmed),
         "capacity_before_per_s": round(workers / duration, 2),
@@ -94,31 +102,48 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
         "completed": int(df["finished_t"].notna().sum())})
 
 
+def management_lag_s(result: BacklogResult, longest_s: float = 3.0) -> float | None:
+    """How far the management API's ``messages_ready`` trailed the exact count in this run:
+    the shift (in 0.05 s steps) that best lays the exact curve onto the reported one."""
+    exact, mgmt = result.ready, result.samples
+    if len(exact) < 2 or len(mgmt) < 2:
+        return None
+    times, values = exact["t_s"].to_numpy(), exact["ready"].to_numpy()
+
+    def exact_at(t):
+        return values[np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(values) - 1)]
+
+    shifts = np.arange(0.0, longest_s + 1e-9, 0.05)
+    errors = [np.abs(exact_at(mgmt["t_s"].to_numpy() - d) - mgmt["messages_ready"].to_numpy())
+              .mean() for d in shifts]
+    return round(float(shifts[int(np.argmin(errors))]), 2)
+
+
 def plot_backlog(result: BacklogResult):
     """Tasks waiting in the queue over time, with the moment workers were added.
 
     The solid line is the exact count (AMQP); the dotted ones are what the management API
     reported at the time (``rabbitmqctl list_queues`` would say the same), a little late.
     """
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    fig, ax = plt.subplots(figsize=(11, 3.4))
     s = result.summary
     ax.step(result.ready["t_s"], result.ready["ready"], where="post", color="#1f77b4",
-            linewidth=2, label="waiting in the queue (ready)")
+            linewidth=2, label="waiting in the queue\n(ready, exact)")
     mgmt = result.samples
     ax.step(mgmt["t_s"], mgmt["messages_ready"], where="post", color="#1f77b4",
-            linestyle=":", label="ready, as the management API saw it")
+            linestyle=":", label="ready, as the\nmanagement API saw it")
     ax.step(mgmt["t_s"], mgmt["messages_unacknowledged"], where="post", color="#ff7f0e",
-            linestyle=":", label="unacknowledged (in the workers' hands)")
+            linestyle=":", label="unacknowledged\n(in the workers' hands)")
     ax.set_title(f"{s['arrivals_per_s']:g} tasks/s arrive; the workers can do "
                  f"{s['capacity_before_per_s']:g}/s, then {s['capacity_after_per_s']:g}/s")
     ax.set_ylabel("messages")
-    ax.legend(fontsize=8, loc="upper right")
-    if s["added_at_s"] is not None:
-        ax.axvline(s["added_at_s"], color="black", linestyle="--", linewidth=0.8)
-        ax.annotate(f" +{s['workers_added']} workers", (s["added_at_s"], ax.get_ylim()[1]),
-                    va="top", fontsize=8)
-    ax.set_xlabel("seconds since the first publish")
+    plots.outside_legend(ax)
     ax.set_xlim(left=0)
+    ax.margins(y=0.2)  # room above the curves for the label of the added workers
+    if s["added_at_s"] is not None:
+        plots.mark_time(ax, s["added_at_s"], f"+{s['workers_added']} workers consuming "
+                                             f"(started at {s['add_after_s']:g} s)")
+    ax.set_xlabel("seconds since the first publish")
     return finish(fig)
 
 

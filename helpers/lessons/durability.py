@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import broker as broker_mod
-from .. import producer, topology
+from .. import plots, producer, topology
 from ..errors import BadInputError, TopologyError
 from ..tasks import Task
 from .common import Text, finish
@@ -91,7 +91,8 @@ def survival(messages: int = 100, how: str = "restart", *, broker=None,
     broker = broker or broker_mod.get()
     tag = uuid.uuid4().hex[:6]
     rows, names = [], []
-    step = progress or (lambda done, total: None)
+    say = progress or (lambda done, total, phase=None: None)
+    total = messages * len(CASES)  # the bar counts messages published and confirmed
     try:
         for n, (label, options, persistent) in enumerate(CASES):
             spec = topology.QueueSpec(f"wq-survive-{n + 1}-{tag}", dead_letter=False, **options)
@@ -108,13 +109,15 @@ def survival(messages: int = 100, how: str = "restart", *, broker=None,
                                     persistent=persistent, declare_queue=False)
             rows.append({**row, "confirmed": len(sent.confirmed),
                          "before": topology.count(broker.url, spec.name)})
-            step(n + 1, 6)
+            say((n + 1) * messages, total, f"published to {n + 1} of {len(CASES)} queues")
         restart_s, note = None, ""
         if broker.can_restart:
+            say(total, total, "restarting the broker" if how == "restart"
+                else "crashing the broker (SIGKILL), then starting it")
             restart_s = take_down(broker, how)
         else:
             note = cannot_restart_note(broker)
-        step(5, 6)
+        say(total, total, "counting what survived")
         for row in rows:
             if row["before"] == "refused":
                 continue
@@ -123,7 +126,6 @@ def survival(messages: int = 100, how: str = "restart", *, broker=None,
                             else after if after is not None else "-")
             row["survived"] = (f"{after}/{row['confirmed']}" if isinstance(after, int)
                                else "0 (no queue)" if restart_s is not None else "-")
-        step(6, 6)
     finally:
         topology.discard(broker.url, *names)
     table = pd.DataFrame(rows).set_index("case").drop(columns=["queue"])
@@ -136,7 +138,7 @@ def plot_survival(result: SurvivalResult):
     number = lambda v: v if isinstance(v, (int, float)) else 0  # noqa: E731
     before = [number(v) for v in t["before"]]
     after = [number(v) for v in t["after"]]
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    fig, ax = plt.subplots(figsize=(10, 3.2))
     x = range(len(t))
     ax.bar([i - 0.2 for i in x], before, width=0.4, label="before", color="#7570b3")
     ax.bar([i + 0.2 for i in x], after, width=0.4, color="#1b9e77",
@@ -144,13 +146,14 @@ def plot_survival(result: SurvivalResult):
     for i, (b, a) in enumerate(zip(t["before"], t["after"])):
         for dx, value in ((-0.2, b), (0.2, a)):
             ax.annotate(str(value), (i + dx, number(value)), ha="center", va="bottom",
-                        fontsize=8)
-    ax.set_xticks(list(x), [label.replace(", ", ",\n") for label in t.index], fontsize=8)
+                        fontsize=plots.LABEL_SIZE)
+    ax.set_xticks(list(x), [label.replace(", ", ",\n") for label in t.index],
+                  fontsize=plots.LABEL_SIZE)
     ax.set_ylabel("messages in the queue")
     ax.margins(y=0.3)
     ax.set_title("What survives a broker " + ("restart" if result.how == "restart"
                                               else "crash"))
-    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    plots.outside_legend(ax)
     return finish(fig)
 
 
@@ -202,4 +205,4 @@ def survival_panel(broker=None) -> Panel:
     return Panel("What survives a restart", survival, survival_report, {
         "messages": int_slider("messages per queue", 100, 1, 5000, 1),
         "how": dropdown("how the broker goes down", HOW_OPTIONS, "restart")},
-        fixed={"broker": broker})
+        fixed={"broker": broker}, unit="messages")

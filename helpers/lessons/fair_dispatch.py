@@ -45,6 +45,20 @@ def dispatch_table(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run").round(3)
 
 
+def compare_note(results: dict) -> str:
+    """One line per run: its makespan as a multiple of the ideal."""
+    return "\n".join(f"{label}: makespan {r.summary['makespan_s']:.2f} s, "
+                     f"{r.summary['makespan_over_ideal']:.2f}x the ideal "
+                     f"{r.summary['ideal_makespan_s']:.2f} s" for label, r in results.items())
+
+
+def limit_beats_round_robin(results: dict) -> bool:
+    """True when the run with a prefetch limit ended sooner than round robin (prefetch 0)."""
+    rr = results["prefetch unlimited"].summary["makespan_s"]
+    return all(r.summary["makespan_s"] < rr for label, r in results.items()
+               if label != "prefetch unlimited")
+
+
 def plot_compare(results: dict):
     """Timelines on one time axis, with the busy seconds of each worker beside them."""
     return finish(plots.compare_runs(results))
@@ -68,7 +82,16 @@ def prefetch_sweep(workers: int = 2, tasks: int = 20, heavy: float = 0.2, light:
         rows.append({"prefetch": prefetch_name(p), "makespan_s": s["makespan_s"],
                      "ideal_s": s["ideal_makespan_s"], "efficiency": s["efficiency"],
                      "imbalance": s["imbalance"], "jain": s["jain"]})
-    return pd.DataFrame(rows)
+    sweep = pd.DataFrame(rows)
+    sweep.attrs.update(workers=workers, tasks=tasks)
+    return sweep
+
+
+def share_note(sweep: pd.DataFrame) -> str:
+    """Each worker's round-robin share (N/K tasks) in the sweep's runs, in one line."""
+    n, k = sweep.attrs["tasks"], sweep.attrs["workers"]
+    return (f"round-robin share: N/K = {n}/{k} = {n / k:g} tasks per worker; "
+            f"prefetch values swept: {', '.join(sweep['prefetch'])}")
 
 
 def plot_sweep(sweep: pd.DataFrame):
@@ -123,6 +146,13 @@ def unequal_speeds(speeds="1, 3", tasks: int = 20, duration: float = 0.2,
         result.summary.setdefault("speeds", speeds)
         out[f"prefetch {prefetch_name(p)}"] = result
     return out
+
+
+def speeds_note(results: dict) -> str:
+    """The workers' speeds, and how much faster the fastest is than the slowest."""
+    speeds = next(iter(results.values())).summary["speeds"]
+    return (f"speeds {', '.join(f'{v:g}' for v in speeds)}: the fastest worker is "
+            f"{max(speeds) / min(speeds):g}x as fast as the slowest")
 
 
 def speeds_table(results: dict) -> pd.DataFrame:

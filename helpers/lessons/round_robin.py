@@ -75,10 +75,8 @@ def plot_round_robin(result: runner.RunResult):
                          "no prefetch limit")
     left.set_xlim(left=0)
     plots.counts(result.per_worker(), ax=right)
-    right.axhline(s["tasks_published"] / s["workers"], color="black", linestyle="--",
-                  linewidth=0.8, label="N/K")
+    plots.reference_line(right, s["tasks_published"] / s["workers"], "N/K")
     right.margins(y=0.15)
-    right.legend(fontsize=8, loc="lower right")
     return finish(fig)
 
 
