@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: Seconds of work per dot in a tutorial-style body (the tutorial uses 1 s).
 DOT_UNIT_S = 1.0
+#: What a task asks of its worker: sleep, burn CPU, or (a poison message) kill it half-way.
+KINDS = ("sleep", "cpu", "crash")
 
 
 class MalformedTask(ValueError):
@@ -26,7 +28,10 @@ class MalformedTask(ValueError):
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: ``duration`` seconds of sleeping (or CPU when kind='cpu')."""
+    """One unit of work: ``duration`` seconds of sleeping (or CPU when kind='cpu').
+
+    ``kind='crash'`` is a poison message: the worker that takes it dies half-way through.
+    """
 
     id: str
     duration: float
@@ -116,7 +121,7 @@ def decode(body: bytes, unit: float = DOT_UNIT_S) -> tuple[str | None, float, st
         if not math.isfinite(duration) or duration < 0:
             raise MalformedTask(f"bad duration {duration}")
         kind = data.get("kind", "sleep")
-        if kind not in ("sleep", "cpu"):
+        if kind not in KINDS:
             raise MalformedTask(f"unknown kind {kind!r}")
         return (str(data["id"]) if "id" in data else None), duration, kind
     return None, text.count(".") * unit, "sleep"
