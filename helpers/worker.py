@@ -16,11 +16,13 @@ heartbeats, and it saves two thread hops per task, which is most of a short task
 overhead. The event lines of one task then leave in two writes: up to ``finished``
 before the ack, ``acked`` after it.
 
-Every event is one JSON line on stdout: ``ready``, ``delivered`` (with ``redelivered``, and
-a quorum queue's ``x-delivery-count`` as ``delivery_count``), ``started``, ``finished``,
+Every event is one JSON line on stdout: ``ready``, ``delivered`` (with ``redelivered``,
+and ``delivery_count``: a quorum queue's ``x-delivery-count``), ``started``, ``finished``,
 ``acked``, ``failed``, ``rejected`` (dead-lettered by the guard of ``task_hooks``),
-``crashed``, ``cancelled`` (by the broker), ``disconnected``. Each line carries the worker
-name, the time ``t`` and, for deliveries, a ``delivery`` key unique in this process.
+``crashed`` (crash injection, a poison task), ``abandoned`` (its connection went away before
+the work started: the broker has requeued it), ``cancelled`` (the broker cancelled the
+consumer), ``disconnected``. Each line carries the worker name, the wall-clock time ``t``
+and, for deliveries, a ``delivery`` key unique in this process.
 """
 from __future__ import annotations
 
@@ -34,14 +36,10 @@ import threading
 import time
 
 from . import tasks as task_bodies
+from .settings import ACK_MODES, DEFAULT_QUEUE, INLINE_MAX_S, WORK_MODES
 from .task_hooks import TaskHooks
 from .topology import QueueSpec, declare
 
-ACK_MODES = ("manual", "auto", "never")
-WORK_MODES = ("thread", "blocking")
-#: Longest task (seconds, after the speed factor) that thread mode runs in the I/O thread;
-#: capped at a quarter of the heartbeat interval when one is asked for. 0 turns it off.
-INLINE_MAX_S = float(os.environ.get("HELPERS_INLINE_MAX_S", "0.25"))
 #: One encoder for every event line (json.dumps with options builds a new one per call).
 _encode_line = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -236,7 +234,7 @@ def build_parser(prog: str = "python -m helpers.worker",
     p = argparse.ArgumentParser(prog=prog, description="Consume a work queue and print events.",
                                 add_help=add_help)
     p.add_argument("--url", help="AMQP URL (default: the broker helpers resolves)")
-    p.add_argument("--queue", default="task_queue", help="queue name (default task_queue)")
+    p.add_argument("--queue", default=DEFAULT_QUEUE, help=f"queue name (default {DEFAULT_QUEUE})")
     p.add_argument("--queue-spec", help="full queue spec as JSON (overrides --queue)")
     p.add_argument("--name", default=f"worker-{os.getpid()}", help="name shown in events")
     p.add_argument("--prefetch", type=int, default=1, help="prefetch count; 0 = unlimited")
