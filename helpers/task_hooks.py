@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .settings import POISON_KIND
+
 #: Where crash injection kills the worker: half-way through the task, or once the task is
 #: done (and its side effect recorded) but before the ack leaves.
 CRASH_POINTS = ("middle", "before-ack")
@@ -41,7 +43,7 @@ class TaskHooks:
 
     def dies_midway(self, started: int, kind: str) -> bool:
         """True when the ``started``-th task (of ``kind``) kills the worker half-way."""
-        return kind == "crash" or self._due(started, "middle")
+        return kind == POISON_KIND or self._due(started, "middle")
 
     def dies_before_ack(self, started: int) -> bool:
         """True when the worker dies after the ``started``-th task, before acking it."""

@@ -17,6 +17,8 @@ from ..errors import BadInputError
 FAULTS: dict[str, str] = {
     "restart": "broker_down",  # the broker is stopped cleanly and started again
     "crash": "broker_down",    # the broker's node is SIGKILLed and started again
+    "heartbeat": "heartbeat",  # a task longer than three heartbeat intervals
+    "consumer-timeout": "consumer_timeout",  # a task longer than the ack timeout
 }
 
 

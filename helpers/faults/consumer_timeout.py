@@ -1,0 +1,119 @@
+"""A task longer than the broker's delivery-acknowledgement timeout
+(``python -m helpers fault consumer-timeout``).
+
+The broker gives a consumer ``consumer_timeout`` (30 minutes by default) to acknowledge each
+delivery, and checks it on each channel's tick (once a minute by default). For the lesson
+the private node's tick is set to 0.5 s and the timeout to ``timeout_s``: per queue, with a
+``consumer-timeout`` policy, where the broker accepts one; node-wide where it does not
+(RabbitMQ 3.10 refuses the policy key and ignores an ``x-consumer-timeout`` argument: only
+the global setting exists there). Three runs, one heartbeat-safe worker each:
+
+* ``too-long``: one task of ``task_s``. When its time is up the broker closes the channel
+  (``406 PRECONDITION_FAILED``, 3.x and 4.0) or cancels the consumer (newer versions, on
+  quorum queues); the task goes back to the queue and comes back, redelivered, again and
+  again. The run is cut at ``window_s``.
+* ``split``: the same work as pieces of ``timeout_s / 2``, each acked within the timeout.
+* ``longer``: the task on a queue whose timeout is longer than the task (its own policy;
+  node-wide where there is no per-queue timeout, after the other runs).
+
+Own keys: ``timeout_s``, ``task_s``, ``channel_closed_or_cancelled``, ``closed_because``,
+``per_queue_timeout``, ``per_queue_refusal``, ``acked_too_long``, ``acked_split``,
+``pieces``, ``acked_longer``, ``window_s``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+
+from .. import broker as broker_mod
+from .. import node_control, runner, topology
+from ..tasks import Task
+from .steps import Leftovers, Window, combine, in_parallel
+
+#: How often the private node checks its channels' timers during the lesson, ms (default 60000).
+TICK_MS = 500
+RUNS = ("too-long", "split", "longer")
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def _work(label: str, task_s: float, timeout_s: float) -> list[Task]:
+    if label != "split":
+        return [Task(f"ct-{label}", task_s)]
+    pieces = math.ceil(task_s / (timeout_s / 2))
+    return [Task(f"ct-split-{i}", task_s / pieces) for i in range(1, pieces + 1)]
+
+
+def runs(timeout_s: float = 2.0, task_s: float = 4.0, window_s: float = 7.0, *,
+         broker: broker_mod.Broker | None = None) -> tuple[dict, dict]:
+    """The three runs (see the module docstring); and how the timeout was set."""
+    broker = broker or broker_mod.get()
+    node_control.require(broker, "The consumer-timeout lesson")
+    specs = {label: topology.unique_spec(f"ct-{label}") for label in RUNS}
+
+    def pattern(*labels: str) -> str:
+        return "^(" + "|".join(re.escape(specs[label].name) for label in labels) + ")$"
+
+    def one(label: str) -> runner.RunResult:
+        steps = [Window(window_s, hold=label == "too-long"), Leftovers()]
+        return runner.execute(1, 1, _work(label, task_s, timeout_s), steps=steps,
+                              broker=broker, queue=specs[label], label=f"ct-{label}",
+                              save=False, timeout=window_s + 30)
+
+    with contextlib.ExitStack() as stack:
+        refusal = stack.enter_context(node_control.policy(
+            broker, specs["too-long"].name, pattern("too-long", "split"),
+            {"consumer-timeout": _ms(timeout_s)}))
+        per_queue = refusal is None
+        env = {"channel_tick_interval": TICK_MS}
+        if not per_queue:
+            env["consumer_timeout"] = _ms(timeout_s)
+        stack.enter_context(node_control.node_env(broker, **env))
+        labels = list(RUNS) if per_queue else ["too-long", "split"]
+        if per_queue:
+            stack.enter_context(node_control.policy(
+                broker, specs["longer"].name, pattern("longer"),
+                {"consumer-timeout": _ms(4 * task_s)}))
+        results = in_parallel({label: (lambda x=label: one(x)) for label in labels})
+        if not per_queue:  # node-wide: only once the short-timeout runs are over
+            node_control.set_env(broker, {"consumer_timeout": _ms(4 * task_s)})
+            results["longer"] = one("longer")
+    return results, {"per_queue_timeout": per_queue, "per_queue_refusal": refusal}
+
+
+def _acked(result: runner.RunResult) -> int:
+    return sum(e["event"] == "acked" for e in result.events)
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list, *, timeout_s: float = 2.0,
+        task_s: float = 4.0, window_s: float = 7.0, broker=None,
+        **_ignored) -> runner.RunResult:
+    """The three runs as one result (one worker, prefetch 1 each; the tasks are fixed)."""
+    results, how = runs(timeout_s, task_s, window_s, broker=broker)
+    events = results["too-long"].events
+    closes = [e.get("reason", "") for e in events if e["event"] == "disconnected"]
+    cancels = sum(e["event"] == "cancelled" for e in events)
+    # the worker reports pika's exception: ChannelClosedByBroker: (406) 'PRECONDITION_FAILED ...'
+    found = [m for m in (re.search(r"\((\d{3})\)\s*'([^']*)", c) for c in closes) if m]
+    because = (f"{found[0].group(1)} {found[0].group(2)}" if found else
+               "the broker cancelled the consumer" if cancels else None)
+    own = dict(how, timeout_s=timeout_s, task_s=task_s, window_s=window_s,
+               channel_closed_or_cancelled=len(closes),
+               closed_because=because, pieces=len(_work("split", task_s, timeout_s)),
+               **{f"acked_{label.replace('-', '_')}": _acked(r) for label, r in results.items()})
+    durations = {t.id: t.duration for label in RUNS for t in _work(label, task_s, timeout_s)}
+    return combine(name, results, durations, own)
+
+
+def line(summary: dict) -> str:
+    """The figures in one line, as the CLI prints them."""
+    s = summary
+    where = "per queue (policy)" if s["per_queue_timeout"] else "node-wide (no per-queue timeout)"
+    return (f"ack timeout {s['timeout_s']} s {where}, task {s['task_s']} s: the broker ended "
+            f"the consumer {s['channel_closed_or_cancelled']} times in {s['window_s']} s "
+            f"({s['closed_because']}), acked {s['acked_too_long']}; split into {s['pieces']} "
+            f"pieces: acked {s['acked_split']}; longer timeout: acked {s['acked_longer']}; "
+            f"redeliveries {s['redeliveries']}, lost {s['tasks_lost']}")
