@@ -3,7 +3,7 @@
 
 The broker gives a consumer ``consumer_timeout`` (30 minutes by default) to acknowledge each
 delivery, and checks it on each channel's tick (once a minute by default). For the lesson
-the private node's tick is set to 0.5 s and the timeout to ``timeout_s``: per queue, with a
+the private node's tick is set to 0.25 s and the timeout to ``timeout_s``: per queue, with a
 ``consumer-timeout`` policy, where the broker accepts one; node-wide where it does not
 (RabbitMQ 3.10 refuses the policy key and ignores an ``x-consumer-timeout`` argument: only
 the global setting exists there). Three runs, one heartbeat-safe worker each:
@@ -32,8 +32,10 @@ from ..tasks import Task
 from .steps import Leftovers, Window, combine, in_parallel
 
 #: How often the private node checks its channels' timers during the lesson, ms (default 60000).
-TICK_MS = 500
+TICK_MS = 250
 RUNS = ("too-long", "split", "longer")
+#: one task of 2.5 s per run (the CLI's --duration is the task's length)
+DEFAULTS = {"workers": 1, "prefetch": 1, "tasks": 1, "duration": 2.5}
 
 
 def _ms(seconds: float) -> int:
@@ -47,7 +49,7 @@ def _work(label: str, task_s: float, timeout_s: float) -> list[Task]:
     return [Task(f"ct-split-{i}", task_s / pieces) for i in range(1, pieces + 1)]
 
 
-def runs(timeout_s: float = 2.0, task_s: float = 4.0, window_s: float = 7.0, *,
+def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
          broker: broker_mod.Broker | None = None) -> tuple[dict, dict]:
     """The three runs (see the module docstring); and how the timeout was set."""
     broker = broker or broker_mod.get()
@@ -88,10 +90,11 @@ def _acked(result: runner.RunResult) -> int:
     return sum(e["event"] == "acked" for e in result.events)
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, timeout_s: float = 2.0,
-        task_s: float = 4.0, window_s: float = 7.0, broker=None,
-        **_ignored) -> runner.RunResult:
-    """The three runs as one result (one worker, prefetch 1 each; the tasks are fixed)."""
+def run(name: str, workers: int, prefetch: int, tasks: list, *, timeout_s: float = 1.0,
+        window_s: float = 5.0, broker=None, **_ignored) -> runner.RunResult:
+    """The three runs as one result: one worker each, prefetch 1, the task as long as the
+    longest of ``tasks``."""
+    task_s = max(t.duration for t in tasks)
     results, how = runs(timeout_s, task_s, window_s, broker=broker)
     events = results["too-long"].events
     closes = [e.get("reason", "") for e in events if e["event"] == "disconnected"]

@@ -24,6 +24,8 @@ from ..tasks import Task
 from .steps import Leftovers, Window, combine, in_parallel
 
 MODES = ("blocking", "thread")
+#: one task of 4 s per run (the CLI's --duration is the task's length)
+DEFAULTS = {"workers": 1, "prefetch": 1, "tasks": 1, "duration": 4.0}
 
 
 def silent_connection_cut(url: str, heartbeat_s: int, limit_s: float = 30.0) -> float | None:
@@ -51,7 +53,7 @@ def silent_connection_cut(url: str, heartbeat_s: int, limit_s: float = 30.0) -> 
     return None
 
 
-def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 12.5, *,
+def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
          broker: broker_mod.Broker | None = None) -> tuple[dict, float | None]:
     """The blocking and the thread run, side by side; and the silent connection's cut."""
     broker = broker or broker_mod.get()
@@ -69,9 +71,11 @@ def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 12.5, *,
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, heartbeat_s: int = 1,
-        task_s: float = 4.0, window_s: float = 12.5, broker=None, **_ignored) -> runner.RunResult:
-    """Both runs as one result (``workers``, ``prefetch`` and ``tasks`` are fixed: 1, 1, one
-    task per run)."""
+        window_s: float | None = None, broker=None, **_ignored) -> runner.RunResult:
+    """Both runs as one result: one worker each, one task each as long as the longest of
+    ``tasks``; the blocking run is cut at ``window_s`` (default: two tasks' time, and a bit)."""
+    task_s = max(t.duration for t in tasks)
+    window_s = window_s or 2 * task_s + 0.5
     results, cut = runs(heartbeat_s, task_s, window_s, broker=broker)
     own = {"heartbeat_s": heartbeat_s, "task_s": task_s, "window_s": window_s,
            "broker_cut_s": cut}
