@@ -143,29 +143,34 @@ def policy(broker: Broker, name: str, pattern: str, definition: dict, **options)
             clear_policy(broker, name)
 
 
-def disk_alarm(broker: Broker, hold_s: float) -> dict:
-    """Raise the node's disk alarm for ``hold_s`` seconds, then clear it (blocks meanwhile).
+def _numbers(out: str, count: int) -> list[int]:
+    numbers = [int(n) for n in re.findall(r"\d+", out)]
+    if len(numbers) != count:
+        raise BrokerControlError(f"rabbitmqctl eval answered {out!r}: see `python -m helpers "
+                                 "broker status`.")
+    return numbers
 
-    The free-disk limit is set above the free space (what ``rabbitmqctl set_disk_free_limit``
-    does), then set back, inside one ``rabbitmqctl eval`` so both moments are the node's
-    own clock readings. Returns ``raised_t``, ``cleared_t`` (wall-clock seconds), ``free_bytes``
-    and ``limit_bytes`` (the limit before and after).
+
+@contextlib.contextmanager
+def disk_alarm(broker: Broker):
+    """Raise the node's disk alarm for the block; clear it after.
+
+    The free-disk limit is set above the free space, then back to what it was (what
+    ``rabbitmqctl set_disk_free_limit`` does), each in one ``rabbitmqctl eval`` that reads the
+    node's clock as it acts. Yields a dict: ``raised_t`` (wall-clock seconds), ``free_bytes``,
+    ``limit_bytes`` (the limit before); ``cleared_t`` is added once it is cleared.
     """
     require(broker, "A disk alarm")
-    hold_ms = max(0, int(hold_s * 1000))
-    out = ctl(broker, "eval", (
+    raised, free, limit = _numbers(ctl(broker, "eval", (
         "Free = rabbit_disk_monitor:get_disk_free(), "
         "Old = rabbit_disk_monitor:get_disk_free_limit(), "
-        "T1 = os:system_time(millisecond), "
         "rabbit_disk_monitor:set_disk_free_limit(Free * 10 + 1000000000), "
-        f"timer:sleep({hold_ms}), "
-        "T2 = os:system_time(millisecond), "
-        "rabbit_disk_monitor:set_disk_free_limit(Old), "
-        "{T1, T2, Free, Old}."), timeout=hold_s + 60)
-    numbers = [int(n) for n in re.findall(r"\d+", out)]
-    if len(numbers) != 4:
-        raise BrokerControlError(f"The disk alarm's rabbitmqctl eval answered {out!r}: see "
-                                 "`python -m helpers broker status`.")
-    raised, cleared, free, limit = numbers
-    return {"raised_t": raised / 1000, "cleared_t": cleared / 1000, "free_bytes": free,
-            "limit_bytes": limit}
+        "{os:system_time(millisecond), Free, Old}.")), 3)
+    alarm = {"raised_t": raised / 1000, "free_bytes": free, "limit_bytes": limit}
+    try:
+        yield alarm
+    finally:
+        (cleared,) = _numbers(ctl(broker, "eval", (
+            f"rabbit_disk_monitor:set_disk_free_limit({limit}), "
+            "os:system_time(millisecond).")), 1)
+        alarm["cleared_t"] = cleared / 1000

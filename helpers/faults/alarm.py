@@ -1,9 +1,9 @@
 """The broker runs out of room: a disk alarm while tasks are published (``fault alarm``).
 
 Tasks are published a few at a time, faster than the workers take them, so a backlog
-builds up. ``after_s`` into publishing the private node's disk alarm is raised (its
-free-disk limit set above the free space, ``node_control.disk_alarm``) and cleared
-``hold_s`` later. While it is on, the broker blocks every connection that publishes
+builds up. Once ``backlog`` tasks are confirmed the private node's disk alarm is raised (its
+free-disk limit set above the free space, ``node_control.disk_alarm``), and cleared
+``hold_s`` later; publishing goes on into the alarm. While it is on, the broker blocks every connection that publishes
 (``connection.blocked``): the producer says so in one sentence and waits, instead of
 hanging silently; the consumers, on their own connections, keep draining the backlog. When
 the alarm clears, publishing resumes and every task is done: nothing is lost.
@@ -25,19 +25,22 @@ from ..tasks import Task
 from .steps import Leftovers
 
 NAN = float("nan")
-#: 2 workers, 60 tasks of 0.2 s, published faster than they are done; the alarm 0.5 s in
-DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 60, "duration": 0.2, "after": 0.5}
+#: 2 workers, 60 tasks of 0.25 s, published faster than they are done; the alarm once 36
+#: are confirmed (a backlog of several seconds' work for the workers to drain meanwhile)
+DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 60, "duration": 0.25}
 
 
 class DiskAlarm(runner.Step):
-    """Raise the node's disk alarm ``after_s`` after the first publish, for ``hold_s``."""
+    """Raise the node's disk alarm once ``backlog`` tasks are confirmed; clear it ``hold_s``
+    after. Publishing waits for the alarm (``gate``), so the next batch meets it."""
 
-    def __init__(self, after_s: float, hold_s: float):
-        self.after_s, self.hold_s = after_s, hold_s
-        self.extra_s = hold_s + 60  # rabbitmqctl boots an Erlang VM first
+    def __init__(self, backlog: int, batch: int, hold_s: float):
+        self.at_batch, self.hold_s = -(-backlog // batch), hold_s  # the first batch after
+        self.extra_s = hold_s + 60  # each rabbitmqctl boots an Erlang VM first
         self.alarm: dict = {}
         self.said: list[str] = []
         self.error: str | None = None
+        self.ready, self.raised = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
 
     def on_blocked(self, sentence: str | None) -> None:
@@ -45,22 +48,32 @@ class DiskAlarm(runner.Step):
         if sentence:
             self.said.append(sentence)
 
+    def gate(self, n: int) -> None:
+        """Before batch ``n``: at the alarm's batch, wait until the alarm is on."""
+        if n == self.at_batch:
+            self.ready.set()
+            self.raised.wait(self.extra_s)
+
     def check(self, broker: broker_mod.Broker) -> None:
         node_control.require(broker, "The disk-alarm lesson")
 
     def started(self, run: runner.Run) -> None:
-        def raise_alarm() -> None:
-            run.publisher.started.wait()
-            time.sleep(self.after_s)
+        def alarm() -> None:
+            self.ready.wait()
             try:
-                self.alarm = node_control.disk_alarm(run.broker, self.hold_s)
+                with node_control.disk_alarm(run.broker) as self.alarm:
+                    self.raised.set()
+                    time.sleep(self.hold_s)
             except HelpersError as exc:
                 self.error = str(exc)
+            finally:
+                self.raised.set()
 
-        self._thread = threading.Thread(target=raise_alarm, name="disk-alarm", daemon=True)
+        self._thread = threading.Thread(target=alarm, name="disk-alarm", daemon=True)
         self._thread.start()
 
     def finished(self, run: runner.Run, done: bool) -> None:
+        self.ready.set()  # a run that ended early: let the alarm thread go
         if self._thread is not None:
             self._thread.join()
         if self.error:
@@ -72,11 +85,11 @@ class DiskAlarm(runner.Step):
         first = blocked[0]["t"] if blocked else NAN
         last = blocked[-1]["until"] if blocked and blocked[-1]["until"] else NAN
         events = run.pool.snapshot()
-        cleared = self.alarm.get("cleared_t", NAN)
+        raised, cleared = self.alarm.get("raised_t", NAN), self.alarm.get("cleared_t", NAN)
         confirmed_t = run.publisher.confirmed_t.values()
         return {
             "hold_s": self.hold_s, "blocked_s": round(published.blocked_s, 3),
-            "alarm_raised_at_s": round(self.alarm.get("raised_t", NAN) - t0, 3),
+            "alarm_raised_at_s": round(raised - t0, 3),
             "alarm_cleared_at_s": round(cleared - t0, 3),
             "blocked_at_s": round(first - t0, 3), "unblocked_at_s": round(last - t0, 3),
             "completed_while_blocked": sum(e["event"] == "finished" and first <= e["t"] <= last
@@ -87,13 +100,14 @@ class DiskAlarm(runner.Step):
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list[Task], *,
-        fault_after_s: float = 0.5, hold_s: float = 2.5, batch: int = 3, every_s: float = 0.2,
+        backlog: int | None = None, hold_s: float = 2.5, batch: int = 3, every_s: float = 0.05,
         broker=None, save: bool = False, **_ignored) -> runner.RunResult:
-    """Publish ``tasks`` ``batch`` at a time every ``every_s`` to ``workers`` workers; a disk
-    alarm ``fault_after_s`` after the first publish, for ``hold_s``."""
-    alarm = DiskAlarm(fault_after_s, hold_s)
-    pace = {"batch": batch, "every_s": every_s, "fixed_rate": True,
-            "on_blocked": alarm.on_blocked}
+    """Publish ``tasks`` ``batch`` at a time to ``workers`` workers; once ``backlog`` of them
+    (default: 60 %) are confirmed, a disk alarm for ``hold_s`` (publishing goes on into it)."""
+    backlog = int(0.6 * len(tasks)) if backlog is None else backlog
+    alarm = DiskAlarm(backlog, batch, hold_s)
+    pace = {"batch": batch, "every_s": every_s, "on_blocked": alarm.on_blocked,
+            "gate": alarm.gate}
     result = runner.execute(workers, prefetch, tasks, steps=[alarm, Leftovers()], pace=pace,
                             broker=broker, label="alarm", save=save)
     result.summary["fault"] = name

@@ -17,8 +17,9 @@ requeue), since both changed across RabbitMQ versions.
 
 Own keys (of the ``delivery-limit`` run unless named): ``injected``, ``dead_lettered``,
 ``attempts_per_poison``, ``good_completed``, ``delivery_limit``, ``classic_deliveries``,
-``classic_deliveries_per_s``, ``classic_good_completed``, ``guard_attempts``,
-``guard_dead_lettered``, ``max_attempts``, ``default_delivery_limit``,
+``classic_deliveries_per_s``, ``classic_good_completed``, ``classic_still_queued``,
+``guard_attempts``, ``guard_dead_lettered``, ``max_attempts``, ``dead_letter_reasons`` and
+``guard_dead_letter_reasons`` (``x-death`` reason -> messages), ``default_delivery_limit``,
 ``limit_counts_reject``, ``limit_counts_nack``, ``window_s``.
 """
 from __future__ import annotations
@@ -154,8 +155,11 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1
                classic_deliveries=poison_deliveries(classic),
                classic_deliveries_per_s=round(poison_deliveries(classic) / window_s, 2),
                classic_good_completed=good_done(classic),
+               classic_still_queued=classic.summary["still_queued"],
                guard_attempts=poison_deliveries(guard) / poisons,
-               guard_dead_lettered=guard.summary["dead_lettered"])
+               guard_dead_lettered=guard.summary["dead_lettered"],
+               dead_letter_reasons=limited.summary["dead_letter_reasons"],
+               guard_dead_letter_reasons=guard.summary["dead_letter_reasons"])
     durations = {t.id: t.duration for label in RUNS
                  for t in work(good, good_s, poisons, prefix=f"{label}-")}
     return combine(name, results, durations, own)
