@@ -75,6 +75,14 @@ class EffectLog(DedupStore):
             return db is not None
 
 
+def per_task(path: str | Path) -> dict[str, tuple[int, int]]:
+    """Task id -> (plain effects, effects through the store), for the tasks with any."""
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        plain = dict(db.execute("SELECT task, COUNT(*) FROM effects_plain GROUP BY task"))
+        guarded = dict(db.execute("SELECT task, COUNT(*) FROM effects GROUP BY task"))
+    return {task: (plain.get(task, 0), guarded.get(task, 0)) for task in plain | guarded}
+
+
 def effect_counts(path: str | Path) -> dict:
     """Per table, how many tasks had their effect more than once, and rows in all."""
     with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:

@@ -15,9 +15,14 @@ import contextlib
 import html
 import json
 import re
+import shutil
+import tempfile
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 from .broker import Broker
 from .errors import BrokerControlError
@@ -151,26 +156,87 @@ def _numbers(out: str, count: int) -> list[int]:
     return numbers
 
 
-@contextlib.contextmanager
-def disk_alarm(broker: Broker):
-    """Raise the node's disk alarm for the block; clear it after.
+class DiskAlarm:
+    """The node's disk alarm, raised and cleared on cue (``raise_now``, ``clear_now``).
 
-    The free-disk limit is set above the free space, then back to what it was (what
-    ``rabbitmqctl set_disk_free_limit`` does), each in one ``rabbitmqctl eval`` that reads the
-    node's clock as it acts. Yields a dict: ``raised_t`` (wall-clock seconds), ``free_bytes``,
-    ``limit_bytes`` (the limit before); ``cleared_t`` is added once it is cleared.
+    ``rabbitmqctl`` starts an Erlang VM for each call, which takes one to several seconds on
+    a busy machine: too slow to raise an alarm at a chosen moment. So one ``rabbitmqctl
+    eval`` is started ahead (``start``) with a small program that waits for a cue file, sets
+    the free-disk limit above the free space (what ``rabbitmqctl set_disk_free_limit`` does),
+    writes the node's clock reading, waits for the next cue and sets the limit back. Without
+    a cue to raise within ``max_s`` it does nothing; without one to clear, it clears anyway. ``alarm`` holds ``raised_t``,
+    ``cleared_t`` (wall-clock seconds), ``free_bytes`` and ``limit_bytes`` (before).
     """
-    require(broker, "A disk alarm")
-    raised, free, limit = _numbers(ctl(broker, "eval", (
-        "Free = rabbit_disk_monitor:get_disk_free(), "
-        "Old = rabbit_disk_monitor:get_disk_free_limit(), "
-        "rabbit_disk_monitor:set_disk_free_limit(Free * 10 + 1000000000), "
-        "{os:system_time(millisecond), Free, Old}.")), 3)
-    alarm = {"raised_t": raised / 1000, "free_bytes": free, "limit_bytes": limit}
-    try:
-        yield alarm
-    finally:
-        (cleared,) = _numbers(ctl(broker, "eval", (
-            f"rabbit_disk_monitor:set_disk_free_limit({limit}), "
-            "os:system_time(millisecond).")), 1)
-        alarm["cleared_t"] = cleared / 1000
+
+    def __init__(self, broker: Broker, max_s: float = 120.0):
+        require(broker, "A disk alarm")
+        self.broker, self.max_s = broker, max_s
+        self.cues = Path(tempfile.mkdtemp(prefix="alarm-", dir=broker.state_dir))
+        self.alarm: dict = {}
+        self._thread: threading.Thread | None = None
+        self._out: dict = {}
+
+    def _program(self) -> str:
+        cue = lambda name: json.dumps(str(self.cues / name))  # noqa: E731 (an Erlang string)
+        return (
+            "Wait = fun W(F, N) -> case filelib:is_file(F) of true -> ok; "
+            "false when N =< 0 -> timeout; false -> timer:sleep(10), W(F, N - 10) end end, "
+            f"Max = {int(self.max_s * 1000)}, file:write_file({cue('waiting')}, <<\"1\">>), "
+            f"case Wait({cue('raise')}, Max) of timeout -> timeout; ok -> "
+            "Free = rabbit_disk_monitor:get_disk_free(), "
+            "Old = rabbit_disk_monitor:get_disk_free_limit(), "
+            "rabbit_disk_monitor:set_disk_free_limit(Free * 10 + 1000000000), "
+            "T1 = os:system_time(millisecond), "
+            f"file:write_file({cue('raised')}, integer_to_list(T1)), "
+            f"Wait({cue('clear')}, Max), "
+            "rabbit_disk_monitor:set_disk_free_limit(Old), "
+            "{T1, os:system_time(millisecond), Free, Old} end.")
+
+    def start(self) -> "DiskAlarm":
+        """Start the waiting program (returns at once)."""
+        def run() -> None:
+            try:
+                self._out["text"] = ctl(self.broker, "eval", self._program(),
+                                        timeout=2 * self.max_s + 60)
+            except BrokerControlError as exc:
+                self._out["error"] = exc
+        self._thread = threading.Thread(target=run, name="disk-alarm", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Return once the program runs on the node, waiting for its cue."""
+        deadline = time.monotonic() + timeout
+        while not (self.cues / "waiting").exists():
+            if "error" in self._out or time.monotonic() > deadline:
+                raise self._out.get("error") or BrokerControlError(
+                    f"rabbitmqctl eval did not start within {timeout:.0f} s: see "
+                    "`python -m helpers broker status`.")
+            time.sleep(0.01)
+
+    def raise_now(self, timeout: float = 60.0) -> float:
+        """Give the cue; return once the alarm is on, with the node's time of raising it."""
+        (self.cues / "raise").touch()
+        raised = self.cues / "raised"
+        deadline = time.monotonic() + timeout
+        while not raised.exists() or not raised.read_text():
+            if "error" in self._out or time.monotonic() > deadline:
+                raise self._out.get("error") or BrokerControlError(
+                    f"The disk alarm was not raised within {timeout:.0f} s: see "
+                    "`python -m helpers broker status`.")
+            time.sleep(0.01)
+        self.alarm["raised_t"] = int(raised.read_text()) / 1000
+        return self.alarm["raised_t"]
+
+    def clear_now(self) -> None:
+        """Give the cue to clear it; wait until the limit is set back."""
+        (self.cues / "clear").touch()
+        (self.cues / "raise").touch()  # never raised: the program clears at once
+        if self._thread is not None:
+            self._thread.join()
+        shutil.rmtree(self.cues, ignore_errors=True)
+        if "error" in self._out:
+            raise self._out["error"]
+        raised, cleared, free, limit = _numbers(self._out["text"], 4)
+        self.alarm.update(raised_t=raised / 1000, cleared_t=cleared / 1000, free_bytes=free,
+                          limit_bytes=limit)

@@ -54,9 +54,11 @@ def test_a_long_task_cuts_the_blocking_worker_off_again_and_again(cli, broker, t
     assert s["disconnects_blocking"] >= 2
     assert s["deliveries_blocking"] == s["disconnects_blocking"] + 1
     assert s["redeliveries"] == s["disconnects_blocking"]
+    assert s["times_done_blocking"] >= s["disconnects_blocking"] and s["acked_blocking"] == 0
     assert s["still_queued_blocking"] == 1  # never acked: still in its queue at the end
     # Thread mode: one delivery, done and acked once, connection kept.
     assert s["disconnects_thread"] == 0 and s["deliveries_thread"] == 1
+    assert s["times_done_thread"] == s["acked_thread"] == 1
     assert s["still_queued_thread"] == 0
     assert s["tasks_lost"] == 0
 

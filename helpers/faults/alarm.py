@@ -2,7 +2,7 @@
 
 Tasks are published a few at a time, faster than the workers take them, so a backlog
 builds up. Once ``backlog`` tasks are confirmed the private node's disk alarm is raised (its
-free-disk limit set above the free space, ``node_control.disk_alarm``), and cleared
+free-disk limit set above the free space, ``node_control.DiskAlarm``), and cleared
 ``hold_s`` later; publishing goes on into the alarm. While it is on, the broker blocks every connection that publishes
 (``connection.blocked``): the producer says so in one sentence and waits, instead of
 hanging silently; the consumers, on their own connections, keep draining the backlog. When
@@ -11,7 +11,8 @@ the alarm clears, publishing resumes and every task is done: nothing is lost.
 Own keys: ``blocked_s`` (the producer was blocked this long), ``resumed`` (tasks were
 confirmed after the alarm cleared), ``alarm_raised_at_s``, ``alarm_cleared_at_s``,
 ``blocked_at_s``, ``unblocked_at_s`` (seconds since the first publish),
-``completed_while_blocked``, ``confirmed_after_alarm``, ``producer_said``, ``hold_s``.
+``completed_while_blocked``, ``confirmed_after_alarm``, ``producer_said``, ``hold_s``,
+``confirmed_at_s`` (when each task's publish was confirmed), ``task_s``.
 """
 from __future__ import annotations
 
@@ -49,25 +50,40 @@ class DiskAlarm(runner.Step):
             self.said.append(sentence)
 
     def gate(self, n: int) -> None:
-        """Before batch ``n``: at the alarm's batch, wait until the alarm is on."""
+        """Before batch ``n``: before the first, wait until the alarm can be raised at once
+        (rabbitmqctl takes seconds to start); at the alarm's batch, until it is on."""
+        if n == 0:
+            try:
+                self.control.wait_ready()
+            except HelpersError as exc:
+                self.error = str(exc)
         if n == self.at_batch:
             self.ready.set()
             self.raised.wait(self.extra_s)
 
     def check(self, broker: broker_mod.Broker) -> None:
         node_control.require(broker, "The disk-alarm lesson")
+        # Started now, so the program waits on the node by the time the backlog is there.
+        self.control = node_control.DiskAlarm(broker).start()
 
     def started(self, run: runner.Run) -> None:
+        control = self.control
+
         def alarm() -> None:
             self.ready.wait()
             try:
-                with node_control.disk_alarm(run.broker) as self.alarm:
-                    self.raised.set()
-                    time.sleep(self.hold_s)
+                control.raise_now()
+                self.raised.set()
+                time.sleep(self.hold_s)
             except HelpersError as exc:
                 self.error = str(exc)
             finally:
                 self.raised.set()
+                try:
+                    control.clear_now()
+                except HelpersError as exc:
+                    self.error = self.error or str(exc)
+                self.alarm = control.alarm
 
         self._thread = threading.Thread(target=alarm, name="disk-alarm", daemon=True)
         self._thread.start()
@@ -96,6 +112,7 @@ class DiskAlarm(runner.Step):
                                            for e in events),
             "confirmed_after_alarm": sum(t > cleared for t in confirmed_t),
             "resumed": any(t > cleared for t in confirmed_t),
+            "confirmed_at_s": sorted(round(t - t0, 3) for t in confirmed_t),
             "producer_said": self.said[0] if self.said else None}
 
 
@@ -110,7 +127,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *,
             "gate": alarm.gate}
     result = runner.execute(workers, prefetch, tasks, steps=[alarm, Leftovers()], pace=pace,
                             broker=broker, label="alarm", save=save)
-    result.summary["fault"] = name
+    result.summary.update(fault=name, task_s=max(t.duration for t in tasks))
     return result
 
 

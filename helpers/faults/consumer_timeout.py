@@ -18,7 +18,8 @@ the global setting exists there). Three runs, one heartbeat-safe worker each:
 
 Own keys: ``timeout_s``, ``task_s``, ``channel_closed_or_cancelled``, ``closed_because``,
 ``per_queue_timeout``, ``per_queue_refusal``, ``acked_too_long``, ``acked_split``,
-``pieces``, ``acked_longer``, ``window_s``.
+``pieces``, ``acked_longer``, ``window_s``, ``node_consumer_timeout_ms`` and ``node_tick_ms``
+(the node's own settings, put back afterwards).
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
         env = {"channel_tick_interval": TICK_MS}
         if not per_queue:
             env["consumer_timeout"] = _ms(timeout_s)
-        stack.enter_context(node_control.node_env(broker, **env))
+        before = stack.enter_context(node_control.node_env(broker, **env))
         labels = list(RUNS) if per_queue else ["too-long", "split"]
         if per_queue:
             stack.enter_context(node_control.policy(
@@ -83,7 +84,9 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
         if not per_queue:  # node-wide: only once the short-timeout runs are over
             node_control.set_env(broker, {"consumer_timeout": _ms(4 * task_s)})
             results["longer"] = one("longer")
-    return results, {"per_queue_timeout": per_queue, "per_queue_refusal": refusal}
+    return results, {"per_queue_timeout": per_queue, "per_queue_refusal": refusal,
+                     "node_consumer_timeout_ms": before.get("consumer_timeout"),
+                     "node_tick_ms": before.get("channel_tick_interval")}
 
 
 def _acked(result: runner.RunResult) -> int:

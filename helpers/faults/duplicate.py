@@ -11,7 +11,8 @@ the guarded one once.
 Own keys: ``duplicates_delivered`` (deliveries of a task that had already been done),
 ``side_effects_twice`` (tasks whose plain effect happened more than once),
 ``side_effects_twice_dedup`` (the same through the store: 0), ``effects_plain``,
-``effects_dedup`` (rows), ``crashes``, ``store`` (the SQLite file; None: a temporary one).
+``effects_dedup`` (rows), ``crashes``, ``crash_after``, ``task_s``, ``store`` (the SQLite
+file; None: a temporary one).
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, crash_afte
     if scratch is not None:  # one file per run, gone with it unless the caller named one
         shutil.rmtree(scratch, ignore_errors=True)
     result.summary.update(
-        fault=name, store=None if scratch else str(store),
+        fault=name, store=None if scratch else str(store), crash_after=crash_after,
+        task_s=max(t.duration for t in tasks),
         crashes=sum(e["event"] == "crashed" for e in result.events),
         duplicates_delivered=duplicates_delivered(result.events),
         side_effects_twice=counts["effects_plain"]["tasks_more_than_once"],

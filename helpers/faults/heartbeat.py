@@ -9,8 +9,9 @@ connection measures after how long the broker gives up on a client it does not h
 The blocking run is cut at ``window_s``; whatever it has not finished is still in its queue.
 
 Own keys: ``heartbeat_s``, ``task_s``, ``broker_cut_s`` (a silent connection was closed by
-the broker after this long), ``disconnects_blocking``, ``disconnects_thread``,
-``deliveries_blocking``, ``completed_blocking``, ``completed_thread``, ``window_s``.
+the broker after this long), and for each mode (``_blocking``, ``_thread``): ``deliveries``,
+``disconnects``, ``times_done`` (the work done), ``acked``, ``still_queued`` (at the end);
+``window_s``.
 """
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, heartbeat_s: int
         events = result.events
         own[f"disconnects_{mode}"] = sum(e["event"] == "disconnected" for e in events)
         own[f"deliveries_{mode}"] = sum(e["event"] == "delivered" for e in events)
-        own[f"completed_{mode}"] = result.summary["tasks_completed"]
+        own[f"times_done_{mode}"] = sum(e["event"] == "finished" for e in events)
+        own[f"acked_{mode}"] = sum(e["event"] == "acked" for e in events)
         own[f"still_queued_{mode}"] = result.summary["still_queued"]
     durations = {f"long-{mode}": task_s for mode in MODES}
     return combine(name, results, durations, own)
@@ -95,6 +97,7 @@ def line(summary: dict) -> str:
     return (f"heartbeat {s['heartbeat_s']} s, task {s['task_s']} s (the broker closed a silent "
             f"connection after {s['broker_cut_s']} s): blocking worker disconnected "
             f"{s['disconnects_blocking']} times in {s['window_s']} s, task delivered "
-            f"{s['deliveries_blocking']} times, completed {s['completed_blocking']}; thread "
-            f"worker disconnected {s['disconnects_thread']} times, completed "
-            f"{s['completed_thread']}; redeliveries {s['redeliveries']}, lost {s['tasks_lost']}")
+            f"{s['deliveries_blocking']} times, done {s['times_done_blocking']}, acked "
+            f"{s['acked_blocking']}; thread worker disconnected {s['disconnects_thread']} times, "
+            f"done {s['times_done_thread']}, acked {s['acked_thread']}; redeliveries "
+            f"{s['redeliveries']}, lost {s['tasks_lost']}")

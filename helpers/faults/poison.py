@@ -19,7 +19,8 @@ Own keys (of the ``delivery-limit`` run unless named): ``injected``, ``dead_lett
 ``attempts_per_poison``, ``good_completed``, ``delivery_limit``, ``classic_deliveries``,
 ``classic_deliveries_per_s``, ``classic_good_completed``, ``classic_still_queued``,
 ``guard_attempts``, ``guard_dead_lettered``, ``max_attempts``, ``dead_letter_reasons`` and
-``guard_dead_letter_reasons`` (``x-death`` reason -> messages), ``default_delivery_limit``,
+``guard_dead_letter_reasons`` (``x-death`` reason -> messages), ``good_tasks``, ``good_s``,
+``workers_per_run``, ``default_delivery_limit``,
 ``limit_counts_reject``, ``limit_counts_nack``, ``window_s``.
 """
 from __future__ import annotations
@@ -149,7 +150,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1
                     if e["event"] == "finished" and "poison" not in str(e["task"])})
 
     own = dict(probe, injected=poisons, delivery_limit=limit, max_attempts=max_attempts,
-               window_s=window_s, dead_lettered=limited.summary["dead_lettered"],
+               window_s=window_s, good_tasks=good, good_s=good_s, workers_per_run=workers, dead_lettered=limited.summary["dead_lettered"],
                attempts_per_poison=poison_deliveries(limited) / poisons,
                good_completed=good_done(limited),
                classic_deliveries=poison_deliveries(classic),

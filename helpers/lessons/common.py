@@ -20,6 +20,10 @@ class Text(str):
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
+class Skipped(Text):
+    """A part of a lesson that did not run on this broker: the sentence saying why."""
+
+
 def finish(fig):
     """Lay out ``fig`` and detach it from pyplot, so it is shown once, where it is displayed."""
     fig.tight_layout()
@@ -42,3 +46,11 @@ def chain_progress(progress, offset: int, grand_total: int):
 def value_table(summary: dict, column: str = "value") -> pd.DataFrame:
     """A run's figures as a one-column table, one row per key."""
     return pd.DataFrame({column: pd.Series(summary, dtype=object)})
+
+
+def source(obj) -> Text:
+    """The source code of a function, method or class, as it runs (shown in the notebooks)."""
+    import inspect
+    import textwrap
+
+    return Text(textwrap.dedent(inspect.getsource(obj)).rstrip())
