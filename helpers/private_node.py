@@ -22,7 +22,7 @@ from . import settings
 from .broker import Broker
 from .connection import can_connect
 from .errors import BrokerControlError
-from .procs import free_port, pid_alive, port_open, wait_gone
+from .procs import free_port, pid_alive, port_bindable, port_open, wait_gone
 
 
 class PrivateBroker(Broker):
@@ -152,10 +152,11 @@ class PrivateBroker(Broker):
         for key in ("amqp_port", "mgmt_port", "dist_port", "epmd_port"):
             port = state.get(key)
             if key != "epmd_port":
-                while port and port_open("127.0.0.1", port) and time.monotonic() < deadline:
+                while port and not port_bindable(port) and time.monotonic() < deadline:
                     time.sleep(0.1)
-            # Keep the same ports across restarts so reconnecting clients find the node again.
-            if not port or (port_open("127.0.0.1", port) and key != "epmd_port"):
+            # Keep the same ports across restarts so reconnecting clients find the node again,
+            # unless another process holds one now (the node would not boot).
+            if not port or (key != "epmd_port" and not port_bindable(port)):
                 state[key] = free_port()
         return state
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import time
 
@@ -18,10 +19,41 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nobody listens on right now."""
+#: Where listening ports are picked: below the kernel's ephemeral range, whose ports every
+#: outgoing connection borrows (thousands of them linger in TIME-WAIT on a busy machine, and
+#: a node that later binds one of them fails to boot).
+LISTEN_PORTS = (20000, 32768)
+
+
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return LISTEN_PORTS[1]
+
+
+def port_bindable(port: int) -> bool:
+    """True when a listener could bind ``port`` now, as a broker's listeners do (with
+    SO_REUSEADDR: a server's own lingering sockets do not count, a client's do)."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return not port_open("127.0.0.1", port)
+
+
+def free_port() -> int:
+    """A TCP port nobody uses right now, outside the ephemeral range (see ``LISTEN_PORTS``)."""
+    low, high = LISTEN_PORTS[0], min(LISTEN_PORTS[1], _ephemeral_start())
+    for _ in range(200):
+        port = random.randrange(low, high) if high > low else 0
+        if port and port_bindable(port):
+            return port
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))  # let the kernel choose, as a last resort
         return sock.getsockname()[1]
 
 

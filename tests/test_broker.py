@@ -73,3 +73,19 @@ def test_a_pika_failure_is_described_in_words_not_as_a_repr():
     assert describe_error(pe.StreamLostError("Stream connection lost")) == \
         "StreamLostError: Stream connection lost"
     assert describe_error(pe.AMQPConnectionError()) == "AMQPConnectionError"
+
+
+def test_free_ports_are_bindable_and_below_the_ephemeral_range():
+    """Client sockets borrow ephemeral ports by the thousand (TIME-WAIT); a node must not."""
+    import socket
+
+    from helpers import procs
+
+    high = min(procs.LISTEN_PORTS[1], procs._ephemeral_start())
+    ports = [procs.free_port() for _ in range(20)]
+    assert all(procs.LISTEN_PORTS[0] <= p < high for p in ports), ports
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", ports[0]))
+        listener.listen()
+        assert not procs.port_bindable(ports[0])
+    assert procs.port_bindable(ports[0])

@@ -71,3 +71,15 @@ def test_no_module_is_over_the_limit(path):
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(HELPERS)} has {lines} lines (limit " \
                                f"{MAX_LINES}): split it along one of its seams"
+
+
+def test_importing_the_package_and_the_worker_stays_light():
+    """``python -m helpers.worker`` must start fast: no pandas, no matplotlib, no widgets."""
+    import subprocess
+    import sys
+
+    code = ("import sys, helpers, helpers.worker, helpers.__main__ as cli; cli.build_parser(); "
+            "heavy = {'pandas', 'matplotlib', 'ipywidgets'} & set(sys.modules); "
+            "assert not heavy, heavy; helpers.QueueSpec; helpers.Task")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
