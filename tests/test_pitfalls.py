@@ -246,3 +246,14 @@ def test_the_producer_reports_a_block_in_one_sentence():
     assert said[0].startswith("The broker is blocking publishers (low on memory") and \
         said[0].endswith(").") and said[1] is None
     assert 0.04 <= result.blocked_s < 1
+
+
+def test_the_panel_starts_each_scenario_from_its_own_defaults():
+    from helpers.lessons import pitfalls as lesson
+
+    panel = lesson.pitfall_panel()
+    assert panel.values() == {"name": "poison", "workers": 3, "duration": 0.1}
+    panel.controls["name"].value = "heartbeat"
+    assert panel.values() == {"name": "heartbeat", "workers": 1, "duration": 4.0}
+    panel.controls["name"].value = "alarm"
+    assert (panel.values()["workers"], panel.values()["duration"]) == (2, 0.25)
