@@ -15,7 +15,7 @@ each:
   again. The run is cut at ``window_s``.
 * ``split``: the same work as pieces of ``timeout_s / 2``, each acked within the timeout.
 * ``longer``: the task on a queue whose timeout is longer than the task (its own policy;
-  node-wide where there is no per-queue timeout, after the other runs).
+  where there is no per-queue timeout, the node-wide one while its channel opens).
 
 Own keys: ``timeout_s``, ``task_s``, ``channel_closed_or_cancelled``, ``closed_because``,
 ``per_queue_timeout``, ``per_queue_refusal``, ``acked_too_long``, ``acked_split``,
@@ -24,9 +24,11 @@ Own keys: ``timeout_s``, ``task_s``, ``channel_closed_or_cancelled``, ``closed_b
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import re
+import threading
 
 from .. import broker as broker_mod
 from .. import node_control, runner, topology
@@ -63,8 +65,10 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
     def pattern(*labels: str) -> str:
         return "^(" + "|".join(re.escape(specs[label].name) for label in labels) + ")$"
 
-    def one(label: str) -> runner.RunResult:
+    def one(label: str, consuming: threading.Event | None = None) -> runner.RunResult:
         steps = [Window(window_s, hold=label == "too-long"), Leftovers()]
+        if consuming is not None:
+            steps.insert(0, _Consuming(consuming))
         return runner.execute(1, 1, _work(label, task_s, timeout_s), steps=steps,
                               broker=broker, queue=specs[label], label=f"ct-{label}",
                               save=False, timeout=window_s + 30)
@@ -75,21 +79,47 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
             {"consumer-timeout": _ms(timeout_s)}))
         per_queue = refusal is None
         env = {"channel_tick_interval": TICK_MS}
-        if not per_queue:
-            env["consumer_timeout"] = _ms(timeout_s)
+        if not per_queue:  # node-wide: the longer run's timeout first (see below)
+            env["consumer_timeout"] = _ms(4 * task_s)
         before = stack.enter_context(node_control.node_env(broker, **env))
-        labels = list(RUNS) if per_queue else ["too-long", "split"]
         if per_queue:
             stack.enter_context(node_control.policy(
                 broker, specs["longer"].name, pattern("longer"),
                 {"consumer-timeout": _ms(4 * task_s)}))
-        results = in_parallel({label: (lambda x=label: one(x)) for label in labels})
-        if not per_queue:  # node-wide: only once the short-timeout runs are over
-            node_control.set_env(broker, {"consumer_timeout": _ms(4 * task_s)})
-            results["longer"] = one("longer")
+            results = in_parallel({label: (lambda x=label: one(x)) for label in RUNS})
+        else:
+            results = _node_wide(one, lambda: node_control.set_env(
+                broker, {"consumer_timeout": _ms(timeout_s)}))
     return results, {"per_queue_timeout": per_queue, "per_queue_refusal": refusal,
                      "node_consumer_timeout_ms": before.get("consumer_timeout"),
                      "node_tick_ms": before.get("channel_tick_interval")}
+
+
+class _Consuming(runner.Step):
+    """Set ``event`` once the run's workers consume (their channels are open)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def started(self, run: runner.Run) -> None:
+        self.event.set()
+
+
+def _node_wide(one, shorten) -> dict:
+    """The three runs with one node-wide timeout: a channel keeps the timeout it was opened
+    with, so the ``longer`` run starts first, on the long timeout; once its worker consumes,
+    ``shorten()`` sets the short one for the two others."""
+    consuming = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        longer = pool.submit(one, "longer", consuming)
+        while not consuming.wait(0.1):
+            if longer.done():
+                longer.result()  # it failed before consuming: raise its error
+                break
+        shorten()
+        results = in_parallel({label: (lambda x=label: one(x)) for label in RUNS[:2]})
+        results["longer"] = longer.result()
+    return results
 
 
 def _acked(result: runner.RunResult) -> int:

@@ -108,7 +108,7 @@ def work(good: int = 20, good_s: float = 0.1, poisons: int = 1, prefix: str = ""
 def runs(workers: int = 3, good: int = 20, good_s: float = 0.1, poisons: int = 1,
          limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, *,
          broker: broker_mod.Broker | None = None) -> dict:
-    """The three runs (classic first, then the two fixes side by side)."""
+    """The three runs, side by side."""
     broker = broker or broker_mod.get()
 
     def one(label: str) -> runner.RunResult:
@@ -123,9 +123,7 @@ def runs(workers: int = 3, good: int = 20, good_s: float = 0.1, poisons: int = 1
                               broker=broker, queue=spec, label=f"poison-{label}", save=False,
                               timeout=max(window_s, 30.0) + 30, **guard)
 
-    results = {"classic": one("classic")}
-    results.update(in_parallel({label: (lambda x=label: one(x)) for label in RUNS[1:]}))
-    return results
+    return in_parallel({label: (lambda x=label: one(x)) for label in RUNS})
 
 
 def poison_deliveries(result: runner.RunResult) -> int:
@@ -140,9 +138,11 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1
     as the first, with ``poisons`` poison tasks among them (prefetch is 1)."""
     good, good_s = len(tasks), tasks[0].duration
     broker = broker or broker_mod.get()
-    probe = delivery_limit_probe(broker)
-    results = runs(workers, good, good_s, poisons, limit, max_attempts, window_s,
-                   broker=broker)
+    results = in_parallel({
+        "probe": lambda: delivery_limit_probe(broker),
+        "runs": lambda: runs(workers, good, good_s, poisons, limit, max_attempts, window_s,
+                             broker=broker)})
+    probe, results = results["probe"], results["runs"]
     limited, classic, guard = (results[k] for k in ("delivery-limit", "classic", "worker-guard"))
 
     def good_done(result) -> int:
