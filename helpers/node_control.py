@@ -54,10 +54,11 @@ def ctl(broker: Broker, *args: str, timeout: float = 60) -> str:
     return proc.stdout.strip()
 
 
-def set_env(broker: Broker, values: dict[str, int | None]) -> dict[str, int | None]:
+def set_env(broker: Broker, values: dict[str, int | None],
+            read: tuple[str, ...] = ()) -> dict[str, int | None]:
     """Set (or unset, for None) integer variables of the ``rabbit`` application, in one
-    ``rabbitmqctl eval``; return their values before (None: unset)."""
-    listing = ", ".join(values)
+    ``rabbitmqctl eval``; return their values before (None: unset), and those of ``read``."""
+    listing = ", ".join([*values, *(key for key in read if key not in values)])
     calls = [f"application:unset_env(rabbit, {key})" if value is None else
              f"application:set_env(rabbit, {key}, {int(value)})" for key, value in values.items()]
     out = ctl(broker, "eval", f"Old = [{{K, application:get_env(rabbit, K)}} || K <- "
@@ -79,13 +80,16 @@ def _get_env(broker: Broker, keys) -> dict[str, int | None]:
 
 
 @contextlib.contextmanager
-def node_env(broker: Broker, **values: int):
-    """Set ``rabbit`` variables for the block (new channels read them); restore them after."""
-    old = set_env(broker, values)
+def node_env(broker: Broker, read: tuple[str, ...] = (), **values: int):
+    """Set ``rabbit`` variables for the block (new channels read them); restore them after.
+
+    Yields the values before, of those set and of those named in ``read``.
+    """
+    old = set_env(broker, values, read)
     try:
         yield old
     finally:
-        set_env(broker, old)
+        set_env(broker, {key: old.get(key) for key in values})
 
 
 def _management(broker: Broker, method: str, path: str, body: dict | None = None):

@@ -81,7 +81,8 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
         env = {"channel_tick_interval": TICK_MS}
         if not per_queue:  # node-wide: the longer run's timeout first (see below)
             env["consumer_timeout"] = _ms(4 * task_s)
-        before = stack.enter_context(node_control.node_env(broker, **env))
+        before = stack.enter_context(node_control.node_env(
+            broker, read=("consumer_timeout",), **env))
         if per_queue:
             stack.enter_context(node_control.policy(
                 broker, specs["longer"].name, pattern("longer"),
