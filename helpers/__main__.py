@@ -112,7 +112,7 @@ def _fault(args) -> int:
             for key, default in faults.defaults(args.how).items()
             for value in [getattr(args, key)]}
     work = tasks.equal(size["tasks"], size["duration"])
-    print(f"fault {args.how}: {size['workers']} workers, prefetch "
+    print(f"fault {args.how}: {size['workers']} worker{'s' * (size['workers'] != 1)}, prefetch "
           f"{size['prefetch'] or 'unlimited'}, {len(work)} tasks of {size['duration']} s ...",
           file=sys.stderr)
     result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,

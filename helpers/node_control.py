@@ -168,8 +168,9 @@ class DiskAlarm:
     eval`` is started ahead (``start``) with a small program that waits for a cue file, sets
     the free-disk limit above the free space (what ``rabbitmqctl set_disk_free_limit`` does),
     writes the node's clock reading, waits for the next cue and sets the limit back. Without
-    a cue to raise within ``max_s`` it does nothing; without one to clear, it clears anyway. ``alarm`` holds ``raised_t``,
-    ``cleared_t`` (wall-clock seconds), ``free_bytes`` and ``limit_bytes`` (before).
+    a cue to raise within ``max_s`` it does nothing; without one to clear, it clears anyway.
+    ``alarm`` holds ``raised_t``, ``cleared_t`` (wall-clock seconds), ``free_bytes`` and
+    ``limit_bytes`` (before).
     """
 
     def __init__(self, broker: Broker, max_s: float = 120.0):

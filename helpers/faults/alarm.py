@@ -3,10 +3,11 @@
 Tasks are published a few at a time, faster than the workers take them, so a backlog
 builds up. Once ``backlog`` tasks are confirmed the private node's disk alarm is raised (its
 free-disk limit set above the free space, ``node_control.DiskAlarm``), and cleared
-``hold_s`` later; publishing goes on into the alarm. While it is on, the broker blocks every connection that publishes
-(``connection.blocked``): the producer says so in one sentence and waits, instead of
-hanging silently; the consumers, on their own connections, keep draining the backlog. When
-the alarm clears, publishing resumes and every task is done: nothing is lost.
+``hold_s`` later; publishing goes on into the alarm. While it is on, the broker blocks
+every connection that publishes (``connection.blocked``): the producer says so in one
+sentence and waits, instead of hanging silently; the consumers, on their own connections,
+keep draining the backlog. When the alarm clears, publishing resumes and every task is
+done: nothing is lost.
 
 Own keys: ``blocked_s`` (the producer was blocked this long), ``resumed`` (tasks were
 confirmed after the alarm cleared), ``alarm_raised_at_s``, ``alarm_cleared_at_s``,

@@ -150,7 +150,8 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1
                     if e["event"] == "finished" and "poison" not in str(e["task"])})
 
     own = dict(probe, injected=poisons, delivery_limit=limit, max_attempts=max_attempts,
-               window_s=window_s, good_tasks=good, good_s=good_s, workers_per_run=workers, dead_lettered=limited.summary["dead_lettered"],
+               window_s=window_s, good_tasks=good, good_s=good_s, workers_per_run=workers,
+               dead_lettered=limited.summary["dead_lettered"],
                attempts_per_poison=poison_deliveries(limited) / poisons,
                good_completed=good_done(limited),
                classic_deliveries=poison_deliveries(classic),
@@ -172,8 +173,9 @@ def line(summary: dict) -> str:
     return (f"{s['injected']} poison task(s) among {s['good_completed']} good: classic queue "
             f"delivered it {s['classic_deliveries']} times in {s['window_s']} s "
             f"({s['classic_deliveries_per_s']}/s, {s['classic_good_completed']} good done); "
-            f"quorum queue with delivery limit {s['delivery_limit']}: {s['attempts_per_poison']:g} "
-            f"deliveries, then dead-lettered ({s['dead_lettered']}); worker guard "
+            f"quorum queue with delivery limit {s['delivery_limit']}: "
+            f"{s['attempts_per_poison']:g} deliveries, then dead-lettered "
+            f"({s['dead_lettered']}); worker guard "
             f"--max-attempts {s['max_attempts']}: {s['guard_attempts']:g} deliveries, "
             f"dead-lettered {s['guard_dead_lettered']}; broker default limit "
             f"{s['default_delivery_limit']}, counts reject {s['limit_counts_reject']}, nack "

@@ -172,6 +172,8 @@ def story(result) -> Text:
         return Text(f"On {version} a connection that asked for a {s['heartbeat_s']} s "
                     f"heartbeat and then said nothing was closed by the broker after "
                     f"{s['broker_cut_s']} s.")
+    if s["fault"] == "alarm":
+        return Text(f"{faults.line(s)}.\nThe producer said: {s['producer_said']}")
     return Text(faults.line(s))
 
 
@@ -184,14 +186,14 @@ def try_pitfall(name: str = "poison", workers: int = 3, duration: float = 0.1, *
 
 
 def figure(result):
-    """The scenario's figure (or the sentence saying why it did not run)."""
-    return result if isinstance(result, Skipped) else figures.figure(result, TITLES)
+    """The scenario's figure (nothing for a scenario that did not run: ``story`` says why)."""
+    return None if isinstance(result, Skipped) else figures.figure(result, TITLES)
 
 
 def table(result):
-    """The scenario's small table (or the sentence saying why it did not run)."""
+    """The scenario's small table (nothing for a scenario that did not run)."""
     if isinstance(result, Skipped):
-        return result
+        return None
     return {"poison": poison_table, "duplicate": duplicates_table,
             "alarm": lambda r: alarm_table(r.summary)}.get(result.summary["fault"],
                                                            runs_table)(result)
