@@ -21,13 +21,16 @@ from .panels import Panel, dropdown, float_slider, int_slider
 
 #: the scenarios of this notebook, in its order
 SCENARIOS = ("heartbeat", "consumer-timeout", "poison", "duplicate", "alarm")
-#: what each run of a scenario is, above its timeline
+#: what each run of a scenario is, above its figure (``{key}``: from the run's summary)
 TITLES = {
     "blocking": "blocking: the work inside the delivery callback, as the tutorial's worker.py",
     "thread": "thread: the work in a thread, the ack through add_callback_threadsafe",
     "too-long": "too long: one task longer than the ack timeout",
     "split": "split: the same work in pieces, each shorter than the timeout",
-    "longer": "longer: the task on a queue given a longer timeout"}
+    "longer": "longer: the task on a queue given a longer timeout",
+    "classic": "classic queue: nothing counts",
+    "delivery-limit": "quorum queue, delivery limit {delivery_limit}",
+    "worker-guard": "quorum queue, the worker's guard ({max_attempts} attempts)"}
 
 
 def _skipped(broker, what: str) -> Skipped | None:
@@ -187,7 +190,12 @@ def try_pitfall(name: str = "poison", workers: int = 3, duration: float = 0.1, *
 
 def figure(result):
     """The scenario's figure (nothing for a scenario that did not run: ``story`` says why)."""
-    return None if isinstance(result, Skipped) else figures.figure(result, TITLES)
+    if isinstance(result, Skipped):
+        return None
+    summary = result.summary
+    titles = {run: text.format(**summary) if "{" in text else text
+              for run, text in TITLES.items()}
+    return figures.figure(result, titles)
 
 
 def table(result):

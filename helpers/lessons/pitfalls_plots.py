@@ -65,7 +65,7 @@ def timelines(result, titles: dict | None = None):
     return finish(fig)
 
 
-def poison_curves(result):
+def poison_curves(result, titles: dict | None = None):
     """Per run: the poison's deliveries and the good tasks done, counted over time."""
     labels = result.summary["runs"]
     fig, axes = plt.subplots(1, len(labels), figsize=(11, 3), squeeze=False, sharey=True)
@@ -77,11 +77,12 @@ def poison_curves(result):
                   if e["event"] == "delivered" and "poison" in str(e["task"])]
         good = sorted({e["task"]: e["t"] - t0 for e in reversed(events)
                        if e["event"] == "finished" and "poison" not in str(e["task"])}.values())
+        end = events[-1]["t"] - t0 if events else 0.0
         for times, name, color in ((poison, "poison deliveries", LOST),
                                    (good, "good tasks done", plots.LIGHT)):
-            ax.step([0.0, *times], range(len(times) + 1), where="post", label=name,
-                    color=color)
-        ax.set_title(label)
+            ax.step([0.0, *times, end], [*range(len(times) + 1), len(times)], where="post",
+                    label=name, color=color)
+        ax.set_title((titles or {}).get(label, label), fontsize=10)
         ax.set_xlabel("seconds")
     axes[0, 0].set_ylabel("count")
     axes[0, 0].legend(fontsize=8)
@@ -130,7 +131,7 @@ def figure(result, titles: dict | None = None):
     """The figure of any scenario's result (``titles``: of the runs, for timelines)."""
     name = result.summary["fault"]
     if name == "poison":
-        return poison_curves(result)
+        return poison_curves(result, titles)
     if name == "duplicate":
         return duplicate_figure(result)
     if name == "alarm":
