@@ -193,8 +193,8 @@ def figure(result):
     if isinstance(result, Skipped):
         return None
     summary = result.summary
-    titles = {run: text.format(**summary) if "{" in text else text
-              for run, text in TITLES.items()}
+    titles = {run: TITLES[run].format(**summary) for run in summary.get("runs", [])
+              if run in TITLES}
     return figures.figure(result, titles)
 
 
