@@ -158,7 +158,8 @@ def combine(fault: str, results: dict[str, RunResult], durations: dict,
             events.append(event)
         published += result.publish.published
         confirmed |= result.publish.confirmed
-        names += [f"{label}/{row['worker']}" for row in result.summary["per_worker"]]
+        started = result.summary["per_worker"][:result.summary["workers"]]  # replacements after
+        names += [f"{label}/{row['worker']}" for row in started]
         frames.append(result.deliveries.assign(run=label))
     first = min(r.publish.t_first for r in results.values() if r.publish.t_first)
     summary = timing.summarize(events, published, confirmed, durations, names, first)
