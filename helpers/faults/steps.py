@@ -164,6 +164,7 @@ def combine(fault: str, results: dict[str, RunResult], durations: dict,
     first = min(r.publish.t_first for r in results.values() if r.publish.t_first)
     summary = timing.summarize(events, published, confirmed, durations, names, first)
     summary.update(fault=fault, runs=list(results),
+                   spawn_s=max(r.summary.get("spawn_s", 0.0) for r in results.values()),
                    tasks_lost=sum(r.summary["tasks_lost"] for r in results.values()),
                    broker_version=next(iter(results.values())).summary.get("broker_version"),
                    **own)
