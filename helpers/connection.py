@@ -6,8 +6,9 @@ only ever connects, starts without importing what it does not need.
 from __future__ import annotations
 
 import urllib.parse
+from typing import Sequence
 
-from .errors import BrokerAuthError, BrokerConnectionError
+from .errors import BadInputError, BrokerAuthError, BrokerConnectionError
 
 
 def mask_url(url: str) -> str:
@@ -24,45 +25,63 @@ def mask_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def connect(url: str, name: str = "helpers", heartbeat: int | None = None,
+def _urls(url: str | Sequence[str]) -> list[str]:
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise BadInputError("No broker URL given: pass one AMQP URL or a list of them.")
+    return urls
+
+
+def connect(url: str | Sequence[str], name: str = "helpers", heartbeat: int | None = None,
             attempts: int = 1):
     """Open a ``pika.BlockingConnection`` to ``url``, named ``name`` in the management UI.
 
-    Connection failures become one-sentence ``BrokerConnectionError``s.
+    ``url`` may be a list of URLs (the nodes of a cluster): the connection goes to the first
+    that answers, in order; ``attempts`` counts passes over the whole list. Connection
+    failures become one-sentence ``BrokerConnectionError``s.
     """
     import pika
     import pika.exceptions as pe
 
-    params = pika.URLParameters(url)
-    params.client_properties = {"connection_name": name}
-    params.connection_attempts = attempts
-    params.retry_delay = 0.2
-    params.blocked_connection_timeout = 30
-    if heartbeat is not None:
-        params.heartbeat = heartbeat
+    every = []
+    for one in _urls(url):
+        params = pika.URLParameters(one)
+        params.client_properties = {"connection_name": name}
+        params.connection_attempts = attempts  # pika reads the last one's, for the whole list
+        params.retry_delay = 0.2
+        params.blocked_connection_timeout = 30
+        if heartbeat is not None:
+            params.heartbeat = heartbeat
+        every.append(params)
     try:
-        return pika.BlockingConnection(params)
+        return pika.BlockingConnection(every[0] if len(every) == 1 else every)
     except pe.AMQPConnectionError as exc:
         raise explain_connect_error(url, exc) from exc
 
 
-def explain_connect_error(url: str, exc: Exception) -> BrokerConnectionError:
-    """The one-sentence error for pika's failure ``exc`` to open a connection to ``url``."""
+def explain_connect_error(url: str | Sequence[str], exc: Exception) -> BrokerConnectionError:
+    """The one-sentence error for pika's failure ``exc`` to connect to ``url`` (or URLs)."""
     import pika
     import pika.exceptions as pe
 
+    urls = _urls(url)
+    where = (f"the broker at {mask_url(urls[0])}" if len(urls) == 1 else
+             "the brokers at " + ", ".join(mask_url(one) for one in urls))
     if isinstance(exc, pe.ProbableAuthenticationError):
         return BrokerAuthError(
-            f"The broker at {mask_url(url)} refused the user name or password: "
+            f"{where[0].upper()}{where[1:]} refused the user name or password: "
             "check the credentials in AMQP_URL.")
     if isinstance(exc, pe.ProbableAccessDeniedError):
-        vhost = pika.URLParameters(url).virtual_host
+        vhost = pika.URLParameters(urls[-1]).virtual_host
         return BrokerAuthError(
-            f"The broker at {mask_url(url)} denied access to the virtual host "
+            f"{where[0].upper()}{where[1:]} denied access to the virtual host "
             f"'{vhost}': check that it exists and the user may use it.")
+    if len(urls) > 1:
+        return BrokerConnectionError(
+            f"Could not connect to any of {where}: are they running? "
+            "(`python -m helpers.cluster status`)")
     return BrokerConnectionError(
-        f"Could not connect to the broker at {mask_url(url)}: is it running? "
-        "(`python -m helpers broker status`)")
+        f"Could not connect to {where}: is it running? (`python -m helpers broker status`)")
 
 
 def describe_error(exc) -> str:
@@ -74,7 +93,7 @@ def describe_error(exc) -> str:
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
-def can_connect(url: str) -> bool:
+def can_connect(url: str | Sequence[str]) -> bool:
     """True when an AMQP connection to ``url`` opens (readiness is AMQP, never a sleep)."""
     try:
         connect(url, name="helpers-probe").close()
