@@ -68,7 +68,8 @@ class Step:
     ``check(broker)`` before anything is declared (raise a ``HelpersError`` to refuse);
     ``started(run)`` once the workers consume and publishing has begun; ``ends(run)``,
     polled while the run waits, may end it before every task is done (a run that loses
-    tasks on purpose); ``finished(run, done)`` after the wait (``done``: every confirmed
+    tasks on purpose), and ``holds(run)`` may keep it going after (a task done but not
+    acked comes back); ``finished(run, done)`` after the wait (``done``: every confirmed
     task completed), before the workers stop, and always (``finally``); ``summary(run)``
     adds keys to the run's summary.
     """
@@ -84,6 +85,10 @@ class Step:
 
     def ends(self, run: Run) -> bool:
         """True ends the run now, done or not (polled about ten times a second)."""
+        return False
+
+    def holds(self, run: Run) -> bool:
+        """True keeps the run going although every task is done (polled like ``ends``)."""
         return False
 
     def finished(self, run: Run, done: bool) -> None:
@@ -198,7 +203,8 @@ def _wait(run: Run, budget: float, progress, steps) -> bool:
 
     def all_done(pool: WorkerPool) -> bool:
         publishing = run.publisher is not None and run.publisher.is_alive()
-        return not publishing and all(pool.finished[i] for i in run.published.confirmed)
+        return not publishing and all(pool.finished[i] for i in run.published.confirmed) \
+            and not any(step.holds(run) for step in steps)
 
     def report(pool: WorkerPool) -> None:
         if progress is not None:

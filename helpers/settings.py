@@ -31,6 +31,9 @@ BOOT_TIMEOUT_S = float(os.environ.get("HELPERS_BOOT_TIMEOUT", "90"))
 #: How long a producer keeps trying to reach a broker that went away, seconds
 #: (``HELPERS_RECONNECT_FOR``). A private node takes 7-15 s to stop and boot on 2 cores.
 RECONNECT_FOR_S = float(os.environ.get("HELPERS_RECONNECT_FOR", "90"))
+#: How long a publisher waits while the broker blocks it (a disk or memory alarm) before it
+#: gives up with one sentence, seconds (``HELPERS_BLOCKED_TIMEOUT``).
+BLOCKED_TIMEOUT_S = float(os.environ.get("HELPERS_BLOCKED_TIMEOUT", "60"))
 #: Longest task (seconds, after the speed factor) a thread-mode worker runs in its I/O thread
 #: (``HELPERS_INLINE_MAX_S``); capped at a quarter of the heartbeat interval. 0 turns it off.
 INLINE_MAX_S = float(os.environ.get("HELPERS_INLINE_MAX_S", "0.25"))
@@ -79,6 +82,8 @@ ACK_MODES = ("manual", "auto", "never")
 WORK_MODES = ("thread", "blocking")
 #: What a task does for its duration.
 TASK_KINDS = ("sleep", "cpu")
+#: The kind of a poison task: the worker that runs it dies half-way (notebook 06).
+POISON_KIND = "crash"
 #: How the producer waits for publisher confirms: pipelined, one by one, or not at all.
 CONFIRM_MODES = ("pipelined", "each", "none")
 #: AMQP carries the prefetch count in 16 bits (0 means no limit).

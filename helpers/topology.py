@@ -26,12 +26,15 @@ class QueueSpec:
     durable: survive a broker restart (the queue itself; messages need ``persistent``).
     kind: ``"classic"`` or ``"quorum"`` (quorum queues are always durable).
     dead_letter: reject poison messages into ``<name>.dead`` instead of dropping them.
+    delivery_limit: quorum queues only: dead-letter (or drop) a message after this many
+        redeliveries (``x-delivery-limit``; None: the broker's default).
     """
 
     name: str = DEFAULT_QUEUE
     durable: bool = True
     kind: str = "classic"
     dead_letter: bool = True
+    delivery_limit: int | None = None
 
     @property
     def dead_letter_queue(self) -> str:
@@ -43,6 +46,8 @@ class QueueSpec:
         args: dict = {}
         if self.kind == "quorum":
             args["x-queue-type"] = "quorum"
+        if self.delivery_limit is not None:
+            args["x-delivery-limit"] = self.delivery_limit
         if self.dead_letter:
             args["x-dead-letter-exchange"] = ""
             args["x-dead-letter-routing-key"] = self.dead_letter_queue

@@ -10,12 +10,12 @@ import pytest  # noqa: E402
 from helpers.errors import BadInputError  # noqa: E402
 from helpers.lessons import (  # noqa: E402
     acks, backlog, common, durability, durability_confirms, fair_dispatch, forgotten_ack,
-    panels, round_robin)
+    panels, pitfalls, round_robin)
 
 FACTORIES = [round_robin.round_robin_panel, acks.kill_panel, forgotten_ack.forgotten_ack_panel,
              durability.survival_panel, durability_confirms.confirms_panel,
              fair_dispatch.fair_dispatch_panel, fair_dispatch.sweep_panel,
-             fair_dispatch.speeds_panel, backlog.backlog_panel]
+             fair_dispatch.speeds_panel, backlog.backlog_panel, pitfalls.pitfall_panel]
 
 
 def _panel(experiment, report=lambda result: [result]):
