@@ -47,6 +47,7 @@ CLICKS = {
                                   expect="redelivered=True", kill=True),
     "03_durability": Clicks("What survives", "messages per queue", 90, expect="90/90"),
     "04_fair_dispatch": Clicks("Round robin (prefetch 0)", "workers", 3, expect="w3"),
+    "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
 }
 
 
