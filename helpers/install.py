@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .broker import NO_BROKER_HELP, STATE_DIR, find_rabbitmq_server, resolve
+from . import settings
+from .broker import NO_BROKER_HELP, find_rabbitmq_server, resolve
 from .errors import HelpersError, NoBrokerError
 
 #: Debian's hook that invoke-rc.d asks before starting a service; 101 means "do not".
@@ -33,7 +34,7 @@ POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 #: What the policy says while we install: no service may start.
 DENY_ALL = "#!/bin/sh\n# Written by helpers.install: no service starts during this install.\nexit 101\n"
 #: Where the package manager's output goes (shown in part when it fails).
-LOG_FILE = STATE_DIR / "install.log"
+LOG_FILE = settings.STATE_DIR / "install.log"
 #: How long a password-less sudo may take to say yes (seconds).
 SUDO_PROBE_S = 3.0
 

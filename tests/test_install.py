@@ -16,6 +16,7 @@ import pytest
 
 from helpers import broker as broker_mod
 from helpers import install
+from helpers.procs import port_open
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _no_broker(monkeypatch):
     monkeypatch.delenv("AMQP_URL", raising=False)
     monkeypatch.setattr(broker_mod, "find_rabbitmq_server", lambda: None)
-    monkeypatch.setattr(broker_mod, "_port_open", lambda host, port: False)
+    monkeypatch.setattr(broker_mod, "port_open", lambda host, port: False)
 
 
 def _machine(monkeypatch, tmp_path, system="Linux", euid=0, tools=("apt-get",)):
@@ -181,7 +182,7 @@ def _listening_on(port: int) -> list[str]:
 @pytest.mark.broker
 def test_make_lab_serves_on_loopback(broker, monkeypatch):
     """`make lab` starts JupyterLab on 127.0.0.1, also as root (which needs --allow-root)."""
-    if isinstance(broker, broker_mod.PrivateBroker):
+    if broker.kind == "private":
         monkeypatch.setenv("HELPERS_STATE_DIR", str(broker.state_dir))
     else:
         monkeypatch.setenv("AMQP_URL", broker.url)
@@ -192,7 +193,7 @@ def test_make_lab_serves_on_loopback(broker, monkeypatch):
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
-        while not broker_mod._port_open("127.0.0.1", port):
+        while not port_open("127.0.0.1", port):
             assert lab.poll() is None, f"make lab ended: {lab.stdout.read()[-600:]}"
             assert time.monotonic() < deadline, "JupyterLab did not listen within 90 s"
             time.sleep(0.3)
