@@ -237,6 +237,7 @@ def save_output_shots(page, folder: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.broker
+@pytest.mark.browser
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_in_the_browser(path, lab, timings, record_property):
     server, context = lab
