@@ -12,7 +12,7 @@ import re
 import time
 
 from . import topology
-from .connection import describe_error, explain_connect_error
+from .connection import describe_error, explain_connect_error, refusal_is_final
 from .producer import PublishResult, blocked_sentence, message_properties, watch_blocked
 from .settings import BLOCKED_TIMEOUT_S
 from .topology import QueueSpec
@@ -195,10 +195,7 @@ def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishRes
 
 def _raise_if_hopeless(run: "_Pipeline", url: str, spec: QueueSpec) -> None:
     """Raise the one-sentence error for failures that retrying cannot mend."""
-    import pika.exceptions as pe
-
-    if isinstance(run.open_error, (pe.ProbableAuthenticationError,
-                                   pe.ProbableAccessDeniedError)):
+    if run.open_error is not None and refusal_is_final(run.open_error):
         raise explain_connect_error(url, run.open_error) from run.open_error
     refused = getattr(run.channel_error, "reply_code", None) in (403, 405, 406)
     if refused and not run.declared:  # e.g. 406: the queue exists with other arguments

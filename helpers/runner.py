@@ -60,6 +60,8 @@ class Run:
     publisher: PacedPublisher | None = None
     #: what the broker confirmed so far (the paced publisher's, live)
     published: producer.PublishResult | None = None
+    #: when the run's queue was declared (``time.monotonic()``; a crash waits ``SETTLE_S``)
+    declared_at: float = 0.0
 
 
 class Step:
@@ -76,6 +78,10 @@ class Step:
 
     #: seconds this step may add to the run (added to the waiting budget)
     extra_s: float = 0.0
+
+    def grace_s(self, run: Run) -> float:
+        """Seconds added to the waiting budget so far, as measured (polled while waiting)."""
+        return 0.0
 
     def check(self, broker: broker_mod.Broker) -> None:
         """Refuse a broker this step cannot work with."""
@@ -153,7 +159,7 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
     spec = queue or topology.unique_spec(label)
     topology.setup(broker.url, spec, purge=True)
     pool = WorkerPool(broker.url, spec, prefetch=prefetch, **worker_options)
-    run = Run(broker, spec, pool, list(tasks))
+    run = Run(broker, spec, pool, list(tasks), declared_at=time.monotonic())
     sampler = QueueMonitor(broker, spec.name) if monitor else None
     ideal = timing.ideal_makespan(durations.values(), workers, speeds)
     budget = timeout or (3 * ideal + 30 + sum(step.extra_s for step in steps))
@@ -210,11 +216,15 @@ def _wait(run: Run, budget: float, progress, steps) -> bool:
         if progress is not None:
             progress(len(pool.finished), total)
 
-    deadline = time.monotonic() + budget
+    start = time.monotonic()
+
+    def left() -> float:
+        return start + budget + sum(step.grace_s(run) for step in steps) - time.monotonic()
+
     done = False
     # In slices: publishing may end, or a step end the run, without a new event.
-    while not done and time.monotonic() < deadline:
-        done = run.pool.wait_for(all_done, min(0.1, deadline - time.monotonic()), report)
+    while not done and left() > 0:
+        done = run.pool.wait_for(all_done, max(0.0, min(0.1, left())), report)
         if any(step.ends(run) for step in steps):
             break
     report(run.pool)
