@@ -14,7 +14,9 @@ Modules: ``settings`` (paths, HELPERS_* variables, mode names), ``broker`` and
 (the one place that declares queues), ``tasks``, ``worker``, ``pool``, ``producer`` and
 ``confirms``, ``pacing``, ``proxy`` and ``relay`` (a worker "on a host N ms away"),
 ``prefetch`` (the arithmetic of prefetch and distance), ``runner`` (the one run skeleton),
-``faults`` (named fault scenarios), ``timing``, ``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
+``faults`` (named fault scenarios), ``node_control`` (a private node's settings, for a few
+seconds), ``task_hooks`` (crash injection, the poison guard, side effects) and ``dedup``
+(idempotency), ``timing``, ``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
 are in ``helpers.lessons``, which the rest never imports.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ _API = {
     "recommend_prefetch": ("prefetch", "recommend_prefetch"),
     "run_fault": ("faults", "run_fault"), "FAULTS": ("faults", "FAULTS"),
     "summarize": ("timing", "summarize"), "table": ("timing", "table"),
+    "DedupStore": ("dedup", "DedupStore"),
     "HelpersError": ("errors", "HelpersError"),
 }
 

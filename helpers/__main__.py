@@ -114,11 +114,15 @@ def _run(args) -> int:
 def _fault(args) -> int:
     from . import faults, tasks, timing
 
-    work = tasks.equal(args.tasks, args.duration)
-    print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, {len(work)} tasks; "
-          f"broker {args.how} after {args.after} s ...", file=sys.stderr)
-    result = faults.run_fault(args.how, args.workers, args.prefetch, work,
-                              fault_after_s=args.after)
+    size = {key: value if value is not None else default
+            for key, default in faults.defaults(args.how).items()
+            for value in [getattr(args, key)]}
+    work = tasks.equal(size["tasks"], size["duration"])
+    print(f"fault {args.how}: {size['workers']} worker{'s' * (size['workers'] != 1)}, prefetch "
+          f"{size['prefetch'] or 'unlimited'}, {len(work)} tasks of {size['duration']} s ...",
+          file=sys.stderr)
+    result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,
+                              fault_after_s=size["after"])
     print(timing.table(result.summary))
     print(faults.line(result.summary))
     print(f"saved to {result.folder}")
@@ -174,15 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="save the timeline and load figure here (PNG)")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("fault", help="restart or crash the broker mid-run: count what survived")
-    p.add_argument("how", choices=list(FAULTS),
-                   help="restart: clean stop then start; crash: SIGKILL the node then start")
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--prefetch", type=int, default=1, help="0 = unlimited")
-    p.add_argument("--tasks", type=int, default=300)
-    p.add_argument("--duration", type=float, default=0.05, help="seconds per task")
-    p.add_argument("--after", type=float, default=1.0,
-                   help="seconds after the first confirmed publish at which the broker goes")
+    p = sub.add_parser("fault", help="run a named fault scenario: count what survived")
+    p.add_argument("how", choices=list(FAULTS), metavar="NAME",
+                   help=f"one of {', '.join(FAULTS)} (restart: clean stop then start; crash: "
+                        "SIGKILL the node then start; the others: notebook 06)")
+    p.add_argument("--workers", type=int, help="default: the scenario's (restart/crash: 4)")
+    p.add_argument("--prefetch", type=int, help="0 = unlimited (default 1)")
+    p.add_argument("--tasks", type=int, help="default: the scenario's (restart/crash: 300)")
+    p.add_argument("--duration", type=float, help="seconds per task (restart/crash: 0.05)")
+    p.add_argument("--after", type=float,
+                   help="seconds after the first publish at which the fault strikes "
+                        "(restart, crash, alarm)")
     p.add_argument("--json", help="write the summary as JSON here")
     p.set_defaults(func=_fault)
 

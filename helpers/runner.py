@@ -61,6 +61,8 @@ class Run:
     publisher: PacedPublisher | None = None
     #: what the broker confirmed so far (the paced publisher's, live)
     published: producer.PublishResult | None = None
+    #: when the run's queue was declared (``time.monotonic()``; a crash waits ``SETTLE_S``)
+    declared_at: float = 0.0
 
 
 class Step:
@@ -69,13 +71,18 @@ class Step:
     ``check(broker)`` before anything is declared (raise a ``HelpersError`` to refuse);
     ``started(run)`` once the workers consume and publishing has begun; ``ends(run)``,
     polled while the run waits, may end it before every task is done (a run that loses
-    tasks on purpose); ``finished(run, done)`` after the wait (``done``: every confirmed
+    tasks on purpose), and ``holds(run)`` may keep it going after (a task done but not
+    acked comes back); ``finished(run, done)`` after the wait (``done``: every confirmed
     task completed), before the workers stop, and always (``finally``); ``summary(run)``
     adds keys to the run's summary.
     """
 
     #: seconds this step may add to the run (added to the waiting budget)
     extra_s: float = 0.0
+
+    def grace_s(self, run: Run) -> float:
+        """Seconds added to the waiting budget so far, as measured (polled while waiting)."""
+        return 0.0
 
     def check(self, broker: broker_mod.Broker) -> None:
         """Refuse a broker this step cannot work with."""
@@ -85,6 +92,10 @@ class Step:
 
     def ends(self, run: Run) -> bool:
         """True ends the run now, done or not (polled about ten times a second)."""
+        return False
+
+    def holds(self, run: Run) -> bool:
+        """True keeps the run going although every task is done (polled like ``ends``)."""
         return False
 
     def finished(self, run: Run, done: bool) -> None:
@@ -155,7 +166,7 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
     topology.setup(broker.url, spec, purge=True)
     pool = WorkerPool(broker.url, spec, prefetch=prefetch, latency_ms=latency_ms,
                       **worker_options)
-    run = Run(broker, spec, pool, list(tasks))
+    run = Run(broker, spec, pool, list(tasks), declared_at=time.monotonic())
     sampler = QueueMonitor(broker, spec.name) if monitor else None
     ideal = timing.ideal_makespan(durations.values(), workers, speeds)
     # A far worker at prefetch 1 waits one round trip per task: allow for that too.
@@ -207,17 +218,22 @@ def _wait(run: Run, budget: float, progress, steps) -> bool:
 
     def all_done(pool: WorkerPool) -> bool:
         publishing = run.publisher is not None and run.publisher.is_alive()
-        return not publishing and all(pool.finished[i] for i in run.published.confirmed)
+        return not publishing and all(pool.finished[i] for i in run.published.confirmed) \
+            and not any(step.holds(run) for step in steps)
 
     def report(pool: WorkerPool) -> None:
         if progress is not None:
             progress(len(pool.finished), total)
 
-    deadline = time.monotonic() + budget
+    start = time.monotonic()
+
+    def left() -> float:
+        return start + budget + sum(step.grace_s(run) for step in steps) - time.monotonic()
+
     done = False
     # In slices: publishing may end, or a step end the run, without a new event.
-    while not done and time.monotonic() < deadline:
-        done = run.pool.wait_for(all_done, min(0.1, deadline - time.monotonic()), report)
+    while not done and left() > 0:
+        done = run.pool.wait_for(all_done, max(0.0, min(0.1, left())), report)
         if any(step.ends(run) for step in steps):
             break
     report(run.pool)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from dataclasses import asdict, dataclass
 
+from . import settings
 from .errors import HelpersError, TopologyError
 from .settings import DEFAULT_QUEUE
 
@@ -26,12 +28,15 @@ class QueueSpec:
     durable: survive a broker restart (the queue itself; messages need ``persistent``).
     kind: ``"classic"`` or ``"quorum"`` (quorum queues are always durable).
     dead_letter: reject poison messages into ``<name>.dead`` instead of dropping them.
+    delivery_limit: quorum queues only: dead-letter (or drop) a message after this many
+        redeliveries (``x-delivery-limit``; None: the broker's default).
     """
 
     name: str = DEFAULT_QUEUE
     durable: bool = True
     kind: str = "classic"
     dead_letter: bool = True
+    delivery_limit: int | None = None
 
     @property
     def dead_letter_queue(self) -> str:
@@ -43,6 +48,8 @@ class QueueSpec:
         args: dict = {}
         if self.kind == "quorum":
             args["x-queue-type"] = "quorum"
+        if self.delivery_limit is not None:
+            args["x-delivery-limit"] = self.delivery_limit
         if self.dead_letter:
             args["x-dead-letter-exchange"] = ""
             args["x-dead-letter-routing-key"] = self.dead_letter_queue
@@ -175,3 +182,22 @@ def count(url: str, name: str) -> int | None:
             if exc.reply_code == 404:
                 return None
             raise
+
+
+def count_recovered(url: str, name: str, expected: int,
+                    wait_s: float = settings.RECOVERY_WAIT_S) -> int | None:
+    """``count`` of a queue just after a start, polled until it reaches ``expected`` or
+    ``wait_s`` runs out (a quorum queue's member answers 0 until it has recovered)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        ready = count(url, name)
+        if ready is None or ready >= expected or time.monotonic() > deadline:
+            return ready
+        time.sleep(0.2)
+
+
+def wait_settled_declarations(declared_at: float, settle_s: float = settings.SETTLE_S) -> float:
+    """Sleep until ``settle_s`` seconds after ``declared_at`` (``time.monotonic()``); return
+    the seconds since ``declared_at`` (see ``settings.SETTLE_S``: before a crash)."""
+    time.sleep(max(0.0, declared_at + settle_s - time.monotonic()))
+    return time.monotonic() - declared_at

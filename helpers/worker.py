@@ -16,12 +16,13 @@ heartbeats, and it saves two thread hops per task, which is most of a short task
 overhead. The event lines of one task then leave in two writes: up to ``finished``
 before the ack, ``acked`` after it.
 
-Every event is one JSON line on stdout: ``ready``, ``delivered`` (with ``redelivered``),
-``started``, ``finished``, ``acked``, ``failed``, ``crashed`` (crash injection: it dies
-half-way), ``abandoned`` (a task whose connection went away before the work started: the
-broker has requeued it), ``disconnected``. Each line carries the
-worker name, the wall-clock time ``t`` and, for deliveries, a ``delivery`` key unique in
-this process, so a parent can rebuild one row per delivery.
+Every event is one JSON line on stdout: ``ready``, ``delivered`` (with ``redelivered``,
+and ``delivery_count``: a quorum queue's ``x-delivery-count``), ``started``, ``finished``,
+``acked``, ``failed``, ``rejected`` (dead-lettered by the guard of ``task_hooks``),
+``crashed`` (crash injection, a poison task), ``abandoned`` (its connection went away before
+the work started: the broker has requeued it), ``cancelled`` (the broker cancelled the
+consumer), ``disconnected``. Each line carries the worker name, the wall-clock time ``t``
+and, for deliveries, a ``delivery`` key unique in this process.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ import time
 
 from . import tasks as task_bodies
 from .settings import ACK_MODES, DEFAULT_QUEUE, INLINE_MAX_S, WORK_MODES
+from .task_hooks import TaskHooks
 from .topology import QueueSpec, declare
 
 #: One encoder for every event line (json.dumps with options builds a new one per call).
@@ -48,11 +50,11 @@ class Worker:
     def __init__(self, url: str, spec: QueueSpec, name: str, prefetch: int = 1,
                  ack: str = "manual", mode: str = "thread", speed: float = 1.0,
                  unit: float = task_bodies.DOT_UNIT_S, heartbeat: int | None = None,
-                 crash_after: int = 0, reconnect: bool = True, out=None):
+                 hooks: TaskHooks | None = None, reconnect: bool = True, out=None):
         self.url, self.spec, self.name = url, spec, name
         self.prefetch, self.ack, self.mode = prefetch, ack, mode
         self.speed, self.unit, self.heartbeat = speed, unit, heartbeat
-        self.crash_after, self.reconnect = crash_after, reconnect
+        self.hooks, self.reconnect = hooks or TaskHooks(), reconnect
         self.out = out or sys.stdout
         self._out_lock = threading.Lock()
         self._seq = 0
@@ -77,13 +79,19 @@ class Worker:
         self._started += 1
         # A task with no work has no middle to die in: its "started" leaves with "finished".
         self.emit("started", flush=seconds > 0, delivery=delivery, task=task_id)
-        if self.crash_after and self._started >= self.crash_after:
-            # Crash injection: die half-way through this task, as a killed worker would.
-            task_bodies.work(seconds / self.speed / 2, kind)
-            self.emit("crashed", delivery=delivery, task=task_id)
-            os._exit(17)
+        if self.hooks.dies_midway(self._started, kind):
+            # A poison task, or crash injection: die half-way, as a killed worker would.
+            task_bodies.work(seconds / self.speed / 2, "cpu" if kind == "cpu" else "sleep")
+            self._die(delivery, task_id)
         task_bodies.work(seconds / self.speed, kind)
+        self.hooks.record(task_id, self.name)  # the task's side effect is part of its work
         self.emit("finished", delivery=delivery, task=task_id)
+        if self.hooks.dies_before_ack(self._started):
+            self._die(delivery, task_id)
+
+    def _die(self, delivery: str, task_id) -> None:
+        self.emit("crashed", delivery=delivery, task=task_id)
+        os._exit(17)
 
     def _ack(self, channel, tag: int, delivery: str, task_id) -> None:
         try:
@@ -106,9 +114,16 @@ class Worker:
                 channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
             return
         task_id = task_id or props.message_id or delivery
+        earlier = (props.headers or {}).get("x-delivery-count")  # quorum queues count them
         inline = self.mode == "blocking" or self._inline(seconds)
         self.emit("delivered", flush=not inline, delivery=delivery, task=task_id,
-                  redelivered=method.redelivered)
+                  redelivered=method.redelivered,
+                  **({} if earlier is None else {"delivery_count": earlier}))
+        reason = self.hooks.reject_reason(earlier)
+        if reason and self.ack != "auto":  # the worker's own poison guard: never run it again
+            channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+            self.emit("rejected", delivery=delivery, task=task_id, reason=reason)
+            return
         job = (self._generation, channel, method.delivery_tag, delivery, task_id, seconds, kind)
         if inline:
             self._run_job(job, threadsafe=False)
@@ -152,6 +167,8 @@ class Worker:
 
     # -- the consumer --------------------------------------------------------------------
     def _consume_once(self) -> None:
+        import pika.exceptions as pika_errors
+
         from .connection import connect
 
         self._conn = connect(self.url, name=f"worker {self.name}", heartbeat=self.heartbeat)
@@ -160,10 +177,13 @@ class Worker:
         if self.prefetch:
             channel.basic_qos(prefetch_count=self.prefetch)
         channel.basic_consume(self.spec.name, self._on_message, auto_ack=self.ack == "auto")
+        channel.add_on_cancel_callback(lambda _frame: self.emit("cancelled"))
         self._ready_generation = self._generation
         self.emit("ready", pid=os.getpid(), prefetch=self.prefetch, ack=self.ack,
                   mode=self.mode, speed=self.speed, generation=self._generation)
         channel.start_consuming()
+        self._conn.close()  # it returns once no consumer is left: the broker cancelled ours
+        raise pika_errors.ConsumerCancelled("the broker cancelled the consumer")
 
     def run(self) -> int:
         """Consume until killed; reconnect after a lost connection unless told not to."""
@@ -224,8 +244,7 @@ def build_parser(prog: str = "python -m helpers.worker",
     p.add_argument("--unit", type=float, default=task_bodies.DOT_UNIT_S,
                    help="seconds of work per dot in tutorial-style bodies")
     p.add_argument("--heartbeat", type=int, help="heartbeat interval to ask for (s)")
-    p.add_argument("--crash-after", type=int, default=0,
-                   help="crash half-way through the Nth task (crash injection)")
+    TaskHooks.add_arguments(p)
     p.add_argument("--no-reconnect", action="store_true")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="exit when stdin closes (set by the pool)")
@@ -249,7 +268,7 @@ def worker_from_args(args: argparse.Namespace) -> Worker:
         url = broker.get().url
     return Worker(url, spec, args.name, prefetch=args.prefetch, ack=args.ack, mode=args.mode,
                   speed=args.speed, unit=args.unit, heartbeat=args.heartbeat,
-                  crash_after=args.crash_after, reconnect=not args.no_reconnect)
+                  hooks=TaskHooks.from_args(args), reconnect=not args.no_reconnect)
 
 
 def main(argv: list[str] | None = None) -> int:

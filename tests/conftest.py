@@ -5,6 +5,7 @@ A private node started by this session is stopped when the session ends.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from helpers.connection import connect, mask_url
 from helpers.errors import HelpersError
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The session broker's RabbitMQ version, read while it runs, for the closing summary line.
+_SESSION = {}
 
 
 def _cli(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
@@ -60,6 +63,8 @@ def broker():
             pytest.fail(f"CI needs a broker: {exc}")
         pytest.skip(f"no RabbitMQ broker here: {exc}")
     try:
+        with contextlib.suppress(HelpersError):  # an unreachable broker fails its tests, not this
+            _SESSION["version"] = found.version()
         yield found
     finally:
         context.__exit__(None, None, None)
@@ -96,6 +101,9 @@ def channel(broker, request):
 def pytest_collection_modifyitems(items):
     for item in items:  # carry fixture names onto the reports, for the summary below
         item.user_properties.append(("fixtures", tuple(item.fixturenames)))
+        # Whatever uses the broker is broker-facing: `-m broker` (CI on RabbitMQ 4) runs it.
+        if "broker" in item.fixturenames and not item.get_closest_marker("broker"):
+            item.add_marker(pytest.mark.broker)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -111,6 +119,8 @@ def pytest_terminal_summary(terminalreporter):
             where = f"{found.kind} broker {mask_url(found.url)}"
         except HelpersError:
             where = "a broker"
+        if _SESSION.get("version"):
+            where += f" (RabbitMQ {_SESSION['version']})"
         terminalreporter.write_line(
             f"real-broker tests on {where}: " +
             ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())))

@@ -48,6 +48,7 @@ CLICKS = {
     "03_durability": Clicks("What survives", "messages per queue", 90, expect="90/90"),
     "04_fair_dispatch": Clicks("Round robin (prefetch 0)", "workers", 3, expect="w3"),
     "05_scaling": Clicks("Workers on a far host", "round trip added, ms", 23, expect="23.0"),
+    "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
 }
 
 
@@ -237,6 +238,7 @@ def save_output_shots(page, folder: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.broker
+@pytest.mark.browser
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_in_the_browser(path, lab, timings, record_property):
     server, context = lab

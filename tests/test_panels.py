@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 from helpers.errors import BadInputError  # noqa: E402
 from helpers.lessons import (  # noqa: E402
     acks, backlog, common, distance, durability, durability_confirms, fair_dispatch,
-    forgotten_ack, panels, round_robin)
+    forgotten_ack, panels, pitfalls, round_robin)
 
 
 def far_panel():
@@ -25,7 +25,8 @@ def far_panel():
 FACTORIES = [round_robin.round_robin_panel, acks.kill_panel, forgotten_ack.forgotten_ack_panel,
              durability.survival_panel, durability_confirms.confirms_panel,
              fair_dispatch.fair_dispatch_panel, fair_dispatch.sweep_panel,
-             fair_dispatch.speeds_panel, backlog.backlog_panel, far_panel]
+             fair_dispatch.speeds_panel, backlog.backlog_panel, far_panel,
+             pitfalls.pitfall_panel]
 
 
 def _panel(experiment, report=lambda result: [result]):

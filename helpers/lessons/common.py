@@ -27,6 +27,10 @@ class Text(str):
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
+class Skipped(Text):
+    """A part of a lesson that did not run on this broker: the sentence saying why."""
+
+
 def finish(fig):
     """Lay out ``fig`` and detach it from pyplot, so it is shown once, where it is displayed."""
     fig.tight_layout()

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import broker as broker_mod
-from .. import plots, producer, topology
+from .. import plots, producer, settings, topology
 from ..errors import BadInputError, TopologyError
 from ..tasks import Task
 from .common import Text, finish
@@ -74,35 +74,49 @@ class SurvivalResult:
     how: str
     restart_s: float | None
     note: str
+    #: Seconds from the last queue declaration to the moment the broker went down.
+    declared_before_s: float | None = None
 
     def headline(self) -> str:
         """One sentence: how the broker went down and how long it took, or why it did not."""
         if not self.restarted:
             return self.note
         what = "restarted cleanly" if self.how == "restart" else "crashed (SIGKILL) and started"
-        return f"The broker was {what} in {self.restart_s:.1f} s."
+        text = f"The broker was {what} in {self.restart_s:.1f} s"
+        if self.declared_before_s is None:
+            return text + "."
+        return text + f", {self.declared_before_s:.1f} s after the queues were declared."
 
 
-def survival(messages: int = 100, how: str = "restart", *, broker=None,
-             progress=None) -> SurvivalResult:
-    """Publish ``messages`` to each of the four set-ups, restart the broker once, count."""
+def survival(messages: int = 100, how: str = "restart", *,
+             settle_s: float = settings.SETTLE_S, broker=None, progress=None) -> SurvivalResult:
+    """Publish ``messages`` to each of the four set-ups, restart the broker once, count.
+
+    A crash comes at least ``settle_s`` seconds after the last queue declaration (see
+    ``settings.SETTLE_S``; 0 shows what a crash right after declaring does to a quorum queue).
+    """
     if messages < 1:
         raise BadInputError(f"messages must be at least 1 (got {messages}).")
+    if settle_s < 0:
+        raise BadInputError(f"settle_s must be at least 0 (got {settle_s}).")
     broker = broker or broker_mod.get()
     tag = uuid.uuid4().hex[:6]
     rows, names = [], []
+    declared_at, declared_before_s = time.monotonic(), None
     say = progress or (lambda done, total, phase=None: None)
     total = messages * len(CASES)  # the bar counts messages published and confirmed
     try:
         for n, (label, options, persistent) in enumerate(CASES):
             spec = topology.QueueSpec(f"wq-survive-{n + 1}-{tag}", dead_letter=False, **options)
-            row = {"case": label, "queue": spec.name, "published": messages}
+            row = {"case": label, "queue": spec.name, "published": messages,
+                   "quorum": spec.kind == "quorum"}
             try:
                 topology.setup(broker.url, spec)
             except TopologyError as exc:
                 rows.append({**row, "confirmed": 0, "before": "refused", "after": "-",
                              "survived": "-", "why": str(exc)})
                 continue
+            declared_at = time.monotonic()
             names.append(spec.name)
             sent = producer.publish(broker.url, spec, [Task(f"m{i:05d}", 0.0)
                                                       for i in range(messages)],
@@ -114,6 +128,9 @@ def survival(messages: int = 100, how: str = "restart", *, broker=None,
         if broker.can_restart:
             say(total, total, "restarting the broker" if how == "restart"
                 else "crashing the broker (SIGKILL), then starting it")
+            # A clean stop writes the declarations down itself; a crash waits for them.
+            declared_before_s = topology.wait_settled_declarations(
+                declared_at, settle_s if how == "crash" else 0.0)
             restart_s = take_down(broker, how)
         else:
             note = cannot_restart_note(broker)
@@ -121,15 +138,18 @@ def survival(messages: int = 100, how: str = "restart", *, broker=None,
         for row in rows:
             if row["before"] == "refused":
                 continue
-            after = topology.count(broker.url, row["queue"]) if restart_s is not None else None
+            after = (None if restart_s is None
+                     else topology.count_recovered(broker.url, row["queue"], row["confirmed"])
+                     if row["quorum"] else topology.count(broker.url, row["queue"]))
             row["after"] = ("queue gone" if after is None and restart_s is not None
                             else after if after is not None else "-")
             row["survived"] = (f"{after}/{row['confirmed']}" if isinstance(after, int)
                                else "0 (no queue)" if restart_s is not None else "-")
     finally:
         topology.discard(broker.url, *names)
-    table = pd.DataFrame(rows).set_index("case").drop(columns=["queue"])
-    return SurvivalResult(table, restart_s is not None, how, restart_s, note)
+    table = pd.DataFrame(rows).set_index("case").drop(columns=["queue", "quorum"])
+    return SurvivalResult(table, restart_s is not None, how, restart_s, note,
+                          declared_before_s)
 
 
 def plot_survival(result: SurvivalResult):
