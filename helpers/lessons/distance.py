@@ -64,7 +64,7 @@ def measure(workers: int, prefetch: int, round_trip_ms: float, task_ms: float, t
     busy_s = sum(w["busy_s"] for w in s["per_worker"])
     ends = result.deliveries["end_s"].dropna()
     # first to last completion: the start-up (half a round trip, the first publish) left out
-    steady = (len(ends) - 1) / (ends.max() - ends.min()) if len(ends) > 1 else math.nan
+    steady = float((len(ends) - 1) / (ends.max() - ends.min())) if len(ends) > 1 else math.nan
     return {"round_trip_ms": round_trip_ms, "prefetch": prefetch, "workers": workers,
             "task_ms": task_ms, "tasks": s["tasks_completed"], "makespan_s": s["makespan_s"],
             "tasks_per_s": s["throughput_tps"],
