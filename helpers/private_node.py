@@ -28,8 +28,10 @@ from .procs import free_port, pid_alive, port_bindable, port_open, wait_gone
 class PrivateBroker(Broker):
     """A RabbitMQ node of our own in ``state_dir`` (see the module docstring)."""
 
-    def __init__(self, server: Path, state_dir: Path | None = None):
+    def __init__(self, server: Path, state_dir: Path | None = None, management: bool = True):
+        """``management=False``: no plugin at all (a broker like many users' own, for tests)."""
         self.server = Path(server)
+        self.management = management
         self.state_dir = Path(state_dir or settings.STATE_DIR)
         self.state_file = self.state_dir / "state.json"
         digest = hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
@@ -55,9 +57,10 @@ class PrivateBroker(Broker):
     def _url(state: dict) -> str:
         return f"amqp://guest:guest@127.0.0.1:{state.get('amqp_port', 0)}/%2F"
 
-    @staticmethod
-    def _mgmt(state: dict) -> str | None:
-        return f"http://127.0.0.1:{state['mgmt_port']}" if state.get("mgmt_port") else None
+    def _mgmt(self, state: dict) -> str | None:
+        if not self.management or not state.get("mgmt_port"):
+            return None
+        return f"http://127.0.0.1:{state['mgmt_port']}"
 
     @contextlib.contextmanager
     def _lock(self):
@@ -121,12 +124,9 @@ class PrivateBroker(Broker):
         base = self.state_dir
         (base / "log").mkdir(parents=True, exist_ok=True)
         (base / "mnesia").mkdir(parents=True, exist_ok=True)
-        (base / "rabbitmq.conf").write_text("\n".join([
-            "# Written by helpers/broker.py for the private node; rewritten at every start.",
-            f"listeners.tcp.1 = 127.0.0.1:{state['amqp_port']}",
+        management = [
             "management.tcp.ip = 127.0.0.1",
             f"management.tcp.port = {state['mgmt_port']}",
-            f"collect_statistics_interval = {settings.STATS_INTERVAL_MS}",
             # The management API's queue figures are collected at the smallest sample
             # retention interval (5 s by default), whatever the line above says; 1 s is
             # the smallest RabbitMQ accepts.
@@ -135,6 +135,12 @@ class PrivateBroker(Broker):
             "management.sample_retention_policies.basic.minute = 1",
             "management.sample_retention_policies.basic.hour = 60",
             "management.sample_retention_policies.detailed.10 = 1",
+        ] if self.management else []  # without the plugin, its settings are unknown keys
+        (base / "rabbitmq.conf").write_text("\n".join([
+            "# Written by helpers/broker.py for the private node; rewritten at every start.",
+            f"listeners.tcp.1 = 127.0.0.1:{state['amqp_port']}",
+            *management,
+            f"collect_statistics_interval = {settings.STATS_INTERVAL_MS}",
             f"max_message_size = {settings.MAX_MESSAGE_BYTES}",
             "disk_free_limit.absolute = 50MB",
             "loopback_users.guest = true",
@@ -142,7 +148,8 @@ class PrivateBroker(Broker):
         ]))
         (base / "advanced.config").write_text("[].\n")
         (base / "rabbitmq-env.conf").write_text("# intentionally empty\n")
-        (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (base / "enabled_plugins").write_text("[rabbitmq_management].\n" if self.management
+                                               else "[].\n")
 
     def _choose_ports(self, old: dict) -> dict:
         state = dict(old)
