@@ -242,7 +242,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         kill_every: float | None = None, seed: int = 0, timeout: float | None = None,
         queue: str | None = None, broker: broker_mod.Broker | None = None,
         progress=None, save: bool = True, label: str = "run", monitor: bool = False,
-        queue_type: str = DEFAULT_QUEUE_KIND, **worker_options) -> RunResult:
+        queue_type: str = DEFAULT_QUEUE_KIND, quorum: bool | None = None,
+        **worker_options) -> RunResult:
     """Run one experiment and return its ``RunResult``.
 
     Parameters
@@ -253,7 +254,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     speeds: optional speed factor per worker (2 = twice as fast).
     kill_every: SIGKILL a random worker every so many seconds and start a replacement.
     queue: the queue's name (default: a new one per run); ``queue_type``: ``quorum`` (the
-        default, as in the tutorial) or ``classic``.
+        default, as in the tutorial) or ``classic``; ``quorum`` (True/False), the older way
+        to say it, wins when given.
     progress: ``progress(done, total)`` called as tasks complete (from a reader thread).
     monitor: sample the queue depth through the management API while it runs.
     """
@@ -263,6 +265,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     if speeds is not None and not all(_number(v) and 0 < v < math.inf for v in speeds):
         raise BadInputError(f"speeds must all be numbers above 0 (got {list(speeds)}).")
     _durations(tasks)  # before the broker is touched
+    if quorum is not None:
+        queue_type = "quorum" if quorum else "classic"
     spec = (topology.QueueSpec(queue, kind=queue_type) if queue
             else topology.unique_spec(label, kind=queue_type))
     from .faults.worker_kills import WorkerKills
