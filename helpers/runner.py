@@ -20,8 +20,9 @@ from . import dead_letter, producer, timing, topology
 from .errors import BadInputError, HelpersError
 from .monitor import QueueMonitor
 from .pacing import PacedPublisher
+from .checks import is_number, validate
 from .pool import WorkerPool
-from .settings import DEFAULT_QUEUE_KIND, MAX_PREFETCH
+from .settings import DEFAULT_QUEUE_KIND
 from .tasks import Task
 
 
@@ -103,28 +104,6 @@ class Step:
     def summary(self, run: Run) -> dict:
         """Keys of this step for the run's summary."""
         return {}
-
-
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and not math.isnan(value)
-
-
-def validate(workers: int, prefetch: int, tasks: list, kill_every: float | None = None) -> None:
-    """Raise ``BadInputError`` naming the first bad value."""
-    if not _whole(workers) or workers < 1:
-        raise BadInputError(f"workers must be a whole number of at least 1 (got {workers!r}).")
-    if not _whole(prefetch) or not 0 <= prefetch <= MAX_PREFETCH:
-        raise BadInputError(f"prefetch must be a whole number from 0 (unlimited) to "
-                            f"{MAX_PREFETCH} (got {prefetch!r}).")
-    if not tasks:
-        raise BadInputError("There are no tasks to run (give at least one).")
-    if kill_every is not None and not (_number(kill_every) and 0 < kill_every < math.inf):
-        raise BadInputError(f"kill_every must be a positive number of seconds (got {kill_every}).")
 
 
 def _durations(tasks: list[Task]) -> dict:
@@ -278,7 +257,7 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     validate(workers, prefetch, tasks, kill_every)
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
-    if speeds is not None and not all(_number(v) and 0 < v < math.inf for v in speeds):
+    if speeds is not None and not all(is_number(v) and 0 < v < math.inf for v in speeds):
         raise BadInputError(f"speeds must all be numbers above 0 (got {list(speeds)}).")
     _durations(tasks)  # before the broker is touched
     if quorum is not None:
