@@ -10,8 +10,10 @@ must start fast, so importing ``helpers`` imports nothing heavy, no pandas, no m
     print(helpers.table(result.summary))
 
 Modules: ``settings`` (paths, HELPERS_* variables, mode names), ``broker`` and
-``private_node`` (find, start, stop, restart, crash a broker), ``connection``, ``topology``
-(the one place that declares queues), ``tasks``, ``worker``, ``pool``, ``producer`` and
+``private_node`` (find, start, stop, restart, crash a broker), ``connection``,
+``management`` (the management HTTP API, where one answers), ``topology`` (the one place
+that declares queues), ``dead_letter`` (the dead-letter policy, or the worker doing it),
+``tasks``, ``worker`` (with ``worker_options`` and ``console``), ``pool``, ``producer`` and
 ``confirms``, ``pacing``, ``proxy`` and ``relay`` (a worker "on a host N ms away"),
 ``prefetch`` (the arithmetic of prefetch and distance), ``runner`` (the one run skeleton),
 ``faults`` (named fault scenarios), ``node_control`` (a private node's settings, for a few

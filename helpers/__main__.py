@@ -46,7 +46,7 @@ def _broker(args) -> int:
 
 
 def _worker(args) -> int:
-    from .worker import worker_from_args
+    from .worker_options import worker_from_args
 
     return worker_from_args(args).run()
 
@@ -54,16 +54,17 @@ def _worker(args) -> int:
 def _new_task(args) -> int:
     import uuid
 
-    from . import broker, producer, topology
+    from . import broker, dead_letter, producer, topology
 
     message = " ".join(args.message) or "Hello World!"
     resolved = broker.get()
     # Its own id, so two runs of new-task never look like one task delivered twice.
     task_id = f"new-task-{uuid.uuid4().hex[:12]}"
-    result = producer.publish(resolved.url, topology.QueueSpec(args.queue),
-                              [(task_id, message.encode())])
+    spec = dead_letter.prepare(resolved, topology.QueueSpec(args.queue, kind=args.queue_type))
+    result = producer.publish(resolved.url, spec, [(task_id, message.encode())])
     if result.confirmed:
-        print(f" [x] Sent {message!r} (confirmed by the broker)")
+        print(f" [x] Sent {message!r} to {spec.name} ({spec.kind} queue; confirmed by the "
+              "broker)")
         return 0
     print(f"error: the broker did not confirm {message!r}: {result.error}", file=sys.stderr)
     return 1
@@ -92,10 +93,11 @@ def _run(args) -> int:
     result = runner.run(args.workers, args.prefetch, work, ack=args.ack, mode=args.mode,
                         kill_every=args.kill_every, seed=args.seed, progress=progress,
                         label=f"k{args.workers}-p{args.prefetch}", heartbeat=args.heartbeat,
-                        latency_ms=args.latency)
+                        queue_type=args.queue_type, latency_ms=args.latency)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(timing.table(result.summary))
+    print(runner.queue_line(result.summary))
     print(f"throughput {result.summary['throughput_tps']:.1f} tasks/s, "
           f"round trip added {args.latency:g} ms")
     if result.summary["kills"]:
@@ -112,7 +114,7 @@ def _run(args) -> int:
 
 
 def _fault(args) -> int:
-    from . import faults, tasks, timing
+    from . import faults, runner, tasks, timing
 
     size = {key: value if value is not None else default
             for key, default in faults.defaults(args.how).items()
@@ -122,8 +124,9 @@ def _fault(args) -> int:
           f"{size['prefetch'] or 'unlimited'}, {len(work)} tasks of {size['duration']} s ...",
           file=sys.stderr)
     result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,
-                              fault_after_s=size["after"])
+                              fault_after_s=size["after"], queue_type=args.queue_type)
     print(timing.table(result.summary))
+    print(runner.queue_line(result.summary))
     print(faults.line(result.summary))
     print(f"saved to {result.folder}")
     if args.json:
@@ -137,9 +140,16 @@ def _notebooks(args) -> int:
     return 0 if execute_all(args.paths, args.out, timeout=args.timeout) else 1
 
 
+def _queue_type(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue-type", choices=settings.QUEUE_KINDS,
+                        default=settings.DEFAULT_QUEUE_KIND,
+                        help=f"the work queue's type (default {settings.DEFAULT_QUEUE_KIND}, "
+                             "as in the tutorial)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .faults import FAULTS  # a name list only: scenarios are imported when run
-    from .worker import build_parser as worker_parser
+    from .worker_options import build_parser as worker_parser
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new-task", help="publish one tutorial-style task ('Hello...')")
     p.add_argument("message", nargs="*")
     p.add_argument("--queue", default=settings.DEFAULT_QUEUE)
+    _queue_type(p)
     p.set_defaults(func=_new_task)
 
     p = sub.add_parser("run", help="K workers, N tasks: measure how they were spread")
@@ -174,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", type=float, default=0, metavar="MS",
                    help="round trip (ms) added between each worker and the broker; 0 = none")
     p.add_argument("--seed", type=int, default=0)
+    _queue_type(p)
     p.add_argument("--json", help="write the summary as JSON here")
     p.add_argument("--plot", help="save the timeline and load figure here (PNG)")
     p.set_defaults(func=_run)
@@ -189,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=float,
                    help="seconds after the first publish at which the fault strikes "
                         "(restart, crash, alarm)")
+    _queue_type(p)  # restart and crash; the notebook-06 scenarios pick their own queues
     p.add_argument("--json", help="write the summary as JSON here")
     p.set_defaults(func=_fault)
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import broker as broker_mod
-from . import producer, timing, topology
+from . import dead_letter, producer, timing, topology
 from .errors import BadInputError, HelpersError
 from .monitor import QueueMonitor
 from .pacing import PacedPublisher
+from .checks import is_number, validate
 from .pool import WorkerPool
 from .proxy import check_round_trip
-from .settings import MAX_PREFETCH
+from .settings import DEFAULT_QUEUE_KIND
 from .tasks import Task
 
 
@@ -106,28 +107,6 @@ class Step:
         return {}
 
 
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and not math.isnan(value)
-
-
-def validate(workers: int, prefetch: int, tasks: list, kill_every: float | None = None) -> None:
-    """Raise ``BadInputError`` naming the first bad value."""
-    if not _whole(workers) or workers < 1:
-        raise BadInputError(f"workers must be a whole number of at least 1 (got {workers!r}).")
-    if not _whole(prefetch) or not 0 <= prefetch <= MAX_PREFETCH:
-        raise BadInputError(f"prefetch must be a whole number from 0 (unlimited) to "
-                            f"{MAX_PREFETCH} (got {prefetch!r}).")
-    if not tasks:
-        raise BadInputError("There are no tasks to run (give at least one).")
-    if kill_every is not None and not (_number(kill_every) and 0 < kill_every < math.inf):
-        raise BadInputError(f"kill_every must be a positive number of seconds (got {kill_every}).")
-
-
 def _durations(tasks: list[Task]) -> dict:
     durations = {t.id: t.duration for t in tasks}
     if len(durations) != len(tasks):
@@ -148,8 +127,9 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
     steps: ``Step``s plugged into the run.
     pace: ``PacedPublisher`` options (``batch``, ``every_s``, ``retry_for``, ...) to publish
         over time in a thread; None publishes every task at once, before the steps start.
-    queue: the spec of the run's queue (default: a new classic queue named after ``label``);
-        it is declared and purged first, and deleted after.
+    queue: the spec of the run's queue (default: a new quorum queue named after ``label``);
+        it is declared and purged first, and deleted after. Its dead-lettering is settled
+        here (``dead_letter.prepare``: the broker's policy, or the workers themselves).
     speeds: a speed factor per worker (2 = twice as fast); ``worker_options`` go to every
         worker (prefetch is the second argument; ``ack``, ``mode``, ``heartbeat`` ...).
     latency_ms: a round trip (ms) added between each worker and the broker by a latency
@@ -162,7 +142,7 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
     broker = broker or broker_mod.get()
     for step in steps:
         step.check(broker)
-    spec = queue or topology.unique_spec(label)
+    spec = dead_letter.prepare(broker, queue or topology.unique_spec(label))
     topology.setup(broker.url, spec, purge=True)
     pool = WorkerPool(broker.url, spec, prefetch=prefetch, latency_ms=latency_ms,
                       **worker_options)
@@ -252,8 +232,10 @@ def _result(run: Run, durations: dict, prefetch: int, spawn_s: float, done: bool
         published.t_first, speeds=speeds, prefetch=prefetch,
         ack=worker_options.get("ack", "manual"), mode=worker_options.get("mode", "thread"),
         spawn_s=round(spawn_s, 4), kills=len(run.pool.kills), completed_in_time=done,
-        queue=run.spec.name, broker_version=run.broker.version(),
-        publish=published.summary(), latency_ms=worker_options.get("latency_ms", 0), **extra)
+        queue=run.spec.name, queue_type=run.spec.kind,
+        dead_letter=dead_letter.route(run.spec), broker_version=run.broker.version(),
+        publish=published.summary(), latency_ms=worker_options.get("latency_ms", 0),
+        **extra)
     df = timing.deliveries(events, t0=published.t_first, durations=durations)
     samples = sampler.frame(t0=published.t_first) if sampler else None
     folder = timing.save_run(summary, df, label) if save else None
@@ -265,7 +247,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         kill_every: float | None = None, seed: int = 0, timeout: float | None = None,
         queue: str | None = None, broker: broker_mod.Broker | None = None,
         progress=None, save: bool = True, label: str = "run", monitor: bool = False,
-        quorum: bool = False, latency_ms: float = 0, **worker_options) -> RunResult:
+        queue_type: str = DEFAULT_QUEUE_KIND, quorum: bool | None = None,
+        latency_ms: float = 0, **worker_options) -> RunResult:
     """Run one experiment and return its ``RunResult``.
 
     Parameters
@@ -275,7 +258,9 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     tasks: the work, published in order with pipelined publisher confirms.
     speeds: optional speed factor per worker (2 = twice as fast).
     kill_every: SIGKILL a random worker every so many seconds and start a replacement.
-    queue: the queue's name (default: a new one per run); ``quorum``: a quorum queue.
+    queue: the queue's name (default: a new one per run); ``queue_type``: ``quorum`` (the
+        default, as in the tutorial) or ``classic``; ``quorum`` (True/False), the older way
+        to say it, wins when given.
     progress: ``progress(done, total)`` called as tasks complete (from a reader thread).
     monitor: sample the queue depth through the management API while it runs.
     latency_ms: round trip (ms) added between each worker and the broker (see ``execute``).
@@ -284,12 +269,13 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     check_round_trip(latency_ms)
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
-    if speeds is not None and not all(_number(v) and 0 < v < math.inf for v in speeds):
+    if speeds is not None and not all(is_number(v) and 0 < v < math.inf for v in speeds):
         raise BadInputError(f"speeds must all be numbers above 0 (got {list(speeds)}).")
     _durations(tasks)  # before the broker is touched
-    kind = "quorum" if quorum else "classic"
-    spec = topology.QueueSpec(queue, kind=kind) if queue else topology.unique_spec(label,
-                                                                                  kind=kind)
+    if quorum is not None:
+        queue_type = "quorum" if quorum else "classic"
+    spec = (topology.QueueSpec(queue, kind=queue_type) if queue
+            else topology.unique_spec(label, kind=queue_type))
     from .faults.worker_kills import WorkerKills
 
     steps = [WorkerKills(kill_every, seed)] if kill_every else []
@@ -297,3 +283,13 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
                    label=label, timeout=timeout, progress=progress, monitor=monitor,
                    save=save, speeds=speeds, ack=ack, mode=mode, latency_ms=latency_ms,
                    **worker_options)
+
+
+def queue_line(summary: dict) -> str:
+    """The run's queue in one line: its type, and where its rejected messages would go."""
+    how = {"policy": "rejected messages dead-lettered by the broker's policy",
+           "worker": "rejected messages moved to the dead-letter queue by the workers (no "
+                     "policy could be set)",
+           "off": "no dead-letter queue"}.get(summary.get("dead_letter"), "")
+    return f"queue {summary.get('queue')}: {summary.get('queue_type')}; {how}"
+

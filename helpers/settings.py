@@ -1,7 +1,7 @@
 """Every setting of the package in one place: paths, ``HELPERS_*`` variables, mode names.
 
 Each ``HELPERS_*`` variable is read once, when this module is imported; the variables that
-name a broker (``AMQP_URL``, ``RABBITMQ_MANAGEMENT_URL``, ``RABBITMQ_SERVER``) are read each
+name a broker (``AMQP_URL``, ``HELPERS_MANAGEMENT_URL``, ``RABBITMQ_SERVER``) are read each
 time a broker is resolved, through the functions at the end, so a process can switch
 brokers. Only the standard library is imported here: a worker process imports this module.
 """
@@ -86,8 +86,8 @@ CLUSTER_DISCOVERY_RETRIES_3X, CLUSTER_DISCOVERY_INTERVAL_MS_3X = 3, 300
 COMPOSE_URL = "amqp://guest:guest@localhost:5672/%2F"
 #: The compose broker's management API.
 COMPOSE_MANAGEMENT_URL = "http://localhost:15672"
-#: The management API's port on an external broker when RABBITMQ_MANAGEMENT_URL is unset.
-MANAGEMENT_PORT = 15672
+#: How long one management API request may take before the API counts as not answering (s).
+MANAGEMENT_TIMEOUT_S = 5.0
 
 # -- names and modes ---------------------------------------------------------------------
 
@@ -95,6 +95,23 @@ MANAGEMENT_PORT = 15672
 DEFAULT_QUEUE = "task_queue"
 #: Queue types a ``QueueSpec`` may name.
 QUEUE_KINDS = ("classic", "quorum")
+#: The queue type everything starts from: the official tutorial declares ``task_queue`` as a
+#: quorum queue (``--queue-type classic`` on the command line, or a panel control, switches).
+DEFAULT_QUEUE_KIND = "quorum"
+
+# -- dead-lettering ----------------------------------------------------------------------
+
+#: The policy that dead-letters rejected messages of the project's queues (no queue
+#: arguments, so ``task_queue`` stays declared exactly as the tutorial declares it).
+DEAD_LETTER_POLICY = "helpers-dead-letter"
+#: The queues it applies to: ``task_queue`` and the names the project gives its own queues
+#: (``wq-...`` runs, ``test-...`` tests, ``bench-...`` benchmarks), not the ``.dead`` queues.
+DEAD_LETTER_PATTERN = r"^(task_queue|(wq|test|bench)-.+)(?<!\.dead)$"
+#: Its priority: a policy of higher priority on the same queue replaces it (one per queue).
+DEAD_LETTER_PRIORITY = 1
+#: The exchange the policy dead-letters to; each ``<queue>.dead`` is bound to it with the
+#: queue's name, the routing key a message published to the queue keeps.
+DEAD_LETTER_EXCHANGE = "helpers.dead-letter"
 #: How a worker acknowledges: after the work, as the broker sends (auto_ack), or never.
 ACK_MODES = ("manual", "auto", "never")
 #: Where a worker does the work: a work thread (heartbeat-safe) or in the delivery callback.
@@ -117,8 +134,14 @@ def amqp_url() -> str | None:
 
 
 def management_url() -> str | None:
-    """``RABBITMQ_MANAGEMENT_URL``: the management API of the broker ``AMQP_URL`` names."""
-    return os.environ.get("RABBITMQ_MANAGEMENT_URL") or None
+    """``HELPERS_MANAGEMENT_URL``: the management API of the broker ``AMQP_URL`` names.
+
+    It may carry its own credentials (``http://user:password@host:15672``); without them
+    the AMQP URL's are used. Unset: no management API (figures come over AMQP instead).
+    ``RABBITMQ_MANAGEMENT_URL``, its earlier name, is still read.
+    """
+    return (os.environ.get("HELPERS_MANAGEMENT_URL") or os.environ.get("RABBITMQ_MANAGEMENT_URL")
+            or None)
 
 
 def rabbitmq_server() -> str | None:

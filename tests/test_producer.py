@@ -1,4 +1,5 @@
 """Publishing with confirms, and durability across restart and crash (real broker)."""
+import dataclasses
 import time
 
 import pytest
@@ -47,7 +48,9 @@ def test_nothing_to_publish_is_an_error(broker, queue):
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["restart", "crash"])
 def test_confirmed_persistent_messages_survive(private_broker, queue, how):
-    transient_queue = topology.QueueSpec(queue.name + "-transient")
+    # Classic queues: a quorum queue keeps every message, transient or not.
+    queue = dataclasses.replace(queue, kind="classic")
+    transient_queue = topology.QueueSpec(queue.name + "-transient", kind="classic")
     # Publish both before one restart: persistent on a durable queue, transient beside it.
     persistent = producer.publish(private_broker.url, queue, tasks.equal(50, 0))
     transient = producer.publish(private_broker.url, transient_queue, tasks.equal(50, 0),

@@ -1,6 +1,6 @@
 """Notebook 05's ground: ``run --latency``, the prefetch arithmetic, and the lessons on a real
-broker (workers behind the pool's latency proxy, workers added mid-run, quorum queues'
-credit for an unlimited consumer).
+broker (workers behind the pool's latency proxy, workers added mid-run); what prefetch 0
+means to each queue type is pinned by ``tests/test_queue_types.py``.
 
 Timing on a shared 2-core machine is noisy, so the checks on the broker are bounds that
 cannot hold unless the thing under test works: a worker 40 ms away at prefetch 1 cannot do
@@ -135,20 +135,6 @@ def test_workers_added_mid_run_join_and_drain_the_backlog(broker):
     rates = scaling.drain_rates(result)
     assert rates["tasks_per_s_before"] <= 1 / 0.040  # one sleeping worker: 25 tasks/s at most
     assert rates["tasks_per_s_after"] > rates["tasks_per_s_before"], rates
-
-
-@pytest.mark.broker
-def test_an_unlimited_consumer_gets_everything_classic_and_a_capped_credit_quorum(broker):
-    """Measured on RabbitMQ 3.10.8 and 4.0.5 alike: a quorum queue gives a consumer without
-    a prefetch limit 2000 messages of credit; a classic queue sends it everything. A version
-    that behaves otherwise fails here, and notebook 05's prose must follow it."""
-    from helpers.lessons import queue_types
-
-    held = queue_types.unlimited_prefetch(messages=2300, broker=broker)
-    assert held.at["classic", "sent to the consumer (unacked)"] == 2300
-    assert held.at["classic", "still ready in the queue"] == 0
-    assert held.at["quorum", "sent to the consumer (unacked)"] == 2000, held
-    assert held.at["quorum", "still ready in the queue"] == 300
 
 
 def test_run_keeps_the_bad_latency_from_the_broker():

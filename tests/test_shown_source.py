@@ -17,7 +17,7 @@ TAUGHT = {
     "03_durability": ["durable", "delivery_mode=", "confirm_delivery("],
     "04_fair_dispatch": ["basic_qos(prefetch_count="],
     "05_scaling": ["basic_qos(prefetch_count=", "(round_trip_s + task_s) / task_s",
-                   "auto_ack=False"],
+                   "channel.basic_consume(spec.name"],
 }
 
 

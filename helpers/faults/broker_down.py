@@ -106,7 +106,8 @@ class BrokerDown(runner.Step):
 def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
         fault_after_s: float = 1.0, min_held: int = 10, batch: int = 10, pace_s: float = 0.05,
         broker: broker_mod.Broker | None = None, timeout: float | None = None,
-        save: bool = True, label: str | None = None, progress=None) -> runner.RunResult:
+        save: bool = True, label: str | None = None, progress=None,
+        queue_type: str = settings.DEFAULT_QUEUE_KIND) -> runner.RunResult:
     """Run ``tasks`` on ``workers`` workers and restart or crash the broker mid-run.
 
     Parameters
@@ -119,6 +120,7 @@ def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
     batch, pace_s: tasks per publish call, and the pause between calls (publishing takes
         ``len(tasks) / batch * pace_s`` seconds or more, so the fault lands in the middle).
     progress: ``progress(done, total)`` called as tasks complete.
+    queue_type: ``quorum`` (the default) or ``classic``.
 
     The summary holds the ``run`` keys plus: ``fault``, ``down_s`` (broker unreachable),
     ``held_at_fault`` (confirmed, not yet done when it went down), ``recovered`` (of those,
@@ -133,8 +135,10 @@ def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
                             "least 0.")
     pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
     step = BrokerDown(how, fault_after_s, min_held)
+    label = label or f"fault-{how}"
     return runner.execute(workers, prefetch, tasks, steps=[step],
-                          pace=pace, broker=broker, label=label or f"fault-{how}",
+                          pace=pace, broker=broker, label=label,
+                          queue=topology.unique_spec(label, kind=queue_type),
                           timeout=timeout, progress=progress, save=save)
 
 

@@ -14,7 +14,7 @@ module                     notebook
 ``distance``               05: prefetch against the round trip to the broker; its panel
 ``skew``                   05: the price of a large prefetch on skewed tasks
 ``scaling``                05: more workers; a backlog drained; zero-length tasks
-``queue_types``            05: an unlimited consumer on a quorum and a classic queue
+``queue_types``            04, 05: prefetch 0 and redeliveries, quorum against classic
 ``common``, ``panels``     what the lessons share; the panel machinery (ipywidgets)
 =========================  ===========================================================
 

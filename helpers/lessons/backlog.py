@@ -2,7 +2,9 @@
 
 Tasks arrive at a steady rate (``helpers.pacing``) faster than the workers take them; the
 queue's ready count grows, exactly (``ReadySampler``, over AMQP) and as the management API
-reports it (``QueueMonitor``, a little late), until more workers join and drain it.
+reports it (``QueueMonitor``, a little late; where no management API answers, the monitor
+counts the unacknowledged messages from the workers' events), until more workers join and
+drain it.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from ..errors import BadInputError
 from ..monitor import QueueMonitor, ReadySampler
 from ..pacing import PacedPublisher
 from ..pool import WorkerPool
+from ..settings import DEFAULT_QUEUE_KIND
 from .common import finish, value_table
-from .panels import Panel, float_slider, int_slider
+from .panels import Panel, float_slider, int_slider, queue_type
 
 #: Every worker of this lesson takes one task at a time, so waiting tasks stay in the queue.
 PREFETCH = 1
@@ -35,10 +38,13 @@ class BacklogResult:
     ready: pd.DataFrame
     deliveries: pd.DataFrame
     summary: dict
+    #: where ``samples`` came from: ``management`` (the API) or ``amqp`` (and the events)
+    source: str = "management"
 
 
 def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: float = 5.0,
-            duration: float = 0.5, add_after_s: float = 2.5, *, broker=None,
+            duration: float = 0.5, add_after_s: float = 2.5,
+            queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
             progress=None) -> BacklogResult:
     """Tasks arrive at ``rate`` per second for ``seconds``; ``add_workers`` join later.
 
@@ -52,9 +58,9 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     broker = broker or broker_mod.get()
     work = task_lists.equal(max(1, round(rate * seconds)), duration)
     total = len(work)
-    with topology.scratch_queue(broker.url, "backlog") as spec:
+    with topology.scratch_queue(broker.url, "backlog", kind=queue_type) as spec:
         pool = WorkerPool(broker.url, spec, prefetch=PREFETCH)
-        sampler = QueueMonitor(broker, spec.name, interval=0.2)
+        sampler = QueueMonitor(broker, spec.name, interval=0.2, pool=pool)
         exact = ReadySampler(broker, spec.name)
         publisher = PacedPublisher(broker.url, spec, work, every_s=1 / rate, fixed_rate=True,
                                    timeout=30)
@@ -99,7 +105,8 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
         "peak_ready": int(peak["ready"]) if peak is not None else None,
         "peak_at_s": round(float(peak["t_s"]), 2) if peak is not None else None,
         "last_task_done_s": round(float(df["end_s"].max()), 2),
-        "completed": int(df["finished_t"].notna().sum())})
+        "completed": int(df["finished_t"].notna().sum()), "figures_from": sampler.where()},
+        sampler.source)
 
 
 def management_lag_s(result: BacklogResult, longest_s: float = 3.0) -> float | None:
@@ -130,10 +137,13 @@ def plot_backlog(result: BacklogResult):
     ax.step(result.ready["t_s"], result.ready["ready"], where="post", color="#1f77b4",
             linewidth=2, label="waiting in the queue\n(ready, exact)")
     mgmt = result.samples
-    ax.step(mgmt["t_s"], mgmt["messages_ready"], where="post", color="#1f77b4",
-            linestyle=":", label="ready, as the\nmanagement API saw it")
+    by_api = result.source == "management"
+    if by_api:  # over AMQP it is the solid line again
+        ax.step(mgmt["t_s"], mgmt["messages_ready"], where="post", color="#1f77b4",
+                linestyle=":", label="ready, as the\nmanagement API saw it")
     ax.step(mgmt["t_s"], mgmt["messages_unacknowledged"], where="post", color="#ff7f0e",
-            linestyle=":", label="unacknowledged\n(in the workers' hands)")
+            linestyle=":", label="unacknowledged\n(in the workers' hands" +
+            ("" if by_api else ",\nby their events") + ")")
     ax.set_title(f"{s['arrivals_per_s']:g} tasks/s arrive; the workers can do "
                  f"{s['capacity_before_per_s']:g}/s, then {s['capacity_after_per_s']:g}/s")
     ax.set_ylabel("messages")
@@ -166,5 +176,6 @@ def backlog_panel(broker=None) -> Panel:
                      "add_after_s": float_slider("added after s", 2.5, 0.0, 10.0, 0.5),
                      "rate": float_slider("tasks arriving per second", 8.0, 1.0, 30.0, 1.0),
                      "seconds": float_slider("arriving for s", 5.0, 1.0, 20.0, 0.5),
-                     "duration": float_slider("seconds per task", 0.5, 0.05, 2.0, 0.05)},
+                     "duration": float_slider("seconds per task", 0.5, 0.05, 2.0, 0.05),
+                     "queue_type": queue_type()},
                  fixed={"broker": broker})

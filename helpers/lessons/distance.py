@@ -18,8 +18,9 @@ import pandas as pd
 from .. import runner
 from .. import tasks as task_lists
 from ..prefetch import busy_bound, recommend_prefetch, throughput_bound
+from ..settings import DEFAULT_QUEUE_KIND
 from .common import chain_progress, finish
-from .panels import Panel, float_slider, int_slider
+from .panels import Panel, float_slider, int_slider, queue_type
 
 #: The full grid of notebook 05 (``FULL = True``, or ``python -m benchmarks.prefetch_distance``).
 PREFETCHES = (1, 2, 5, 10, 20, 50, 100, 300)
@@ -53,11 +54,11 @@ def busy_in(deliveries: pd.DataFrame, workers: int, window_s: float = 0.1) -> fl
 
 
 def measure(workers: int, prefetch: int, round_trip_ms: float, task_ms: float, tasks: int,
-            *, queue_type: str = "classic", broker=None, progress=None) -> dict:
+            *, queue_type: str = DEFAULT_QUEUE_KIND, broker=None, progress=None) -> dict:
     """One run of ``tasks`` equal tasks, workers ``round_trip_ms`` away: one row of figures
     (tasks per second per worker, so that runs with other worker counts compare)."""
     result = runner.run(workers, prefetch, task_lists.equal(tasks, task_ms / 1000),
-                        latency_ms=round_trip_ms, quorum=queue_type == "quorum",
+                        latency_ms=round_trip_ms, queue_type=queue_type,
                         broker=broker, save=False, label=f"far-r{round_trip_ms:g}-p{prefetch}",
                         progress=progress)
     s = result.summary
@@ -77,7 +78,8 @@ def measure(workers: int, prefetch: int, round_trip_ms: float, task_ms: float, t
 
 def prefetch_grid(round_trips_ms=DEFAULT_ROUND_TRIPS_MS, prefetches=DEFAULT_PREFETCHES,
                   workers: int = 1, task_ms: float = 5.0, seconds: float = 0.4, *,
-                  queue_type: str = "classic", broker=None, progress=None) -> pd.DataFrame:
+                  queue_type: str = DEFAULT_QUEUE_KIND, broker=None,
+                  progress=None) -> pd.DataFrame:
     """One run per (round trip, prefetch), in that order: a row of figures per run."""
     cells = [(r, p) for r in round_trips_ms for p in prefetches]
     sizes = [tasks_for(seconds, workers, p, r, task_ms / 1000) for r, p in cells]
@@ -181,10 +183,11 @@ def plot_grid(grid: pd.DataFrame, point: dict | None = None):
 def far_panel(grid: pd.DataFrame, broker=None) -> Panel:
     """Notebook 05: one run at a round trip, prefetch, worker count and task length, drawn
     as a star on the measured curves."""
-    def one_point(round_trip_ms, prefetch, workers, task_ms, broker=None, progress=None):
+    def one_point(round_trip_ms, prefetch, workers, task_ms, queue_type, broker=None,
+                  progress=None):
         n = tasks_for(0.5, workers, prefetch, round_trip_ms, task_ms / 1000)
-        return measure(workers, prefetch, round_trip_ms, task_ms, n, broker=broker,
-                       progress=progress)
+        return measure(workers, prefetch, round_trip_ms, task_ms, n, queue_type=queue_type,
+                       broker=broker, progress=progress)
 
     def report(point: dict) -> list:
         return [plot_grid(grid, point), pd.DataFrame([point]).set_index("round_trip_ms")]
@@ -194,4 +197,6 @@ def far_panel(grid: pd.DataFrame, broker=None) -> Panel:
         "prefetch": int_slider("prefetch", 5, 1, 300),
         "workers": int_slider("workers", 2, 1, 8),
         "task_ms": float_slider("task length, ms", float(grid["task_ms"].iloc[0]), 1.0,
-                                50.0, 1.0)}, fixed={"broker": broker})
+                                50.0, 1.0),
+        "queue_type": queue_type(str(grid["queue_type"].iloc[0]) if "queue_type" in grid
+                                 else DEFAULT_QUEUE_KIND)}, fixed={"broker": broker})

@@ -26,9 +26,9 @@ from .panels import Panel, dropdown, int_slider
 
 #: The four set-ups of the survival table: label, queue options, persistent messages.
 CASES = (
-    ("non-durable queue", {"durable": False}, True),
-    ("durable queue, transient messages", {"durable": True}, False),
-    ("durable queue, persistent messages", {"durable": True}, True),
+    ("non-durable queue", {"durable": False, "kind": "classic"}, True),
+    ("durable queue, transient messages", {"durable": True, "kind": "classic"}, False),
+    ("durable queue, persistent messages", {"durable": True, "kind": "classic"}, True),
     ("quorum queue", {"kind": "quorum"}, True),
 )
 HOW = ("restart", "crash")
@@ -195,7 +195,8 @@ def redeclare(*, broker=None) -> pd.DataFrame:
     """Declare a durable classic queue, then the same name with other arguments; then the
     usual way out, a new name. One row per attempt with what the broker answered."""
     broker = broker or broker_mod.get()
-    base = topology.QueueSpec(f"wq-orders-{uuid.uuid4().hex[:6]}", dead_letter=False)
+    base = topology.QueueSpec(f"wq-orders-{uuid.uuid4().hex[:6]}", dead_letter=False,
+                              kind="classic")
     renamed = dataclasses.replace(base, name=base.name + "-v2", kind="quorum")
     rows = []
     try:

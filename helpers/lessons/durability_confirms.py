@@ -57,7 +57,8 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
     if lead_s <= 0 or chunk < 1:
         raise BadInputError("lead_s must be above 0 and chunk at least 1.")
     broker = broker or broker_mod.get()
-    spec = topology.unique_spec("confirms", dead_letter=False)
+    # A durable classic queue: what the prose says a confirm means (written to disk).
+    spec = topology.unique_spec("confirms", dead_letter=False, kind="classic")
     say = progress or (lambda done, total, phase=None: None)
     topology.setup(broker.url, spec)
     restarter, times, note = None, {}, ""

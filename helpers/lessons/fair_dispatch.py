@@ -14,11 +14,13 @@ from .. import plots, runner
 from .. import tasks as task_lists
 from ..errors import BadInputError
 from .common import chain_progress, finish, prefetch_name
-from .panels import Panel, float_slider, int_slider, text
+from ..settings import DEFAULT_QUEUE_KIND
+from .panels import Panel, float_slider, int_slider, queue_type, text
 
 
 def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,
-                     light: float = 0.02, prefetch: int = 1, *, broker=None,
+                     light: float = 0.02, prefetch: int = 1,
+                     queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
                      progress=None) -> dict:
     """Round robin (prefetch 0) against ``prefetch`` on odd-heavy tasks: two runs."""
     work = task_lists.odd_heavy(tasks, heavy, light)
@@ -27,7 +29,7 @@ def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,
     for n, p in enumerate((0, prefetch)):
         out[f"prefetch {prefetch_name(p)}"] = runner.run(
             workers, p, work, broker=broker, save=False, label=f"fair-p{p}",
-            progress=chain_progress(progress, n * tasks, 2 * tasks))
+            progress=chain_progress(progress, n * tasks, 2 * tasks), queue_type=queue_type)
     return out
 
 
@@ -70,14 +72,16 @@ def fair_dispatch_report(results: dict) -> list:
 
 
 def prefetch_sweep(workers: int = 2, tasks: int = 20, heavy: float = 0.2, light: float = 0.02,
-                   prefetches=(1, 2, 5, 10, 0), *, broker=None, progress=None) -> pd.DataFrame:
+                   prefetches=(1, 2, 5, 10, 0), queue_type: str = DEFAULT_QUEUE_KIND, *,
+                   broker=None, progress=None) -> pd.DataFrame:
     """One run per prefetch value on the same workload; one row of metrics per run."""
     work = task_lists.odd_heavy(tasks, heavy, light)
     rows = []
     for n, p in enumerate(prefetches):
         result = runner.run(workers, p, work, broker=broker, save=False, label=f"sweep-p{p}",
                             progress=chain_progress(progress, n * tasks,
-                                                    len(prefetches) * tasks))
+                                                    len(prefetches) * tasks),
+                            queue_type=queue_type)
         s = result.summary
         rows.append({"prefetch": prefetch_name(p), "makespan_s": s["makespan_s"],
                      "ideal_s": s["ideal_makespan_s"], "efficiency": s["efficiency"],
@@ -133,14 +137,15 @@ def parse_speeds(text: str) -> list[float]:
 
 
 def unequal_speeds(speeds="1, 3", tasks: int = 20, duration: float = 0.2,
-                   prefetches=(0, 1), *, broker=None, progress=None) -> dict:
+                   prefetches=(0, 1), queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
+                   progress=None) -> dict:
     """Workers of different speeds (2 = twice as fast), equal tasks, per prefetch value."""
     speeds = parse_speeds(speeds) if isinstance(speeds, str) else list(speeds)
     work = task_lists.equal(tasks, duration)
     out = {}
     for n, p in enumerate(prefetches):
         result = runner.run(len(speeds), p, work, speeds=speeds, broker=broker, save=False,
-                            label=f"speeds-p{p}",
+                            label=f"speeds-p{p}", queue_type=queue_type,
                             progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
         result.summary.setdefault("speeds", speeds)
@@ -180,7 +185,8 @@ def _odd_heavy_controls(workers: int = 2) -> dict:
     return {"workers": int_slider("workers", workers, 1, 8),
             "tasks": int_slider("tasks (odd heavy, even light)", 20, 2, 100),
             "heavy": float_slider("heavy task, s", 0.2, 0.02, 2.0, 0.02),
-            "light": float_slider("light task, s", 0.02, 0.0, 1.0, 0.01)}
+            "light": float_slider("light task, s", 0.02, 0.0, 1.0, 0.01),
+            "queue_type": queue_type()}
 
 
 def fair_dispatch_panel(broker=None) -> Panel:
@@ -204,5 +210,6 @@ def speeds_panel(broker=None) -> Panel:
                      "speeds": text("speed of each worker", "1, 3"),
                      "tasks": int_slider("tasks (all equal)", 20, 1, 100),
                      "duration": float_slider("seconds per task at speed 1", 0.2, 0.02, 2.0,
-                                              0.02)},
+                                              0.02),
+                     "queue_type": queue_type()},
                  fixed={"broker": broker})

@@ -1,8 +1,9 @@
 """Notebook 02, part two: a worker that never acks.
 
-``forgotten_ack`` runs a worker that never acks and samples the queue through the
-management API, as ``rabbitmqctl list_queues`` would show it, while a backlog waits, the
-worker takes it, more tasks arrive, and the worker is stopped (its messages come back).
+``forgotten_ack`` runs a worker that never acks and samples the queue, as ``rabbitmqctl
+list_queues`` would show it (through the management API, or over AMQP and the worker's own
+events where none answers: ``helpers.monitor``), while a backlog waits, the worker takes it,
+more tasks arrive, and the worker is stopped (its messages come back).
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from .. import monitor, plots, producer, settings, topology
 from .. import tasks as task_lists
 from ..errors import BadInputError, HelpersError
 from ..pacing import PacedPublisher
+from ..settings import DEFAULT_QUEUE_KIND
 from ..pool import WorkerPool
 from .common import Text, finish, value_table
-from .panels import Panel, float_slider, int_slider
+from .panels import Panel, float_slider, int_slider, queue_type
 
 #: The two figures of a queue that the lesson compares.
 FIELDS = ("messages_ready", "messages_unacknowledged")
@@ -35,6 +37,8 @@ class ForgottenAckResult:
     listing: pd.DataFrame
     rabbitmqctl: str | None
     summary: dict
+    #: which figures came from where (management API, or AMQP and the worker's events)
+    sources: str = ""
 
 
 def list_queues_ctl(broker: broker_mod.Broker, queue: str) -> str | None:
@@ -91,7 +95,8 @@ def side_by_side(broker: broker_mod.Broker, queue: str, t0: float,
 
 
 def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
-                  duration: float = 0.05, prefetch: int = 0, *, broker=None,
+                  duration: float = 0.05, prefetch: int = 0,
+                  queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
                   progress=None) -> ForgottenAckResult:
     """A backlog waits; a worker that never acks starts; more tasks arrive; it is stopped.
 
@@ -109,9 +114,10 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
     work = task_lists.equal(backlog + more, duration)
     say = progress or (lambda done, total, phase=None: None)
 
-    with topology.scratch_queue(broker.url, "forgotten-ack", dead_letter=False) as spec:
-        sampler = monitor.QueueMonitor(broker, spec.name, interval=0.25).start()
+    with topology.scratch_queue(broker.url, "forgotten-ack", dead_letter=False,
+                                kind=queue_type) as spec:
         pool = WorkerPool(broker.url, spec, prefetch=prefetch, ack="never")
+        sampler = monitor.QueueMonitor(broker, spec.name, interval=0.25, pool=pool).start()
         try:
             say(0, len(work), "publishing the backlog")
             first = producer.publish(broker.url, spec, work[:backlog],
@@ -134,7 +140,11 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
             held = len(work) if not prefetch else min(prefetch, len(work))
             sampler.wait_for(lambda s: s["messages_unacknowledged"] >= held, 5)
             time.sleep(0.5)
-            listing, ctl = side_by_side(broker, spec.name, t0)
+            if sampler.source == "management":
+                listing, ctl = side_by_side(broker, spec.name, t0)
+            else:  # no management API: the figures over AMQP and the worker's events
+                listing = monitor.list_queues(broker, prefix=spec.name, pool=pool)
+                ctl = list_queues_ctl(broker, spec.name)
             done = len(pool.finished)
             say(len(work), len(work), "stopping the worker: its messages go back to ready")
         finally:
@@ -151,7 +161,8 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
         "finished_by_the_worker": done, "acked_by_the_worker": 0,
         "peak_unacknowledged": int(peak),
         "ready_after_stop": int(samples["messages_ready"].iloc[-1]) if len(samples) else None,
-        "stats_interval_s": stats_interval_s(broker)})
+        "stats_interval_s": stats_interval_s(broker),
+        "figures_from": sampler.source}, sampler.where())
 
 
 def refresh_note(interval_s: float | None) -> str:
@@ -169,14 +180,17 @@ def plot_forgotten_ack(result: ForgottenAckResult):
     ax.set_xlim(0, max(result.samples["t_s"].max(), result.stopped_s) * 1.03)
     for t, text in ((result.started_s, "worker starts"), (result.stopped_s, "worker stopped")):
         plots.mark_time(ax, t, text)
-    interval = refresh_note(result.summary.get("stats_interval_s"))
-    ax.set_xlabel(f"seconds since the first publish (management API figures, {interval})")
+    if result.summary["figures_from"] == "management":
+        where = "management API figures, " + refresh_note(result.summary.get("stats_interval_s"))
+    else:
+        where = "ready over AMQP, unacknowledged from the worker's events"
+    ax.set_xlabel(f"seconds since the first publish ({where})")
     return finish(fig)
 
 
 def forgotten_ack_report(result: ForgottenAckResult) -> list:
     """What the Run button of the forgotten-ack panel shows."""
-    items = [plot_forgotten_ack(result), result.listing]
+    items = [plot_forgotten_ack(result), Text(result.sources), result.listing]
     if result.rabbitmqctl:
         items.append(Text("$ rabbitmqctl list_queues name messages_ready "
                           "messages_unacknowledged\n" + result.rabbitmqctl))
@@ -190,5 +204,6 @@ def forgotten_ack_panel(broker=None) -> Panel:
         "backlog": int_slider("tasks waiting at start", 20, 0, 100),
         "more": int_slider("tasks arriving later", 15, 0, 60),
         "rate": float_slider("arriving per second", 5.0, 1.0, 20.0, 1.0),
-        "prefetch": int_slider("prefetch (0 = no limit)", 0, 0, 20)},
+        "prefetch": int_slider("prefetch (0 = no limit)", 0, 0, 20),
+        "queue_type": queue_type()},
         fixed={"broker": broker})

@@ -17,6 +17,7 @@ import time
 import ipywidgets as w
 
 from ..errors import HelpersError
+from ..settings import DEFAULT_QUEUE_KIND
 
 #: Width of the controls' labels, so the sliders line up; wide enough for ``LABEL_CHARS``
 #: characters in JupyterLab's font (the browser test fails on any label it shows cut off).
@@ -43,6 +44,12 @@ def dropdown(description: str, options, value):
     """A dropdown with the panels' label width; ``options`` as ``(label, value)`` pairs."""
     return w.Dropdown(options=options, value=value, description=description,
                       style=LABEL_STYLE, layout=CONTROL_LAYOUT)
+
+
+def queue_type(value: str = DEFAULT_QUEUE_KIND):
+    """The queue type of a run: quorum (as in today's tutorial, the default) or classic."""
+    return dropdown("queue type", [("quorum (as in the tutorial)", "quorum"),
+                                   ("classic", "classic")], value)
 
 
 def text(description: str, value: str):

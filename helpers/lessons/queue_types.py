@@ -1,10 +1,14 @@
-"""Notebook 05: where quorum and classic queues differ for a consumer with no prefetch limit.
+"""Notebook 04, a short aside: where a quorum queue and a classic queue dispatch differently.
 
-A consumer that never calls ``basic_qos`` (prefetch 0, "unlimited") is sent everything a
-classic queue holds. A quorum queue gives such a consumer a fixed credit instead (2000
-messages, measured on RabbitMQ 3.10.8 and 4.0.5), so the rest stays ready in the queue for
-other consumers.
-``unlimited_prefetch`` measures what the running broker does, with pika and nothing else.
+The panels run on quorum queues, as today's tutorial declares ``task_queue``; classic queues
+are one control away. Two differences touch dispatch, and ``differences`` measures both on
+the broker that runs, rather than stating them:
+
+* ``prefetch 0`` means "no limit" to a classic queue; a quorum queue stops at a fixed number
+  of unacknowledged messages per consumer (2000 on RabbitMQ 3.10 and 4.0 alike, measured);
+* a quorum queue counts the deliveries of each message in its ``x-delivery-count`` header
+  (absent on the first delivery from 4.0 on, 0 on 3.10); a classic queue only flags
+  ``redelivered``.
 """
 from __future__ import annotations
 
@@ -15,45 +19,62 @@ import pandas as pd
 from .. import broker as broker_mod
 from .. import producer, topology
 from ..connection import connect
+from ..settings import QUEUE_KINDS
 from ..tasks import Task
 
-
-def consume_without_limit(channel, queue: str, on_message) -> None:
-    """The consumer under test: manual acks, and no ``basic_qos`` call at all."""
-    channel.basic_consume(queue=queue, on_message_callback=on_message, auto_ack=False)
+#: Messages published for the prefetch-0 measurement: more than a quorum queue hands out.
+UNLIMITED_PROBE = 2100
 
 
-def _held_by_one_consumer(url: str, spec: topology.QueueSpec, settle_s: float) -> tuple:
-    """Subscribe once, never ack; return (deliveries received, messages still ready)."""
-    received = []
-    with connect(url, name=f"unlimited {spec.name}") as conn:
+def held_with_prefetch_0(url: str, spec: topology.QueueSpec, messages: int) -> int:
+    """Publish ``messages``; one consumer with no prefetch limit never acks: how many it
+    gets before the queue stops sending (delivered and unacked)."""
+    producer.publish(url, spec, [Task(f"m{i:05d}", 0.0) for i in range(messages)],
+                     declare_queue=False)
+    got: list[int] = []
+    with connect(url, name=f"prefetch-0 {spec.name}") as conn:
         channel = conn.channel()
-        consume_without_limit(channel, spec.name, lambda ch, method, props, body:
-                              received.append(method.delivery_tag))
-        quiet_since, seen = time.monotonic(), -1
-        # until nothing new arrived for settle_s: the broker has sent all it will send
-        while time.monotonic() - quiet_since < settle_s:
-            conn.process_data_events(time_limit=0.05)
-            if len(received) != seen:
-                seen, quiet_since = len(received), time.monotonic()
-        ready = topology.message_count(conn.channel(), spec.name)
-    return len(received), ready
+        channel.basic_consume(spec.name, lambda ch, m, p, b: got.append(m.delivery_tag))
+        still_since, seen = time.monotonic(), -1
+        while len(got) < messages and time.monotonic() - still_since < 1.0:
+            conn.process_data_events(time_limit=0.1)
+            if len(got) != seen:
+                seen, still_since = len(got), time.monotonic()
+    return len(got)
 
 
-def unlimited_prefetch(messages: int = 2500, kinds=("classic", "quorum"),
-                       settle_s: float = 0.8, *, broker=None) -> pd.DataFrame:
-    """Publish ``messages`` to a queue of each kind; count what one unlimited consumer gets."""
-    found = broker or broker_mod.get()
-    rows = []
-    for kind in kinds:
-        with topology.scratch_queue(found.url, f"unlimited-{kind}", kind=kind) as spec:
-            work = [Task(f"m{i:05d}", 0.0) for i in range(messages)]
-            published = producer.publish(found.url, spec, work, declare_queue=False,
-                                         name=f"producer {spec.name}")
-            delivered, ready = _held_by_one_consumer(found.url, spec, settle_s)
-        rows.append({"queue type": kind, "published": len(published.confirmed),
-                     "sent to the consumer (unacked)": delivered,
-                     "still ready in the queue": ready})
-    out = pd.DataFrame(rows).set_index("queue type")
-    out.attrs["broker_version"] = found.version()
-    return out
+def delivery_counts(url: str, spec: topology.QueueSpec, deliveries: int = 3) -> list:
+    """One message taken ``deliveries`` times by a consumer that dies before its ack: the
+    ``x-delivery-count`` header each time (None: no header)."""
+    producer.publish(url, spec, [Task("once", 0.0)], declare_queue=False)
+    counts = []
+    for _ in range(deliveries):
+        with connect(url, name=f"delivery-count {spec.name}") as conn:
+            channel, deadline, method = conn.channel(), time.monotonic() + 10, None
+            while method is None and time.monotonic() < deadline:
+                method, props, _body = channel.basic_get(spec.name)
+                if method is None:
+                    time.sleep(0.05)
+            counts.append((props.headers or {}).get("x-delivery-count") if method else "?")
+        # closed without an ack: the broker takes the message back, as from a dead worker
+    return counts
+
+
+def differences(broker=None, messages: int = UNLIMITED_PROBE) -> pd.DataFrame:
+    """Both measurements on a fresh queue of each type; one column per type."""
+    broker = broker or broker_mod.get()
+    out = {}
+    for kind in QUEUE_KINDS:
+        with topology.scratch_queue(broker.url, f"types-{kind}", kind=kind,
+                                    dead_letter=False) as spec:
+            held = held_with_prefetch_0(broker.url, spec, messages)
+        with topology.scratch_queue(broker.url, f"counts-{kind}", kind=kind,
+                                    dead_letter=False) as spec:
+            counts = delivery_counts(broker.url, spec)
+        out[f"{kind} queue"] = {
+            f"unacked held by one prefetch-0 consumer (of {messages})": held,
+            "x-delivery-count on deliveries 1, 2, 3": ", ".join(
+                "-" if c is None else str(c) for c in counts)}
+    table = pd.DataFrame(out)
+    table.columns.name = f"RabbitMQ {broker.version()}"
+    return table

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .. import runner
 from ..prefetch import recommend_prefetch
+from ..settings import DEFAULT_QUEUE_KIND
 from ..tasks import Task
 from .common import chain_progress, finish
 
@@ -28,14 +29,15 @@ def skewed_tasks(n: int = 48, long_share: float = 0.125, long_ms: float = 200.0,
 
 def skew_sweep(round_trip_ms: float = 20.0, prefetches=(1, 5, 20, 100), workers: int = 2,
                tasks: int = 48, long_ms: float = 200.0, short_ms: float = 5.0, seed: int = 3,
-               *, queue_type: str = "classic", broker=None, progress=None) -> pd.DataFrame:
+               *, queue_type: str = DEFAULT_QUEUE_KIND, broker=None,
+               progress=None) -> pd.DataFrame:
     """The same skewed workload at each prefetch, workers ``round_trip_ms`` away."""
     work = skewed_tasks(tasks, long_ms=long_ms, short_ms=short_ms, seed=seed)
     long_ids = {t.id for t in work if t.duration * 1000 == long_ms}
     rows = []
     for n, prefetch in enumerate(prefetches):
         result = runner.run(workers, prefetch, work, latency_ms=round_trip_ms, broker=broker,
-                            quorum=queue_type == "quorum", save=False,
+                            queue_type=queue_type, save=False,
                             label=f"skew-p{prefetch}",
                             progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
