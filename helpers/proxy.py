@@ -19,7 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import select
+import selectors
 import socket
 import subprocess
 import sys
@@ -106,8 +106,11 @@ class LatencyProxy:
             [sys.executable, "-m", "helpers.relay", "--upstream", "%s:%d" % self.upstream,
              "--round-trip-ms", repr(self.round_trip_ms), "--exit-with-parent"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
-        with errors:
-            if select.select([self.process.stdout], [], [], 20)[0]:
+        # (selectors, not select.select: a process with over 1024 descriptors open, as a
+        # long test run or notebook kernel may be, cannot select() on its newest ones)
+        with errors, selectors.DefaultSelector() as waiting:
+            waiting.register(self.process.stdout, selectors.EVENT_READ)
+            if waiting.select(20):
                 line = self.process.stdout.readline()
                 if line.startswith(b"{"):
                     return json.loads(line)["port"]
@@ -128,7 +131,8 @@ class LatencyProxy:
             self._native_id = threading.get_native_id()
             try:
                 serve(self.upstream, self.round_trip_ms,
-                       lambda port: (ready.append(port), started.set()), stop_fd=stop_r)
+                      lambda port: (ready.append(port), started.set()), stop_fd=stop_r,
+                      precise_timers=False)
             finally:
                 started.set()
                 os.close(stop_r)

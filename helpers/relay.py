@@ -5,12 +5,14 @@ of 127.0.0.1, prints ``{"event": "ready", "port": N}`` and forwards each connect
 HOST:PORT. Each direction of each connection is a delay line: bytes read at time t are
 written at t + round_trip / 2, in the order read, all of them (reading pauses while a
 direction holds more than ``MAX_HELD_BYTES``, as a full TCP window would). A side that
-closes has its peer closed once the bytes it sent before closing are delivered. With
+closes has its peer closed once the bytes it sent before closing are delivered; a side
+that is reset has its peer reset at that time, so a cut stream never looks complete. With
 ``--exit-with-parent`` it exits when stdin closes. ``helpers.proxy`` starts and owns it.
 
-One asyncio loop on ``select()`` serves every connection: at 0 ms a chunk goes straight
-through (one read, one write); otherwise one timer per direction is armed for the oldest
-held chunk, and everything due by then leaves in one write.
+One asyncio loop on ``select()`` (in its own process; ``epoll`` in a thread) serves every
+connection: at 0 ms a chunk goes straight through (one read, one write); otherwise one
+timer per direction is armed for the oldest held chunk, and everything due by then leaves
+in one write.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import json
 import math
 import os
 import selectors
+import socket
+import struct
 import sys
 from typing import Callable
 
@@ -35,6 +39,8 @@ MAX_HELD_BYTES = PROXY_MAX_HELD_BYTES
 MAX_EARLY_S = 0.5e-3
 #: Bytes due within this many seconds of each other leave in one write.
 FLUSH_SLACK_S = 50e-6
+#: Fed in place of bytes when a side's connection was reset rather than closed.
+RESET = object()
 #: A round trip above this is refused: AMQP handshakes and heartbeats would time out.
 MAX_ROUND_TRIP_MS = 10_000.0
 
@@ -49,12 +55,16 @@ class _Direction:
         self.held_bytes = 0
         self.timer = None
         self.sink_full = self.reading_paused = self.ended = False
+        self.reset = False  # the source was reset: the sink is reset too, not closed
 
-    def feed(self, data: bytes | None) -> None:
-        """Take bytes read from the source (``None``: the source closed)."""
+    def feed(self, data: bytes | None | object) -> None:
+        """Take bytes read from the source (``None``: it closed; ``RESET``: it was reset)."""
         if self.ended:
             return
-        self.ended = data is None
+        self.ended = data is None or data is RESET
+        if data is RESET:
+            data = None
+            self.reset = True
         if not self.delay_s and not self.held and self.sink is not None:
             self._write([data])  # nothing to wait for: straight through, no queue
             return
@@ -97,7 +107,9 @@ class _Direction:
         data = batch[:-1] if closed else batch
         if data:
             self.sink.write(data[0] if len(data) == 1 else b"".join(data))
-        if closed:
+        if closed and self.reset:
+            _reset(self.sink)  # a reset passes on as a reset: the peer must not see a clean end
+        elif closed:
             self.sink.close()  # sends what is buffered first, then FIN
 
     def throttle(self) -> None:
@@ -114,6 +126,14 @@ class _Direction:
         for transport in (self.source, self.sink):
             if transport is not None:
                 transport.abort()
+
+
+def _reset(transport) -> None:
+    """Close ``transport`` with a TCP reset (RST), not a clean end (FIN)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class _Side(asyncio.Protocol):
@@ -140,7 +160,7 @@ class _Side(asyncio.Protocol):
         return False  # let the transport close this side; the close goes on delayed
 
     def connection_lost(self, exc) -> None:
-        self.out.feed(None)
+        self.out.feed(None if exc is None else RESET)
         self.link.closed += 1  # (an upstream still connecting goes on: it gets the bytes)
         if self.link.closed == self.link.opened:
             self.link.server.links.discard(self.link)
@@ -200,12 +220,14 @@ class _Server:
 
 
 def serve(upstream: tuple[str, int], round_trip_ms: float, on_ready: Callable[[int], object],
-          port: int = 0, stop_fd: int | None = None) -> None:
+          port: int = 0, stop_fd: int | None = None, precise_timers: bool = True) -> None:
     """Relay 127.0.0.1:``port`` to ``upstream`` until ``stop_fd`` reads EOF; ``on_ready(port)``."""
     # select() sleeps to the microsecond; epoll and poll round each timer up to the next
-    # millisecond, up to 2 ms more per round trip. A proxy holds far fewer than select's
-    # limit of 1024 descriptors.
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    # millisecond, up to 2 ms more per round trip. select() only takes descriptors below
+    # 1024: right for a relay process of its own (a few per worker), wrong in a thread of a
+    # process that may hold many (precise_timers=False there).
+    selector = selectors.SelectSelector() if precise_timers else selectors.DefaultSelector()
+    loop = asyncio.SelectorEventLoop(selector)
     server = _Server(loop, upstream, round_trip_ms / 2000)
 
     def on_stop_fd() -> None:
