@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import notebooks as nbrun
+from conftest import kernel_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = nbrun.notebook_paths([ROOT / "notebooks"])
@@ -56,9 +57,8 @@ def kernel_env(broker, monkeypatch):
     """Point the kernels this test starts at the session's broker."""
     if broker.kind == "private":
         monkeypatch.delenv("AMQP_URL", raising=False)
-        monkeypatch.setenv("HELPERS_STATE_DIR", str(broker.state_dir))
-    elif broker.kind == "external":  # HELPERS_MANAGEMENT_URL, if set, is inherited as is
-        monkeypatch.setenv("AMQP_URL", broker.url)
+    for name, value in kernel_environment(broker).items():
+        monkeypatch.setenv(name, value)
     return broker
 
 
