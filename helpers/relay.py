@@ -186,8 +186,8 @@ class _Link:
     async def connect_upstream(self) -> None:
         try:
             await self.server.loop.create_connection(lambda: self.sides[1], *self.server.upstream)
-        except OSError:
-            self.directions[1].sink.abort()  # the broker is unreachable: so is the proxy
+        except OSError:  # the broker is unreachable, or reset the connection at once
+            _reset(self.directions[1].sink)
 
 
 class _Server:
