@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from .connection import mask_url
 from .errors import BadInputError, HelpersError
 from .events import EventLog, parse_lines
+from . import forkserver
 from .proxy import LatencyProxy
-from .settings import CHECKOUT
+from .settings import CHECKOUT, FORK_SERVER
 from .topology import QueueSpec
 
 _LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
@@ -74,12 +75,16 @@ class WorkerPool:
     on_event: called with each event dict, from a reader thread.
     latency_ms: a round trip (ms) added between each worker and the broker by a
         ``LatencyProxy`` the pool starts and stops (workers "on a far host"); 0: none.
+    fork_server: fork each worker from a process that has already imported pika and the
+        worker (``helpers.forkserver``: a worker is consuming in a fraction of the time a
+        fresh interpreter takes); False starts each as ``python -m helpers.worker``.
+        Default: ``settings.FORK_SERVER`` (``HELPERS_FORK_SERVER``).
     worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
     def __init__(self, url: str, spec: QueueSpec, prefetch: int = 1, ack: str = "manual",
                  mode: str = "thread", on_event=None, latency_ms: float = 0,
-                 **worker_options):
+                 fork_server: bool | None = None, **worker_options):
         if prefetch < 0:
             raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
         self.url, self.spec = url, spec
@@ -90,6 +95,8 @@ class WorkerPool:
         self._counter = 0
         self._threads: list[threading.Thread] = []
         self.kills: list[dict] = []
+        use = FORK_SERVER if fork_server is None else fork_server
+        self.fork_server = forkserver.shared(self._environment()) if use else None
         _LIVE_POOLS.add(self)
 
     # -- spawning ------------------------------------------------------------------------
@@ -105,18 +112,26 @@ class WorkerPool:
             cmd += [flag] if value is True else [flag, str(value)]
         return cmd
 
+    @staticmethod
+    def _environment() -> dict:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
+                                                          env.get("PYTHONPATH")]))
+        return env
+
     def _spawn(self, **overrides) -> WorkerHandle:
         self._counter += 1
         name = overrides.pop("name", None) or f"w{self._counter}"
         options = {**self.defaults, **overrides}
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
-                                                          env.get("PYTHONPATH")]))
+        env = self._environment()
         # Read by the worker when --url is not given; through the proxy when there is one.
         env["AMQP_URL"] = self.proxy.start() if self.proxy else self.url
-        proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                bufsize=0)
+        command = self._command(name, options)
+        if self.fork_server is not None:  # the same options, to main() in a forked child
+            proc = self.fork_server.spawn(command[3:], env)
+        else:
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=env, bufsize=0)
         handle = WorkerHandle(name, proc, options)
         self.workers[name] = handle
         for target, stream in ((self._read_events, proc.stdout), (self._read_stderr, proc.stderr)):
