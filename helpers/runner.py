@@ -235,7 +235,8 @@ def _result(run: Run, durations: dict, prefetch: int, spawn_s: float, done: bool
         queue=run.spec.name, queue_type=run.spec.kind,
         dead_letter=dead_letter.route(run.spec), broker_version=run.broker.version(),
         publish=published.summary(), latency_ms=worker_options.get("latency_ms", 0),
-        **extra)
+        reserve=bool(worker_options.get("reserve")),
+        handed_back=sum(e.get("event") == "handed-back" for e in events), **extra)
     df = timing.deliveries(events, t0=published.t_first, durations=durations)
     samples = sampler.frame(t0=published.t_first) if sampler else None
     folder = timing.save_run(summary, df, label) if save else None
@@ -267,6 +268,9 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     """
     validate(workers, prefetch, tasks, kill_every)
     check_round_trip(latency_ms)
+    if worker_options.get("reserve") and (prefetch != 2 or mode != "thread" or ack != "manual"):
+        raise BadInputError("Reserve mode holds one task in hand and one in reserve: use "
+                            f"prefetch 2 with manual acks in thread mode (got prefetch {prefetch}).")
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
     if speeds is not None and not all(is_number(v) and 0 < v < math.inf for v in speeds):

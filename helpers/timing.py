@@ -52,7 +52,7 @@ def deliveries(events: list[dict], t0: float | None = None,
             row["redelivered"] = bool(ev.get("redelivered"))
         elif name == "failed":
             row["failed"] = ev.get("reason", "")
-        elif name in ("crashed", "abandoned", "rejected"):
+        elif name in ("crashed", "abandoned", "rejected", "handed-back"):
             row[name] = True
     df = pd.DataFrame(list(rows.values()))
     for col in _COLUMNS:
@@ -73,6 +73,8 @@ def deliveries(events: list[dict], t0: float | None = None,
 def _outcome(row: dict) -> str:
     if row.get("rejected") is True:  # dead-lettered by the worker's guard, never run
         return "rejected"
+    if row.get("handed-back") is True:  # reserve mode: back to the queue, never started
+        return "handed back"
     if pd.notna(row.get("acked_t")):
         return "acked"
     if pd.notna(row.get("finished_t")):

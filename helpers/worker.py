@@ -41,6 +41,7 @@ import time
 from . import tasks as task_bodies
 from .console import human_line
 from .console import preview as _preview
+from .reserve import ReserveKeeper
 from .settings import INLINE_MAX_S
 from .task_hooks import TaskHooks
 from .topology import QueueSpec, declare
@@ -56,7 +57,8 @@ class Worker:
                  ack: str = "manual", mode: str = "thread", speed: float = 1.0,
                  unit: float = task_bodies.DOT_UNIT_S, heartbeat: int | None = None,
                  hooks: TaskHooks | None = None, reconnect: bool = True, out=None,
-                 human: bool = False, note: str | None = None):
+                 human: bool = False, note: str | None = None,
+                 reserve_after: float | None = None):
         self.url, self.spec, self.name = url, spec, name
         self.prefetch, self.ack, self.mode = prefetch, ack, mode
         self.speed, self.unit, self.heartbeat = speed, unit, heartbeat
@@ -71,6 +73,9 @@ class Worker:
         self._jobs: queue.Queue = queue.Queue()
         self._conn = None
         self._ready_generation = 0  # the generation whose connection last became ready
+        #: reserve mode (``helpers.reserve``), when ``reserve_after`` (seconds) is given
+        self.keeper = None if reserve_after is None else ReserveKeeper(self, reserve_after)
+        self._broker_cancelled = False
 
     # -- events --------------------------------------------------------------------------
     def emit(self, event: str, flush: bool = True, **fields) -> None:
@@ -142,6 +147,8 @@ class Worker:
         job = (self._generation, channel, method.delivery_tag, delivery, task_id, seconds, kind)
         if inline:
             self._run_job(job, threadsafe=False)
+        elif self.keeper is not None:
+            self.keeper.offer(job)
         else:
             self._jobs.put(job)
 
@@ -201,6 +208,8 @@ class Worker:
             try:
                 self._run_job(job, threadsafe=True)
             finally:
+                if self.keeper is not None:
+                    self.keeper.finished(job)
                 self._jobs.task_done()  # the I/O thread inlines only once this is idle
 
     # -- the consumer --------------------------------------------------------------------
@@ -214,14 +223,29 @@ class Worker:
         declare(channel, self.spec)
         if self.prefetch:
             channel.basic_qos(prefetch_count=self.prefetch)
-        channel.basic_consume(self.spec.name, self._on_message, auto_ack=self.ack == "auto")
-        channel.add_on_cancel_callback(lambda _frame: self.emit("cancelled"))
+        channel.add_on_cancel_callback(self._on_cancelled)
+        if self.keeper is not None:
+            self.keeper.reset()
+            self.keeper.consume(channel)
+        else:
+            channel.basic_consume(self.spec.name, self._on_message,
+                                  auto_ack=self.ack == "auto")
         self._ready_generation = self._generation
         self.emit("ready", pid=os.getpid(), prefetch=self.prefetch, ack=self.ack,
-                  mode=self.mode, speed=self.speed, generation=self._generation)
-        channel.start_consuming()
+                  mode=self.mode, speed=self.speed, generation=self._generation,
+                  **({} if self.keeper is None else {"reserve_after": self.keeper.after_s}))
+        if self.keeper is None:
+            channel.start_consuming()
+        else:  # start_consuming would return while the consumer is cancelled on purpose
+            self._broker_cancelled = False
+            while not self._broker_cancelled:
+                self._conn.process_data_events(time_limit=1)
         self._conn.close()  # it returns once no consumer is left: the broker cancelled ours
         raise pika_errors.ConsumerCancelled("the broker cancelled the consumer")
+
+    def _on_cancelled(self, _frame) -> None:
+        self._broker_cancelled = True
+        self.emit("cancelled")
 
     def run(self) -> int:
         """Consume until killed; reconnect after a lost connection unless told not to."""
