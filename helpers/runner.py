@@ -227,9 +227,10 @@ def _result(run: Run, durations: dict, prefetch: int, spawn_s: float, done: bool
     extra = {}
     for step in steps:
         extra.update(step.summary(run))
+    df = timing.deliveries(events, t0=published.t_first, durations=durations)
     summary = timing.summarize(
         events, published.published, published.confirmed, durations, run.names,
-        published.t_first, speeds=speeds, prefetch=prefetch,
+        published.t_first, speeds=speeds, frame=df, prefetch=prefetch,
         ack=worker_options.get("ack", "manual"), mode=worker_options.get("mode", "thread"),
         spawn_s=round(spawn_s, 4), kills=len(run.pool.kills), completed_in_time=done,
         queue=run.spec.name, queue_type=run.spec.kind,
@@ -237,7 +238,6 @@ def _result(run: Run, durations: dict, prefetch: int, spawn_s: float, done: bool
         publish=published.summary(), latency_ms=worker_options.get("latency_ms", 0),
         reserve=bool(worker_options.get("reserve")),
         handed_back=sum(e.get("event") == "handed-back" for e in events), **extra)
-    df = timing.deliveries(events, t0=published.t_first, durations=durations)
     samples = sampler.frame(t0=published.t_first) if sampler else None
     folder = timing.save_run(summary, df, label) if save else None
     return RunResult(summary, df, events, published, samples, folder, list(run.pool.kills))

@@ -125,7 +125,8 @@ def ideal_makespan(durations, workers: int, speeds=None) -> float:
 
 
 def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
-              workers: list[str], t_publish: float, speeds=None, **extra) -> dict:
+              workers: list[str], t_publish: float, speeds=None,
+              frame: pd.DataFrame | None = None, **extra) -> dict:
     """The run's metrics as one JSON-ready dict (the ``run --json`` contract keys included).
 
     Parameters
@@ -133,8 +134,10 @@ def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
     durations: task id -> nominal seconds of work.
     workers: names of the workers that were running when the tasks were published.
     t_publish: wall-clock time of the first publish (start of the makespan).
+    frame: ``deliveries(events)`` when the caller has built it already (a big run's
+        events make it twice otherwise, and both copies at once in memory).
     """
-    df = deliveries(events)
+    df = deliveries(events) if frame is None else frame
     completions = df[df["finished_t"].notna()].groupby("task").size()
     completed = set(completions.index) & set(published_ids)
     confirmed = set(confirmed_ids)
