@@ -1,16 +1,16 @@
 """Start, kill, add and stop worker subprocesses, and collect their events live.
 
 The pool hands each child connection *settings* (a URL and a queue spec), never a live
-connection. Each child's stdin is a pipe held by the pool: when the pool's process dies
-for any reason the pipe closes and the children exit by themselves (``--exit-with-parent``).
-``stop()`` runs from ``with`` blocks, ``finally`` clauses and ``atexit``.
+connection; by default a warm fork server (``helpers.forkserver``) forks each child. Each
+child's stdin is a pipe held by the pool: when the pool's process dies for any reason the
+pipe closes and the children exit by themselves (``--exit-with-parent``). ``stop()`` runs
+from ``with`` blocks, ``finally`` clauses and ``atexit``.
 """
 from __future__ import annotations
 
 import atexit
 import collections
 import io
-import os
 import random
 import signal
 import subprocess
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from .connection import mask_url
 from .errors import BadInputError, HelpersError
 from .events import EventLog, parse_lines
-from . import forkserver
+from . import forked
 from .proxy import LatencyProxy
-from .settings import CHECKOUT, FORK_SERVER
+from .settings import FORK_SERVER
 from .topology import QueueSpec
 
 _LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
@@ -47,7 +47,7 @@ class WorkerHandle:
     """The pool's record of one worker process."""
 
     name: str
-    process: subprocess.Popen
+    process: subprocess.Popen  # or forked.ForkedProcess, its look-alike
     options: dict
     ready_t: float | None = None
     stderr: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
@@ -75,10 +75,9 @@ class WorkerPool:
     on_event: called with each event dict, from a reader thread.
     latency_ms: a round trip (ms) added between each worker and the broker by a
         ``LatencyProxy`` the pool starts and stops (workers "on a far host"); 0: none.
-    fork_server: fork each worker from a process that has already imported pika and the
-        worker (``helpers.forkserver``: a worker is consuming in a fraction of the time a
-        fresh interpreter takes); False starts each as ``python -m helpers.worker``.
-        Default: ``settings.FORK_SERVER`` (``HELPERS_FORK_SERVER``).
+    fork_server: fork each worker from a warm process (``helpers.forkserver``: consuming
+        in a fraction of a fresh interpreter's time); False: ``python -m helpers.worker``
+        each. Default: ``settings.FORK_SERVER`` (``HELPERS_FORK_SERVER``).
     worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
@@ -95,8 +94,8 @@ class WorkerPool:
         self._counter = 0
         self._threads: list[threading.Thread] = []
         self.kills: list[dict] = []
-        use = FORK_SERVER if fork_server is None else fork_server
-        self.fork_server = forkserver.shared(self._environment()) if use else None
+        self.fork_server = (forked.shared(forked.worker_environment())
+                            if (FORK_SERVER if fork_server is None else fork_server) else None)
         _LIVE_POOLS.add(self)
 
     # -- spawning ------------------------------------------------------------------------
@@ -112,26 +111,14 @@ class WorkerPool:
             cmd += [flag] if value is True else [flag, str(value)]
         return cmd
 
-    @staticmethod
-    def _environment() -> dict:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
-                                                          env.get("PYTHONPATH")]))
-        return env
-
     def _spawn(self, **overrides) -> WorkerHandle:
         self._counter += 1
         name = overrides.pop("name", None) or f"w{self._counter}"
         options = {**self.defaults, **overrides}
-        env = self._environment()
+        env = forked.worker_environment()
         # Read by the worker when --url is not given; through the proxy when there is one.
         env["AMQP_URL"] = self.proxy.start() if self.proxy else self.url
-        command = self._command(name, options)
-        if self.fork_server is not None:  # the same options, to main() in a forked child
-            proc = self.fork_server.spawn(command[3:], env)
-        else:
-            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=env, bufsize=0)
+        proc = forked.start_worker(self._command(name, options), env, self.fork_server)
         handle = WorkerHandle(name, proc, options)
         self.workers[name] = handle
         for target, stream in ((self._read_events, proc.stdout), (self._read_stderr, proc.stderr)):
@@ -143,10 +130,9 @@ class WorkerPool:
         return handle
 
     def _read_events(self, handle: WorkerHandle, stream) -> None:
-        # The pipes are unbuffered (bufsize=0, for stdin's sake), and readline on a raw pipe
-        # reads one byte per system call: about 100 calls per event line, which made this
-        # reader the busiest thread on the machine. Instead take whatever has arrived (one
-        # read), and hand all its lines over under one lock with one wake-up of the waiters.
+        # The pipes are unbuffered (bufsize=0, for stdin's sake): readline on a raw pipe reads
+        # one byte per system call (this reader was the machine's busiest thread). Instead
+        # take whatever has arrived, and hand its lines over under one lock, one wake-up.
         reader = io.BufferedReader(stream)
         rest = b""
         while True:

@@ -95,7 +95,7 @@ def test_workers_forked_by_the_fork_server_consume_and_end_with_the_pool(broker,
                                                                         fork_server):
     """Forked from the warm server (its children, not the pool's) or spawned afresh (the
     pool's), the workers run every task, can be killed one by one, and end with the pool."""
-    from helpers import forkserver
+    from helpers import forked
 
     with WorkerPool(broker.url, queue, fork_server=fork_server) as pool:
         handles = pool.start(3)
@@ -114,4 +114,4 @@ def test_workers_forked_by_the_fork_server_consume_and_end_with_the_pool(broker,
     assert not [pid for pid in pids if pid_alive(pid)]
     assert all(h.process.returncode is not None for h in pool.workers.values())
     if fork_server:  # shared by later pools, until this process ends
-        assert server.alive() and server is forkserver.shared(pool._environment())
+        assert server.alive() and server is forked.shared(forked.worker_environment())
