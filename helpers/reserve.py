@@ -11,7 +11,8 @@ Reserve mode takes both: the worker consumes at prefetch 2, so a second task (th
 ``after_s`` seconds after it started, and the queue holds no other task ready (while it
 does, no worker is short of work, and handing back would only cost; the worker looks again
 every ``after_s``), the worker cancels its consumer (so the broker sends it nothing more)
-and hands the reserve back with ``basic.reject(requeue=True)``: another worker takes it. When the long task ends and is acked, the worker consumes again.
+and hands the reserve back with ``basic.reject(requeue=True)``: another worker takes it.
+When the long task ends and is acked, the worker consumes again.
 Short tasks never wait a round trip; long ones never trap a neighbour for more than
 ``after_s``.
 

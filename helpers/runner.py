@@ -270,7 +270,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     check_round_trip(latency_ms)
     if worker_options.get("reserve") and (prefetch != 2 or mode != "thread" or ack != "manual"):
         raise BadInputError("Reserve mode holds one task in hand and one in reserve: use "
-                            f"prefetch 2 with manual acks in thread mode (got prefetch {prefetch}).")
+                            "prefetch 2 with manual acks in thread mode (got prefetch "
+                            f"{prefetch}).")
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
     if speeds is not None and not all(is_number(v) and 0 < v < math.inf for v in speeds):
