@@ -167,7 +167,8 @@ def render(out: dict, peer_list) -> str:
     lines.append(f"{'target (ratios from this run)':<56}{'measured':>10}{'target':>10}  met")
     for label, value, target, met in target_checks(out):
         mark = "-" if met is None else ("yes" if met else "NO")
-        lines.append(f"{label:<56}{value:>10.3f}{target:>10}  {mark}")
+        shown = f"{value:>10d}" if isinstance(value, int) else f"{value:>10.3f}"
+        lines.append(f"{label:<56}{shown}{target:>10}  {mark}")
     return "\n".join(lines)
 
 
