@@ -6,6 +6,7 @@ only ever connects, starts without importing what it does not need.
 from __future__ import annotations
 
 import urllib.parse
+from typing import Sequence
 
 from .errors import BrokerAuthError, BrokerConnectionError
 
@@ -24,33 +25,65 @@ def mask_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def connect(url: str, name: str = "helpers", heartbeat: int | None = None,
+def url_list(urls: str | Sequence[str]) -> list[str]:
+    """Broker URLs as a list: a sequence, or one string listing them separated by commas."""
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    found = [url.strip() for url in urls if url and url.strip()]
+    if not found:
+        raise BrokerConnectionError("No broker URL was given: set AMQP_URL to one, or to "
+                                    "several separated by commas.")
+    return found
+
+
+def rotated(urls: str | Sequence[str], k: int) -> list[str]:
+    """``urls`` starting from the ``k``-th (modulo their number): spreads clients over nodes."""
+    found = url_list(urls)
+    k %= len(found)
+    return found[k:] + found[:k]
+
+
+def connect(url: str | Sequence[str], name: str = "helpers", heartbeat: int | None = None,
             attempts: int = 1):
     """Open a ``pika.BlockingConnection`` to ``url``, named ``name`` in the management UI.
 
-    Connection failures become one-sentence ``BrokerConnectionError``s.
+    ``url`` may list several brokers (a sequence, or one string separated by commas): pika
+    tries them in order and keeps the first that answers. Connection failures become
+    one-sentence ``BrokerConnectionError``s.
     """
     import pika
     import pika.exceptions as pe
 
-    params = pika.URLParameters(url)
-    params.client_properties = {"connection_name": name}
-    params.connection_attempts = attempts
-    params.retry_delay = 0.2
-    params.blocked_connection_timeout = 30
-    if heartbeat is not None:
-        params.heartbeat = heartbeat
+    urls = url_list(url)
+    every = []
+    for one in urls:
+        params = pika.URLParameters(one)
+        params.client_properties = {"connection_name": name}
+        params.connection_attempts = attempts  # pika reads the last one's, for the whole list
+        params.retry_delay = 0.2
+        params.blocked_connection_timeout = 30
+        if heartbeat is not None:
+            params.heartbeat = heartbeat
+        every.append(params)
     try:
-        return pika.BlockingConnection(params)
+        return pika.BlockingConnection(every if len(every) > 1 else every[0])
     except pe.AMQPConnectionError as exc:
         raise explain_connect_error(url, exc) from exc
 
 
-def explain_connect_error(url: str, exc: Exception) -> BrokerConnectionError:
+def explain_connect_error(url: str | Sequence[str], exc: Exception) -> BrokerConnectionError:
     """The one-sentence error for pika's failure ``exc`` to open a connection to ``url``."""
     import pika
     import pika.exceptions as pe
 
+    urls = url_list(url)
+    refused = isinstance(exc, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError))
+    if len(urls) > 1 and not refused:
+        return BrokerConnectionError(
+            f"Could not connect to any of the {len(urls)} brokers at "
+            f"{', '.join(mask_url(u) for u in urls)}: are they running? "
+            "(`python -m helpers cluster status`)")
+    url = urls[-1]  # pika reports the last attempt's error: the last broker of the list
     if isinstance(exc, pe.ProbableAuthenticationError):
         return BrokerAuthError(
             f"The broker at {mask_url(url)} refused the user name or password: "

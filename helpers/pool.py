@@ -22,6 +22,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from .broker import CHECKOUT
+from .connection import rotated, url_list
 from .errors import BadInputError, HelpersError
 from .topology import QueueSpec
 
@@ -65,7 +66,9 @@ class WorkerPool:
 
     Parameters
     ----------
-    url: AMQP URL the workers connect to.
+    url: AMQP URL the workers connect to; or several (a list, or separated by commas), of
+        which worker i tries the i-th first, then the others in turn: the workers spread
+        over a cluster's nodes and move to another node when theirs goes away.
     spec: the queue they consume (declared by each worker with the same arguments).
     prefetch: prefetch count per worker, 0 for unlimited.
     ack: ``manual``, ``auto`` or ``never``.
@@ -74,10 +77,11 @@ class WorkerPool:
     worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
-    def __init__(self, url: str, spec: QueueSpec, prefetch: int = 1, ack: str = "manual",
+    def __init__(self, url: str | list[str], spec: QueueSpec, prefetch: int = 1, ack: str = "manual",
                  mode: str = "thread", on_event=None, **worker_options):
         if prefetch < 0:
             raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
+        url_list(url)  # refuse an empty list here, not in every worker
         self.url, self.spec = url, spec
         self.defaults = dict(prefetch=prefetch, ack=ack, mode=mode, **worker_options)
         self.on_event = on_event
@@ -111,7 +115,8 @@ class WorkerPool:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
                                                           env.get("PYTHONPATH")]))
-        env["AMQP_URL"] = self.url  # read by the worker when --url is not given
+        # Read by the worker when --url is not given; rotated, so worker i starts on node i.
+        env["AMQP_URL"] = ",".join(rotated(self.url, self._counter - 1))
         proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 bufsize=0)

@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from .connection import connect, explain_connect_error
+from .connection import connect, explain_connect_error, url_list
 from .errors import BadInputError
 from .tasks import Task
 from .topology import QueueSpec, declare
@@ -45,6 +45,9 @@ class PublishResult:
     refused: set[str] = field(default_factory=set)
     #: the queue published to (named in ``explain()``).
     queue: str | None = None
+    #: ``(wall-clock time, "host:port")`` of each connection opened (pipelined mode): which
+    #: broker of several took the messages, and when the producer moved to another.
+    connections: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def unconfirmed(self) -> set[str]:
@@ -159,6 +162,7 @@ class _Pipeline:
             self.conn.ioloop.stop()
 
     def _on_open(self, conn) -> None:
+        self.result.connections.append((time.time(), f"{conn.params.host}:{conn.params.port}"))
         conn.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel) -> None:
@@ -246,6 +250,8 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
     window: most unconfirmed messages in flight at once (pipelined mode).
     retry_for: with pipelined confirms, keep reconnecting for this many seconds after a
         lost connection and republish whatever was not confirmed (at-least-once publishing).
+    url: one AMQP URL, or several (a list, or separated by commas): the first that answers
+        takes the messages; after a lost connection the next one is tried, each in turn.
     """
     if confirms not in CONFIRM_MODES:
         raise BadInputError(f"confirms must be one of {', '.join(CONFIRM_MODES)} "
@@ -257,16 +263,19 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
                           declare_queue, result, name)
         return result
     result.queue = spec.name
+    urls = url_list(url)
     deadline = time.monotonic() + retry_for
     todo = pairs
     size_error = None
+    failures = 0  # in a row: every broker of the list gets its turn before we give up
     while True:
         confirmed_before = len(result.confirmed)
-        run = _Pipeline(url, spec, todo, persistent, window, mandatory, timeout, declare_queue,
-                        result, name)
+        run = _Pipeline(urls[failures % len(urls)], spec, todo, persistent, window, mandatory,
+                        timeout, declare_queue, result, name)
         run.run()
         result.error = run.failed
-        _raise_if_hopeless(run, url, spec)
+        # A node of several that refuses the vhost may be booting: try the others.
+        _raise_if_hopeless(run, run.url, spec, open_errors=len(urls) == 1)
         too_large = _too_large(run.channel_error, todo)
         if too_large:
             result.refused |= too_large
@@ -275,7 +284,10 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
             break
         if len(result.confirmed) > confirmed_before:  # this run got somewhere: clock restarts
             deadline = time.monotonic() + retry_for
-        if not too_large and time.monotonic() >= deadline:
+            failures = 0
+        if not too_large:
+            failures += 1
+        if not too_large and time.monotonic() >= deadline and failures >= len(urls):
             if not result.published and run.open_error is not None:
                 raise explain_connect_error(url, run.open_error) from run.open_error
             break
@@ -286,19 +298,21 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
             break
         if not too_large:  # an oversized message is dropped and the rest go on at once
             result.reconnects += 1
-            time.sleep(0.2)
+            if failures % len(urls) == 0:  # pause once every broker of the list has failed
+                time.sleep(0.2)
     if result.refused and not result.unconfirmed:
         result.error = _too_large_sentence(size_error, pairs, result.refused)
     return result
 
 
-def _raise_if_hopeless(run: "_Pipeline", url: str, spec: QueueSpec) -> None:
+def _raise_if_hopeless(run: "_Pipeline", url: str, spec: QueueSpec,
+                       open_errors: bool = True) -> None:
     """Raise the one-sentence error for failures that retrying cannot mend."""
     import pika.exceptions as pe
 
     from .topology import _explain
 
-    if isinstance(run.open_error, (pe.ProbableAuthenticationError,
+    if open_errors and isinstance(run.open_error, (pe.ProbableAuthenticationError,
                                    pe.ProbableAccessDeniedError)):
         raise explain_connect_error(url, run.open_error) from run.open_error
     if run.channel_error is not None and not run.declared:

@@ -163,8 +163,10 @@ class Worker:
             channel.basic_qos(prefetch_count=self.prefetch)
         channel.basic_consume(self.spec.name, self._on_message, auto_ack=self.ack == "auto")
         self._ready_generation = self._generation
+        params = self._conn._impl.params  # of the broker that answered, when given several
         self.emit("ready", pid=os.getpid(), prefetch=self.prefetch, ack=self.ack,
-                  mode=self.mode, speed=self.speed, generation=self._generation)
+                  mode=self.mode, speed=self.speed, generation=self._generation,
+                  broker=f"{params.host}:{params.port}")
         channel.start_consuming()
 
     def run(self) -> int:
@@ -215,7 +217,8 @@ def build_parser(prog: str = "python -m helpers.worker",
     """Command-line options of a worker (shared with ``python -m helpers worker``)."""
     p = argparse.ArgumentParser(prog=prog, description="Consume a work queue and print events.",
                                 add_help=add_help)
-    p.add_argument("--url", help="AMQP URL (default: the broker helpers resolves)")
+    p.add_argument("--url", help="AMQP URL, or several separated by commas: the first that "
+                   "answers is used (default: AMQP_URL, else the broker helpers resolves)")
     p.add_argument("--queue", default="task_queue", help="queue name (default task_queue)")
     p.add_argument("--queue-spec", help="full queue spec as JSON (overrides --queue)")
     p.add_argument("--name", default=f"worker-{os.getpid()}", help="name shown in events")
@@ -245,7 +248,8 @@ def worker_from_args(args: argparse.Namespace) -> Worker:
     if args.heartbeat is not None and args.heartbeat < 0:
         raise BadInputError(f"--heartbeat must be 0 (off) or more seconds (got {args.heartbeat}).")
     spec = QueueSpec.from_json(args.queue_spec) if args.queue_spec else QueueSpec(args.queue)
-    url = args.url
+    # AMQP_URL may list several brokers (the pool's workers get the cluster's nodes so).
+    url = args.url or os.environ.get("AMQP_URL")
     if not url:
         from . import broker
         url = broker.get().url
