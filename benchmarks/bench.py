@@ -34,8 +34,9 @@ import uuid
 from pathlib import Path
 
 from helpers import broker, producer, runner, timing, topology
-from helpers.broker import CHECKOUT
+from helpers.connection import connect
 from helpers.pool import WorkerPool
+from helpers.settings import CHECKOUT
 from helpers.tasks import Task, odd_heavy  # odd tasks heavy: the fair-dispatch workload
 
 from . import peers, publish_confirms
@@ -125,7 +126,7 @@ def measure_scaling(found: broker.Broker, sizes: dict, log) -> list[dict]:
     """
     spec = topology.QueueSpec(f"bench-scaling-{uuid.uuid4().hex[:8]}")
     rows = []
-    with broker.connect(found.url, name="bench scaling setup") as conn:
+    with connect(found.url, name="bench scaling setup") as conn:
         topology.declare(conn.channel(), spec)
     try:
         with WorkerPool(found.url, spec, prefetch=1) as pool:
@@ -152,7 +153,7 @@ def measure_scaling(found: broker.Broker, sizes: dict, log) -> list[dict]:
                 log(f"  scaling k={k:<2} sleep {rows[-2]['makespan_s']:.3f} s  "
                     f"cpu {rows[-1]['makespan_s']:.3f} s")
     finally:
-        with broker.connect(found.url, name="bench scaling cleanup") as conn:
+        with connect(found.url, name="bench scaling cleanup") as conn:
             topology.delete(conn.channel(), spec)
     return rows
 

@@ -23,7 +23,8 @@ import weakref
 from pathlib import Path
 
 from helpers import broker, producer, timing, topology
-from helpers.broker import CHECKOUT
+from helpers.connection import connect
+from helpers.settings import CHECKOUT
 from helpers.tasks import Task
 
 HERE = Path(__file__).resolve().parent
@@ -150,7 +151,7 @@ class PeerWorkers:
     def wait_consumers(self, url: str, queue: str, timeout: float = 90) -> float:
         """Poll the queue's consumer count until every worker consumes; return seconds."""
         deadline = time.monotonic() + timeout
-        with broker.connect(url, name=f"bench consumers {queue}") as conn:
+        with connect(url, name=f"bench consumers {queue}") as conn:
             channel = conn.channel()
             while True:
                 count = channel.queue_declare(queue, passive=True).method.consumer_count
@@ -224,7 +225,7 @@ def run_peer(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
     makespan = first publish to the last completion the workers report.
     """
     spec = topology.QueueSpec(f"bench-{peer}-{uuid.uuid4().hex[:8]}")
-    with broker.connect(found.url, name=f"bench {peer} setup") as conn:
+    with connect(found.url, name=f"bench {peer} setup") as conn:
         topology.declare(conn.channel(), spec)
     durations = {t.id: t.duration for t in tasks}
     names = [f"{peer[0]}{i + 1}" for i in range(workers)]
@@ -252,7 +253,7 @@ def run_peer(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
             complete = procs.wait_done(published.confirmed, budget)
             done = list(procs.done)
     finally:
-        with broker.connect(found.url, name=f"bench {peer} cleanup") as conn:
+        with connect(found.url, name=f"bench {peer} cleanup") as conn:
             topology.delete(conn.channel(), spec)
     ends = [d[2] for d in done if d[0] in durations]
     makespan = max(ends) - published.t_first if ends else float("nan")

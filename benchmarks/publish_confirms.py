@@ -20,6 +20,7 @@ import time
 import uuid
 
 from helpers import broker, producer, tasks, topology
+from helpers.connection import connect
 
 MODES = ("pipelined", "each", "none", "none-async")
 
@@ -41,7 +42,7 @@ def _publish_async_unconfirmed(url: str, spec: topology.QueueSpec, pairs, name: 
                 state["t_first"] = time.time()
             for task_id, body in pairs[state["next"]:end]:
                 channel.basic_publish("", spec.name, body,
-                                      producer._properties(task_id, True))
+                                      producer.message_properties(task_id, True))
             state["next"] = end
         if state["next"] < len(pairs) or conn._get_write_buffer_size():
             conn.ioloop.call_later(0 if state["next"] < len(pairs) else 0.0002,
@@ -79,7 +80,7 @@ def measure(url: str, n: int, confirms: str) -> dict:
     """Publish ``n`` persistent zero-length tasks to a fresh durable queue; return the rates."""
     spec = topology.QueueSpec(f"bench-publish-{confirms}-{uuid.uuid4().hex[:6]}")
     work = tasks.equal(n, 0)
-    with broker.connect(url, name=f"bench publish {confirms} watch") as conn:
+    with connect(url, name=f"bench publish {confirms} watch") as conn:
         channel = conn.channel()
         topology.declare(channel, spec)
         try:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m helpers broker|worker|new-task|run|notebooks``.
+"""The command line: ``python -m helpers broker|worker|new-task|run|fault|notebooks``.
 
 Errors a user can cause print one sentence on stderr and exit with status 2, never a
 traceback; anything else is a bug and keeps its traceback.
@@ -10,7 +10,11 @@ import json
 import sys
 from pathlib import Path
 
+from . import settings
 from .errors import BadInputError, HelpersError
+
+#: What ``broker`` can do (each kind of broker answers every one, or says why it cannot).
+BROKER_ACTIONS = ("start", "stop", "restart", "crash", "status", "url")
 
 
 def _broker(args) -> int:
@@ -19,24 +23,23 @@ def _broker(args) -> int:
     if args.action == "url":
         print(broker.get().url)
         return 0
-    found = broker.resolve()
+    resolved = broker.resolve()
     if args.action == "start":
-        started = found.start(progress=lambda m: print(m, file=sys.stderr)) \
-            if isinstance(found, broker.PrivateBroker) else found.start()
-        print(("started " if started else "already running: ") + found.describe())
+        started = resolved.start(progress=lambda m: print(m, file=sys.stderr))
+        print(("started " if started else "already running: ") + resolved.describe())
     elif args.action == "stop":
-        stopped = found.stop()
+        stopped = resolved.stop()
         print("stopped" if stopped else "was not running")
     elif args.action == "restart":
-        found.restart()
-        print("restarted: " + found.describe())
+        resolved.restart()
+        print("restarted: " + resolved.describe())
     elif args.action == "crash":
-        found.crash()
-        print("killed the node and started it again: " + found.describe())
+        resolved.crash()
+        print("killed the node and started it again: " + resolved.describe())
     elif args.action == "status":
-        status = found.status()
+        status = resolved.status()
         if status["running"]:
-            status["version"] = found.version()
+            status["version"] = resolved.version()
         print(json.dumps(status, indent=2))
         return 0 if status["running"] else 1
     return 0
@@ -49,15 +52,15 @@ def _worker(args) -> int:
 
 
 def _new_task(args) -> int:
+    import uuid
+
     from . import broker, producer, topology
 
     message = " ".join(args.message) or "Hello World!"
-    found = broker.get()
-    import uuid
-
+    resolved = broker.get()
     # Its own id, so two runs of new-task never look like one task delivered twice.
     task_id = f"new-task-{uuid.uuid4().hex[:12]}"
-    result = producer.publish(found.url, topology.QueueSpec(args.queue),
+    result = producer.publish(resolved.url, topology.QueueSpec(args.queue),
                               [(task_id, message.encode())])
     if result.confirmed:
         print(f" [x] Sent {message!r} (confirmed by the broker)")
@@ -108,8 +111,8 @@ def _fault(args) -> int:
     work = tasks.equal(args.tasks, args.duration)
     print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, {len(work)} tasks; "
           f"broker {args.how} after {args.after} s ...", file=sys.stderr)
-    result = faults.run_with_broker_fault(args.how, args.workers, args.prefetch, work,
-                                          fault_after_s=args.after)
+    result = faults.run_fault(args.how, args.workers, args.prefetch, work,
+                              fault_after_s=args.after)
     print(timing.table(result.summary))
     print(faults.line(result.summary))
     print(f"saved to {result.folder}")
@@ -125,13 +128,14 @@ def _notebooks(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .faults import FAULTS  # a name list only: scenarios are imported when run
     from .worker import build_parser as worker_parser
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("broker", help="start, stop, restart, crash or inspect the broker")
-    p.add_argument("action", choices=["start", "stop", "restart", "crash", "status", "url"])
+    p.add_argument("action", choices=BROKER_ACTIONS)
     p.set_defaults(func=_broker)
 
     p = sub.add_parser("worker", help="run one worker in the foreground",
@@ -140,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("new-task", help="publish one tutorial-style task ('Hello...')")
     p.add_argument("message", nargs="*")
-    p.add_argument("--queue", default="task_queue")
+    p.add_argument("--queue", default=settings.DEFAULT_QUEUE)
     p.set_defaults(func=_new_task)
 
     p = sub.add_parser("run", help="K workers, N tasks: measure how they were spread")
@@ -149,11 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=int, help="number of tasks (odd heavy, even light)")
     p.add_argument("--heavy", type=float, default=0.2, help="seconds per odd task")
     p.add_argument("--light", type=float, default=0.02, help="seconds per even task")
-    p.add_argument("--kind", choices=["sleep", "cpu"], default="sleep")
+    p.add_argument("--kind", choices=settings.TASK_KINDS, default="sleep")
     p.add_argument("--workload", help="CSV with a 'duration' column, published in order")
     p.add_argument("--kill-every", type=float, help="SIGKILL a random worker every S seconds")
-    p.add_argument("--ack", choices=["manual", "auto"], default="manual")
-    p.add_argument("--mode", choices=["thread", "blocking"], default="thread")
+    # "never" is left out: a run whose workers never ack could not finish.
+    p.add_argument("--ack", choices=[m for m in settings.ACK_MODES if m != "never"],
+                   default="manual")
+    p.add_argument("--mode", choices=settings.WORK_MODES, default="thread")
     p.add_argument("--heartbeat", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the summary as JSON here")
@@ -161,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("fault", help="restart or crash the broker mid-run: count what survived")
-    p.add_argument("how", choices=["restart", "crash"],
+    p.add_argument("how", choices=list(FAULTS),
                    help="restart: clean stop then start; crash: SIGKILL the node then start")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--prefetch", type=int, default=1, help="0 = unlimited")

@@ -98,6 +98,15 @@ def explain_connect_error(url: str | Sequence[str], exc: Exception) -> BrokerCon
         "(`python -m helpers broker status`)")
 
 
+def describe_error(exc) -> str:
+    """A pika exception or close reason in words: ``320 CONNECTION_FORCED - ...``, not a repr."""
+    code, text = getattr(exc, "reply_code", None), getattr(exc, "reply_text", None)
+    if code is not None:
+        return f"{code} {text}" if text else str(code)
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 def can_connect(url: str) -> bool:
     """True when an AMQP connection to ``url`` opens (readiness is AMQP, never a sleep)."""
     try:

@@ -1,11 +1,12 @@
-"""Sample a queue's depth over time through the management HTTP API.
+"""A queue's depth over time: from the management HTTP API, or exactly over AMQP.
 
 ``messages_ready`` (waiting for a consumer), ``messages_unacknowledged`` (delivered, not
 yet acked) and ``consumers``: the same columns ``rabbitmqctl list_queues`` prints. The
 management plugin collects them at its smallest sample-retention interval (5 s by default;
 the private node asks for 1 s, the smallest allowed) and adds its own delay: on RabbitMQ
 3.10 the figures trail the queue by one to two seconds. Use them for the shape of a run
-(depth growing, draining), not to time single messages.
+(depth growing, draining), not to time single messages. ``ReadySampler`` counts the ready
+messages exactly, at the instant it asks (a passive declare over AMQP), but nothing else.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import urllib.parse
 import urllib.request
 
 from .broker import Broker
-from .errors import BrokerConnectionError
+from .errors import BrokerConnectionError, HelpersError
+from .procs import wait_until
 
 FIELDS = ("messages_ready", "messages_unacknowledged", "consumers")
 
@@ -72,7 +74,6 @@ class QueueMonitor:
         self.samples: list[dict] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.error: str | None = None
 
     def sample(self) -> dict | None:
         """Take one sample now (and record it)."""
@@ -86,8 +87,8 @@ class QueueMonitor:
         while not self._stop.is_set():
             try:
                 self.sample()
-            except BrokerConnectionError as exc:  # e.g. during a broker restart: keep going
-                self.error = str(exc)
+            except BrokerConnectionError:  # e.g. during a broker restart: keep going
+                pass
             self._stop.wait(self.interval)
 
     def start(self) -> "QueueMonitor":
@@ -99,6 +100,11 @@ class QueueMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        """Wait until ``predicate(last sample)`` holds; True when it did within ``timeout``."""
+        return wait_until(lambda: bool(self.samples) and predicate(self.samples[-1]), timeout,
+                          0.1)
 
     def __enter__(self) -> "QueueMonitor":
         return self.start()
@@ -115,4 +121,65 @@ class QueueMonitor:
             df["t_s"] = df["t"] - (t0 if t0 is not None else df["t"].iloc[0])
         else:
             df["t_s"] = pd.Series(dtype=float)
+        return df
+
+
+def wait_settled(broker: Broker, queue: str, timeout: float = 10.0, quiet: int = 3) -> bool:
+    """Wait until ``queue`` holds nothing ready or unacked, ``quiet`` samples in a row.
+
+    The management figures refresh every 250 ms on the private node and trail the queue:
+    one empty sample can be stale, several in a row are not.
+    """
+    seen = {"quiet": 0}
+
+    def empty() -> bool:
+        try:
+            stats = queue_stats(broker, queue)
+        except HelpersError:
+            stats = None
+        calm = bool(stats) and stats["messages_ready"] == 0 \
+            and stats["messages_unacknowledged"] == 0
+        seen["quiet"] = seen["quiet"] + 1 if calm else 0
+        return seen["quiet"] >= quiet
+
+    return wait_until(empty, timeout, 0.3)
+
+
+class ReadySampler:
+    """Samples ``messages_ready`` exactly and often, by passive declares over AMQP.
+
+    The management API (``QueueMonitor``) refreshes once a second at best and trails the
+    queue; a passive ``queue.declare`` answers with the count at that instant.
+    """
+
+    def __init__(self, broker: Broker, queue: str, interval: float = 0.1):
+        self.broker, self.queue, self.interval = broker, queue, interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ready-sampler", daemon=True)
+
+    def _loop(self) -> None:
+        from .connection import connect
+        from .topology import message_count
+
+        with connect(self.broker.url, name=f"sampler {self.queue}") as conn:
+            channel = conn.channel()
+            while not self._stop.is_set():
+                self.samples.append((time.time(), message_count(channel, self.queue)))
+                self._stop.wait(self.interval)
+
+    def start(self) -> "ReadySampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def frame(self, t0: float):
+        """Samples as ``t_s`` (seconds since ``t0``) and ``ready``."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.samples, columns=["t", "ready"])
+        df["t_s"] = df["t"] - t0
         return df

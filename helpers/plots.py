@@ -1,19 +1,23 @@
 """Matplotlib figures: per-worker timeline, per-worker load, queue depth, sweeps.
 
-Every function takes an optional ``ax`` (so notebooks can put two side by side) and returns
-the ``Axes`` it drew on. Nothing here talks to the broker.
+The one-panel functions (``timeline``, ``load``, ``counts``, ``queue_depth``, ``sweep``)
+take an optional ``ax`` (so notebooks can put two side by side) and return the ``Axes``
+they drew on; ``run_figure`` and ``compare_runs`` build a whole ``Figure`` and return it.
+Nothing here talks to the broker.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 HEAVY = "#d95f02"
 LIGHT = "#1b9e77"
 CUT = "#e7298a"
 
 
-def _ax(ax, size=(8, 3)):
+def _ax(ax, size=(8, 3)) -> Axes:
     if ax is None:
         _, ax = plt.subplots(figsize=size)
     return ax
@@ -28,8 +32,7 @@ def _seconds_per_char(ax, df: pd.DataFrame, fontsize: float = 7) -> float:
     return span / width_in * (0.55 * fontsize / 72)
 
 
-def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, when",
-             label_tasks: bool | None = None):
+def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, when") -> Axes:
     """Gantt chart: one row per worker, one bar per task from start to finish.
 
     Heavy tasks (longer than the median) are orange, light ones green; a task whose worker
@@ -42,7 +45,7 @@ def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, whe
     rows = {w: i for i, w in enumerate(workers)}
     durations = df.get("duration")
     median = durations.median() if durations is not None and durations.notna().any() else None
-    label_tasks = len(df) <= 60 if label_tasks is None else label_tasks
+    label_tasks = len(df) <= 60  # beyond that, numbers are noise
     per_char = _seconds_per_char(ax, df)
     for r in df.itertuples():
         if pd.isna(r.started_t):
@@ -69,7 +72,7 @@ def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, whe
     return ax
 
 
-def load(per_worker: pd.DataFrame, ax=None, title: str = "Load per worker"):
+def load(per_worker: pd.DataFrame, ax=None, title: str = "Load per worker") -> Axes:
     """Bars of busy seconds per worker, annotated with the task count."""
     ax = _ax(ax, (6, 3))
     bars = ax.bar(per_worker["worker"], per_worker["busy_s"], color="#7570b3")
@@ -87,7 +90,7 @@ def load(per_worker: pd.DataFrame, ax=None, title: str = "Load per worker"):
     return ax
 
 
-def counts(per_worker: pd.DataFrame, ax=None, title: str = "Tasks per worker"):
+def counts(per_worker: pd.DataFrame, ax=None, title: str = "Tasks per worker") -> Axes:
     """Bars of tasks completed per worker."""
     ax = _ax(ax, (6, 3))
     ax.bar(per_worker["worker"], per_worker["tasks"], color="#66a61e")
@@ -96,7 +99,7 @@ def counts(per_worker: pd.DataFrame, ax=None, title: str = "Tasks per worker"):
     return ax
 
 
-def queue_depth(samples: pd.DataFrame, ax=None, title: str = "Queue depth over time"):
+def queue_depth(samples: pd.DataFrame, ax=None, title: str = "Queue depth over time") -> Axes:
     """Ready and unacknowledged messages against time (from a ``QueueMonitor``)."""
     ax = _ax(ax, (8, 3))
     ax.step(samples["t_s"], samples["messages_ready"], where="post", label="ready")
@@ -110,20 +113,18 @@ def queue_depth(samples: pd.DataFrame, ax=None, title: str = "Queue depth over t
 
 
 def sweep(df: pd.DataFrame, x: str, ys: list[str], ax=None, title: str = "",
-          logx: bool = False, xlabel: str | None = None):
+          xlabel: str | None = None) -> Axes:
     """Line plot of columns ``ys`` against ``x`` (e.g. makespan against prefetch)."""
     ax = _ax(ax, (6, 3))
     for y in ys:
-        ax.plot(df[x].astype(str) if not logx else df[x], df[y], marker="o", label=y)
-    if logx:
-        ax.set_xscale("log")
+        ax.plot(df[x].astype(str), df[y], marker="o", label=y)
     ax.set_xlabel(xlabel or x)
     ax.set_title(title)
     ax.legend(fontsize=8)
     return ax
 
 
-def run_figure(result, title: str = ""):
+def run_figure(result, title: str = "") -> Figure:
     """Timeline and load of one ``RunResult`` side by side, as one figure."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.2),
                                       gridspec_kw={"width_ratios": [2.2, 1]})
@@ -133,7 +134,7 @@ def run_figure(result, title: str = ""):
     return fig
 
 
-def compare_runs(results: dict, path=None):
+def compare_runs(results: dict) -> Figure:
     """One timeline row per labelled ``RunResult`` (same time axis), plus their loads."""
     n = len(results)
     fig, axes = plt.subplots(n, 2, figsize=(12, 2.6 * n), squeeze=False,
@@ -147,6 +148,4 @@ def compare_runs(results: dict, path=None):
         left.set_xlim(0, xmax * 1.02)
         load(result.per_worker(), ax=right, title=f"{label}: busy seconds")
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
     return fig

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import collections
 import io
-import json
 import os
 import random
 import signal
@@ -21,9 +20,10 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from .broker import CHECKOUT
-from .connection import rotated, url_list
+from .connection import mask_url, rotated, url_list
 from .errors import BadInputError, HelpersError
+from .events import EventLog, parse_lines
+from .settings import CHECKOUT
 from .topology import QueueSpec
 
 _LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
@@ -47,7 +47,6 @@ class WorkerHandle:
     name: str
     process: subprocess.Popen
     options: dict
-    spawned_t: float
     ready_t: float | None = None
     stderr: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
     threads: list = field(default_factory=list)
@@ -84,12 +83,8 @@ class WorkerPool:
         url_list(url)  # refuse an empty list here, not in every worker
         self.url, self.spec = url, spec
         self.defaults = dict(prefetch=prefetch, ack=ack, mode=mode, **worker_options)
-        self.on_event = on_event
+        self.log = EventLog(on_event)
         self.workers: dict[str, WorkerHandle] = {}
-        self.events: list[dict] = []
-        #: task id -> number of times a worker reported it finished (kept live).
-        self.finished: collections.Counter = collections.Counter()
-        self._cond = threading.Condition()
         self._counter = 0
         self._threads: list[threading.Thread] = []
         self.kills: list[dict] = []
@@ -120,7 +115,7 @@ class WorkerPool:
         proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 bufsize=0)
-        handle = WorkerHandle(name, proc, options, time.time())
+        handle = WorkerHandle(name, proc, options)
         self.workers[name] = handle
         for target, stream in ((self._read_events, proc.stdout), (self._read_stderr, proc.stderr)):
             thread = threading.Thread(target=target, args=(handle, stream),
@@ -144,30 +139,11 @@ class WorkerPool:
                 chunk = b""
             lines = (rest + chunk).split(b"\n")
             rest = lines.pop() if chunk else b""
-            events = []
-            for raw in lines:
-                if not raw.strip():
-                    continue
-                try:
-                    event = json.loads(raw)
-                except ValueError:
-                    handle.stderr.append(raw.decode(errors="replace").rstrip())
-                    continue
+            events = parse_lines(lines, handle.stderr)
+            for event in events:
                 if event.get("event") == "ready" and handle.ready_t is None:
                     handle.ready_t = event["t"]
-                events.append(event)
-            with self._cond:
-                for event in events:
-                    self.events.append(event)
-                    if event.get("event") == "finished":
-                        self.finished[event.get("task")] += 1
-                self._cond.notify_all()
-            if self.on_event is not None:
-                for event in events:
-                    try:
-                        self.on_event(event)
-                    except Exception:  # a display callback must never kill event collection
-                        pass
+            self.log.add(events)
             if not chunk:
                 break
             if len(chunk) < 4096:
@@ -180,7 +156,7 @@ class WorkerPool:
 
     def _wait_ready(self, handles: list[WorkerHandle], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self.log.cond:
             while True:
                 dead = [h for h in handles if h.ready_t is None and not h.alive]
                 if dead:
@@ -190,13 +166,19 @@ class WorkerPool:
                     said = [line for line in h.stderr if line.startswith("error:")]
                     detail = (said[-1][len("error:"):].strip() if said else
                               h.stderr[-1] if h.stderr else f"exit code {h.process.returncode}")
-                    raise HelpersError(f"Worker {h.name} exited before it was ready: {detail}")
+                    raise HelpersError(
+                        f"Worker {h.name} exited before it was ready ({detail}): fix what it "
+                        f"says, or run `python -m helpers worker --queue {self.spec.name}` to "
+                        "see it fail in the foreground.")
                 if all(h.ready_t is not None for h in handles):
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise HelpersError(f"Workers were not consuming after {timeout:.0f} s.")
-                self._cond.wait(min(left, 0.1))
+                    raise HelpersError(
+                        f"Workers were not consuming after {timeout:.0f} s: the machine may "
+                        "be too busy or the broker slow to answer; try fewer workers or a "
+                        "longer timeout.")
+                self.log.cond.wait(min(left, 0.1))
 
     def start(self, n: int, timeout: float = 60, per_worker: list[dict] | None = None,
               wait: bool = True, **overrides) -> list[WorkerHandle]:
@@ -229,14 +211,14 @@ class WorkerPool:
         """Workers whose process is still running."""
         return [h for h in self.workers.values() if h.alive]
 
-    def kill(self, worker: str | WorkerHandle | None = None, sig: int = signal.SIGKILL,
-             rng: random.Random | None = None) -> WorkerHandle | None:
+    def kill(self, worker: str | WorkerHandle | None = None,
+             sig: int = signal.SIGKILL) -> WorkerHandle | None:
         """Send ``sig`` to a worker (by name, handle, or a random live one); return it."""
         if worker is None:
             live = self.alive()
             if not live:
                 return None
-            worker = (rng or random).choice(live)
+            worker = random.choice(live)
         handle = self.workers[worker] if isinstance(worker, str) else worker
         try:
             handle.process.send_signal(sig)
@@ -278,6 +260,12 @@ class WorkerPool:
                     pass
         _LIVE_POOLS.discard(self)
 
+    def __repr__(self) -> str:
+        alive = sum(h.alive for h in self.workers.values())
+        urls = ", ".join(mask_url(u) for u in url_list(self.url))
+        return (f"WorkerPool(queue={self.spec.name!r}, url={urls!r}, "
+                f"workers={len(self.workers)}, alive={alive})")
+
     def __enter__(self) -> "WorkerPool":
         return self
 
@@ -285,27 +273,24 @@ class WorkerPool:
         self.stop()
 
     # -- events --------------------------------------------------------------------------
+    @property
+    def events(self) -> list[dict]:
+        """Every event received so far (live: copy it with ``snapshot()`` to keep it)."""
+        return self.log.events
+
+    @property
+    def finished(self) -> collections.Counter:
+        """Task id -> how many times a worker reported it finished (live)."""
+        return self.log.finished
+
     def snapshot(self) -> list[dict]:
         """A copy of the events received so far."""
-        with self._cond:
-            return list(self.events)
+        return self.log.snapshot()
 
     def wait_for(self, predicate, timeout: float, progress=None) -> bool:
         """Block until ``predicate(pool)`` is true or ``timeout`` passes; return which.
 
         ``progress(pool)`` is called whenever new events arrived (keep it quick).
         """
-        deadline = time.monotonic() + timeout
-        seen = -1
-        with self._cond:
-            while True:
-                if len(self.events) != seen:
-                    seen = len(self.events)
-                    if predicate(self):
-                        return True
-                    if progress is not None:
-                        progress(self)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.25))
+        return self.log.wait_for(lambda: predicate(self), timeout,
+                                 None if progress is None else lambda: progress(self))

@@ -1,15 +1,16 @@
-"""One experiment: spawn K workers, publish N tasks, wait for all, measure.
+"""The one run skeleton: validate, fresh queue, spawn, publish, wait, summarise.
 
-Used by ``python -m helpers run``, the notebooks' Run buttons and the benchmarks, so the
-three always measure the same thing the same way.
+``execute`` does those steps in that order for every experiment; what differs between
+experiments plugs into it as ``Step``s (a worker killed every few seconds, the broker
+restarted mid-run, ...: see ``helpers.faults``) and a publishing pace (all at once, or
+batches over time in a thread, ``helpers.pacing``). ``run`` is the common case, used by
+``python -m helpers run``, the notebooks' Run buttons and the benchmarks, so all of them
+measure the same thing the same way.
 """
 from __future__ import annotations
 
 import math
-import random
-import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -18,7 +19,9 @@ from . import broker as broker_mod
 from . import producer, timing, topology
 from .errors import BadInputError, HelpersError
 from .monitor import QueueMonitor
+from .pacing import PacedPublisher
 from .pool import WorkerPool
+from .settings import MAX_PREFETCH
 from .tasks import Task
 
 
@@ -30,7 +33,8 @@ class RunResult:
     deliveries: pd.DataFrame
     events: list[dict]
     publish: producer.PublishResult
-    queue: pd.DataFrame | None = None
+    #: queue depth samples from the management API (``run(monitor=True)``), else None
+    queue_samples: pd.DataFrame | None = None
     folder: object = None
     kills: list[dict] = field(default_factory=list)
 
@@ -43,8 +47,60 @@ class RunResult:
             + "</pre>"
 
 
-#: AMQP carries the prefetch count in 16 bits.
-MAX_PREFETCH = 65535
+@dataclass
+class Run:
+    """A run under way: what the skeleton set up, for the steps plugged into it."""
+
+    broker: broker_mod.Broker
+    spec: topology.QueueSpec
+    pool: WorkerPool
+    tasks: list[Task]
+    names: list[str] = field(default_factory=list)
+    #: the paced publisher, when the run publishes over time (else None)
+    publisher: PacedPublisher | None = None
+    #: what the broker confirmed so far (the paced publisher's, live)
+    published: producer.PublishResult | None = None
+
+
+class Step:
+    """Something plugged into the run skeleton; every hook does nothing by default.
+
+    ``check(broker)`` before anything is declared (raise a ``HelpersError`` to refuse);
+    ``started(run)`` once the workers consume and publishing has begun; ``ends(run)``,
+    polled while the run waits, may end it before every task is done (a run that loses
+    tasks on purpose); ``finished(run, done)`` after the wait (``done``: every confirmed
+    task completed), before the workers stop, and always (``finally``); ``summary(run)``
+    adds keys to the run's summary.
+    """
+
+    #: seconds this step may add to the run (added to the waiting budget)
+    extra_s: float = 0.0
+
+    def check(self, broker: broker_mod.Broker) -> None:
+        """Refuse a broker this step cannot work with."""
+
+    def started(self, run: Run) -> None:
+        """Begin (e.g. start a thread that will break something)."""
+
+    def ends(self, run: Run) -> bool:
+        """True ends the run now, done or not (polled about ten times a second)."""
+        return False
+
+    def finished(self, run: Run, done: bool) -> None:
+        """End what ``started`` began."""
+
+    def summary(self, run: Run) -> dict:
+        """Keys of this step for the run's summary."""
+        return {}
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and not math.isnan(value)
 
 
 def validate(workers: int, prefetch: int, tasks: list, kill_every: float | None = None) -> None:
@@ -60,13 +116,123 @@ def validate(workers: int, prefetch: int, tasks: list, kill_every: float | None 
         raise BadInputError(f"kill_every must be a positive number of seconds (got {kill_every}).")
 
 
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _durations(tasks: list[Task]) -> dict:
+    durations = {t.id: t.duration for t in tasks}
+    if len(durations) != len(tasks):
+        raise BadInputError("Task ids must be unique within a run.")
+    return durations
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and not math.isnan(value)
+def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
+            pace: dict | None = None, broker: broker_mod.Broker | None = None,
+            queue: topology.QueueSpec | None = None, label: str = "run",
+            timeout: float | None = None, progress=None, monitor: bool = False,
+            save: bool = True, speeds=None, **worker_options) -> RunResult:
+    """The run skeleton (see the module docstring); returns the run's ``RunResult``.
+
+    Parameters
+    ----------
+    steps: ``Step``s plugged into the run.
+    pace: ``PacedPublisher`` options (``batch``, ``every_s``, ``retry_for``, ...) to publish
+        over time in a thread; None publishes every task at once, before the steps start.
+    queue: the spec of the run's queue (default: a new classic queue named after ``label``);
+        it is declared and purged first, and deleted after.
+    speeds: a speed factor per worker (2 = twice as fast); ``worker_options`` go to every
+        worker (prefetch is the second argument; ``ack``, ``mode``, ``heartbeat`` ...).
+    """
+    validate(workers, prefetch, tasks)
+    durations = _durations(tasks)
+    broker = broker or broker_mod.get()
+    for step in steps:
+        step.check(broker)
+    spec = queue or topology.unique_spec(label)
+    topology.setup(broker.url, spec, purge=True)
+    pool = WorkerPool(broker.url, spec, prefetch=prefetch, **worker_options)
+    run = Run(broker, spec, pool, list(tasks))
+    sampler = QueueMonitor(broker, spec.name) if monitor else None
+    ideal = timing.ideal_makespan(durations.values(), workers, speeds)
+    budget = timeout or (3 * ideal + 30 + sum(step.extra_s for step in steps))
+    begun: list[Step] = []
+    done = False
+    try:
+        t_spawn = time.time()
+        handles = pool.start(workers, per_worker=[{"speed": s} for s in speeds or []])
+        spawn_s = max(h.ready_t for h in handles) - t_spawn
+        run.names = [h.name for h in handles]
+        if sampler:
+            sampler.start()
+        if pace is None:
+            run.published = producer.publish(broker.url, spec, tasks, declare_queue=False,
+                                             name=f"producer {spec.name}")
+            if run.published.error:
+                raise HelpersError(f"Publishing stopped before every task was confirmed "
+                                   f"({run.published.error}): check the broker "
+                                   "(`python -m helpers broker status`) and run again.")
+        else:
+            run.publisher = PacedPublisher(broker.url, spec, tasks, **pace)
+            run.published = run.publisher.result
+            run.publisher.start()
+        for step in steps:
+            begun.append(step)
+            step.started(run)
+        done = _wait(run, budget, progress, steps)
+    finally:
+        try:
+            for step in begun:
+                step.finished(run, done)
+        finally:
+            if run.publisher is not None:
+                run.publisher.stop()
+            pool.stop()
+            if sampler:
+                sampler.stop()
+            topology.discard(broker.url, spec)
+    return _result(run, durations, prefetch, spawn_s, done, label, save, steps, speeds,
+                   sampler, worker_options)
+
+
+def _wait(run: Run, budget: float, progress, steps) -> bool:
+    """Wait until every confirmed task has been completed (and publishing is over), or a
+    step ends the run; True when every confirmed task was completed."""
+    total = len(run.tasks)
+
+    def all_done(pool: WorkerPool) -> bool:
+        publishing = run.publisher is not None and run.publisher.is_alive()
+        return not publishing and all(pool.finished[i] for i in run.published.confirmed)
+
+    def report(pool: WorkerPool) -> None:
+        if progress is not None:
+            progress(len(pool.finished), total)
+
+    deadline = time.monotonic() + budget
+    done = False
+    # In slices: publishing may end, or a step end the run, without a new event.
+    while not done and time.monotonic() < deadline:
+        done = run.pool.wait_for(all_done, min(0.1, deadline - time.monotonic()), report)
+        if any(step.ends(run) for step in steps):
+            break
+    report(run.pool)
+    return done or all_done(run.pool)
+
+
+def _result(run: Run, durations: dict, prefetch: int, spawn_s: float, done: bool,
+            label: str, save: bool, steps, speeds, sampler, worker_options) -> RunResult:
+    events = run.pool.snapshot()
+    published = run.published
+    extra = {}
+    for step in steps:
+        extra.update(step.summary(run))
+    summary = timing.summarize(
+        events, published.published, published.confirmed, durations, run.names,
+        published.t_first, speeds=speeds, prefetch=prefetch,
+        ack=worker_options.get("ack", "manual"), mode=worker_options.get("mode", "thread"),
+        spawn_s=round(spawn_s, 4), kills=len(run.pool.kills), completed_in_time=done,
+        queue=run.spec.name, broker_version=run.broker.version(),
+        publish=published.summary(), **extra)
+    df = timing.deliveries(events, t0=published.t_first, durations=durations)
+    samples = sampler.frame(t0=published.t_first) if sampler else None
+    folder = timing.save_run(summary, df, label) if save else None
+    return RunResult(summary, df, events, published, samples, folder, list(run.pool.kills))
 
 
 def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
@@ -84,6 +250,7 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     tasks: the work, published in order with pipelined publisher confirms.
     speeds: optional speed factor per worker (2 = twice as fast).
     kill_every: SIGKILL a random worker every so many seconds and start a replacement.
+    queue: the queue's name (default: a new one per run); ``quorum``: a quorum queue.
     progress: ``progress(done, total)`` called as tasks complete (from a reader thread).
     monitor: sample the queue depth through the management API while it runs.
     """
@@ -92,84 +259,13 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
     if speeds is not None and not all(_number(v) and 0 < v < math.inf for v in speeds):
         raise BadInputError(f"speeds must all be numbers above 0 (got {list(speeds)}).")
-    total = len(tasks)
-    durations = {t.id: t.duration for t in tasks}
-    if len(durations) != total:
-        raise BadInputError("Task ids must be unique within a run.")
-    found = broker or broker_mod.get()
-    spec = topology.QueueSpec(queue or f"wq-{label}-{uuid.uuid4().hex[:8]}",
-                              kind="quorum" if quorum else "classic")
-    with broker_mod.connect(found.url, name=f"runner {spec.name}") as conn:
-        channel = conn.channel()
-        topology.declare(channel, spec)
-        channel.queue_purge(spec.name)
+    _durations(tasks)  # before the broker is touched
+    kind = "quorum" if quorum else "classic"
+    spec = topology.QueueSpec(queue, kind=kind) if queue else topology.unique_spec(label,
+                                                                                  kind=kind)
+    from .faults.worker_kills import WorkerKills
 
-    def on_progress(pool: WorkerPool) -> None:
-        if progress is not None:
-            progress(len(pool.finished), total)
-
-    pool = WorkerPool(found.url, spec, prefetch=prefetch, ack=ack, mode=mode, **worker_options)
-    sampler = QueueMonitor(found, spec.name) if monitor else None
-    stop_killing = threading.Event()
-    try:
-        t_spawn = time.time()
-        handles = pool.start(workers, per_worker=[{"speed": s} for s in speeds or []])
-        spawn_s = max(h.ready_t for h in handles) - t_spawn
-        names = [h.name for h in handles]
-        if sampler:
-            sampler.start()
-        published = producer.publish(found.url, spec, tasks, declare_queue=False,
-                                     name=f"producer {spec.name}")
-        if published.error:
-            raise HelpersError(f"Publishing stopped early: {published.error}")
-        killer = None
-        if kill_every:
-            killer = threading.Thread(target=_kill_loop, args=(pool, kill_every, stop_killing,
-                                                               random.Random(seed)),
-                                      name="killer", daemon=True)
-            killer.start()
-        budget = timeout or (3 * timing.ideal_makespan(durations.values(), workers) + 30)
-        want = published.confirmed
-        done = pool.wait_for(lambda p: all(p.finished[i] for i in want), budget, on_progress)
-        stop_killing.set()
-        if killer is not None:
-            killer.join()
-        on_progress(pool)
-    finally:
-        stop_killing.set()
-        pool.stop()
-        if sampler:
-            sampler.stop()
-        topology.discard(found.url, spec)
-    events = pool.snapshot()
-    summary = timing.summarize(
-        events, published.published, published.confirmed, durations, names,
-        published.t_first, speeds=speeds, prefetch=prefetch, ack=ack, mode=mode,
-        spawn_s=round(spawn_s, 4), kills=len(pool.kills), completed_in_time=done,
-        queue=spec.name, broker_version=found.version(), publish=published.summary())
-    df = timing.deliveries(events, t0=published.t_first, durations=durations)
-    samples = sampler.frame(t0=published.t_first) if sampler else None
-    folder = timing.save_run(summary, df, label) if save else None
-    return RunResult(summary, df, events, published, samples, folder, list(pool.kills))
-
-
-def _kill_loop(pool: WorkerPool, every: float, stop: threading.Event,
-               rng: random.Random) -> None:
-    """Every ``every`` seconds, SIGKILL a random *consuming* worker and start a replacement.
-
-    The pace is kept on a fixed schedule: replacements are not waited for (a worker takes
-    longer than a tick to start on a small machine), and one still starting is never the
-    victim, since killing it before it holds a task would test nothing.
-    """
-    next_t = time.monotonic() + every
-    while not stop.wait(max(0.0, next_t - time.monotonic())):
-        next_t += every
-        consuming = [h for h in pool.alive() if h.ready_t is not None]
-        if not consuming:
-            continue  # every worker is still starting: nothing worth killing this round
-        victim = pool.kill(rng.choice(consuming))
-        try:
-            pool.add(1, wait=False,
-                     **{k: victim.options[k] for k in ("speed",) if k in victim.options})
-        except HelpersError:
-            pass  # the next round tries again
+    steps = [WorkerKills(kill_every, seed)] if kill_every else []
+    return execute(workers, prefetch, tasks, steps=steps, broker=broker, queue=spec,
+                   label=label, timeout=timeout, progress=progress, monitor=monitor,
+                   save=save, speeds=speeds, ack=ack, mode=mode, **worker_options)

@@ -18,10 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .broker import CHECKOUT
-
-#: Where recorded runs go (gitignored).
-RUNS_DIR = CHECKOUT / "data" / "runs"
+from . import settings
 
 _COLUMNS = ["delivery", "worker", "task", "redelivered", "delivered_t", "started_t",
             "finished_t", "acked_t", "outcome"]
@@ -35,9 +32,10 @@ def deliveries(events: list[dict], t0: float | None = None,
 
     Times are wall-clock seconds; when ``t0`` is given, columns ``start_s``/``end_s`` are
     added relative to it (for plots). ``durations`` (task id -> nominal seconds, or one
-    number for all) adds a ``duration`` column, which the timeline colours by. ``outcome`` is ``acked``, ``finished`` (work done,
-    no ack seen), ``cut`` (started, never finished: its worker died), ``queued`` (held by
-    the worker, never started) or ``failed``.
+    number for all) adds a ``duration`` column, which the timeline colours by.
+    ``outcome`` is ``acked``, ``finished`` (work done, no ack seen), ``cut`` (started, never
+    finished: its worker died), ``queued`` (held by the worker, never started) or
+    ``failed``.
     """
     rows: dict[str, dict] = {}
     for ev in events:
@@ -158,7 +156,7 @@ def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
 def save_run(summary: dict, df: pd.DataFrame, label: str = "run",
              runs_dir: Path | None = None) -> Path:
     """Write ``deliveries.csv`` and ``summary.json`` under ``data/runs/<time>-<label>/``."""
-    runs_dir = Path(runs_dir or RUNS_DIR)
+    runs_dir = Path(runs_dir or settings.RUNS_DIR)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = runs_dir / f"{stamp}-{label}"
     n = 1

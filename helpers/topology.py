@@ -1,18 +1,19 @@
-"""The single declaration of the queues that producer and workers share.
+"""The one place that declares, counts, purges and deletes queues.
 
 RabbitMQ refuses to redeclare an existing queue with other arguments (406
-PRECONDITION_FAILED), so both sides must build their arguments from the same
-``QueueSpec``. This module is the only place that calls ``queue_declare`` on a work queue.
+PRECONDITION_FAILED), so producer and workers build their declarations from the same
+``QueueSpec``, here: every ``queue_declare`` of this package (blocking or asynchronous,
+active or passive) and every ``queue_delete`` is in this module.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from dataclasses import asdict, dataclass
 
-from .errors import TopologyError
-
-#: The tutorial's queue name; experiments use unique names so runs never share a queue.
-DEFAULT_QUEUE = "task_queue"
+from .errors import HelpersError, TopologyError
+from .settings import DEFAULT_QUEUE
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,12 @@ class QueueSpec:
             args["x-dead-letter-routing-key"] = self.dead_letter_queue
         return args
 
+    def declarations(self) -> list[dict]:
+        """The ``queue_declare`` keyword arguments, dead-letter queue first."""
+        durable = self.durable or self.kind == "quorum"
+        out = [{"queue": self.dead_letter_queue, "durable": durable}] if self.dead_letter else []
+        return out + [{"queue": self.name, "durable": durable, "arguments": self.arguments()}]
+
     def to_json(self) -> str:
         """Serialise, to hand the spec to a worker process on its command line."""
         return json.dumps(asdict(self))
@@ -57,7 +64,8 @@ class QueueSpec:
         return cls(**json.loads(text))
 
 
-def _explain(exc: Exception, spec: QueueSpec) -> TopologyError | None:
+def explain(exc: Exception, spec: QueueSpec) -> TopologyError:
+    """The one-sentence error for the broker's refusal ``exc`` to declare ``spec``."""
     code = getattr(exc, "reply_code", None)
     text = getattr(exc, "reply_text", str(exc))
     if code == 406:
@@ -66,55 +74,104 @@ def _explain(exc: Exception, spec: QueueSpec) -> TopologyError | None:
             f"The broker refused to declare queue '{spec.name}' (406 PRECONDITION_FAILED: "
             f"{detail}): a queue of that name already exists with other arguments; delete it "
             "or use a new queue name.")
-    if code in (403, 405):
-        return TopologyError(f"The broker refused queue '{spec.name}' ({code}: {text}).")
-    return None
+    return TopologyError(f"The broker refused queue '{spec.name}' ({code}: {text}): check "
+                         "the user's permissions and the broker's queue settings.")
 
 
 def declare(channel, spec: QueueSpec) -> int:
     """Declare ``spec`` (and its dead-letter queue) on ``channel``; return the ready count.
 
-    A clash with an existing queue raises ``TopologyError`` (the channel is then closed by
-    the broker, as AMQP requires).
+    A refusal (e.g. a clash with an existing queue) raises ``TopologyError``; the channel
+    is then closed by the broker, as AMQP requires.
     """
     import pika.exceptions as pe
 
     try:
-        if spec.dead_letter:
-            channel.queue_declare(queue=spec.dead_letter_queue, durable=spec.durable or
-                                  spec.kind == "quorum")
-        result = channel.queue_declare(queue=spec.name, durable=spec.durable or
-                                       spec.kind == "quorum", arguments=spec.arguments())
+        for kwargs in spec.declarations():
+            result = channel.queue_declare(**kwargs)
     except pe.ChannelClosedByBroker as exc:
-        explained = _explain(exc, spec)
-        if explained is None:
-            raise
-        raise explained from exc
+        raise explain(exc, spec) from exc
     return result.method.message_count
 
 
-def delete(channel, spec: QueueSpec) -> None:
-    """Delete the queue and its dead-letter queue (no error if they do not exist)."""
+def declare_async(channel, spec: QueueSpec, on_declared) -> None:
+    """``declare`` on an asynchronous (``SelectConnection``) channel; then ``on_declared()``.
+
+    A refusal closes the channel: the channel's close callback sees it (``explain`` it).
+    """
+    *first, last = spec.declarations()
+    for kwargs in first:
+        channel.queue_declare(**kwargs)
+    channel.queue_declare(**last, callback=lambda _frame: on_declared())
+
+
+def setup(url: str, spec: QueueSpec, purge: bool = False) -> None:
+    """Declare ``spec`` on a connection of its own, and empty it when ``purge``."""
+    from .connection import connect
+
+    with connect(url, name=f"declare {spec.name}") as conn:
+        channel = conn.channel()
+        declare(channel, spec)
+        if purge:
+            channel.queue_purge(spec.name)
+
+
+def unique_spec(label: str, **options) -> QueueSpec:
+    """A spec with a name no other run uses: ``wq-<label>-<8 hex digits>``."""
+    return QueueSpec(f"wq-{label}-{uuid.uuid4().hex[:8]}", **options)
+
+
+@contextlib.contextmanager
+def scratch_queue(url: str, label: str, **options):
+    """Declare a fresh, uniquely named, empty queue; delete it afterwards (even after an error)."""
+    spec = unique_spec(label, **options)
+    setup(url, spec, purge=True)
+    try:
+        yield spec
+    finally:
+        discard(url, spec)
+
+
+def delete(channel, spec: QueueSpec | str) -> None:
+    """Delete a queue (and a spec's dead-letter queue); no error if they do not exist."""
+    if isinstance(spec, str):
+        channel.queue_delete(queue=spec)
+        return
     channel.queue_delete(queue=spec.name)
     if spec.dead_letter:
         channel.queue_delete(queue=spec.dead_letter_queue)
 
 
-def discard(url: str, spec: QueueSpec) -> None:
-    """Delete ``spec``'s queues on a connection of their own; a broker that is gone is fine.
+def discard(url: str, *queues: QueueSpec | str) -> None:
+    """Delete ``queues`` on a connection of their own; a broker that is gone is fine.
 
     For ``finally`` clauses: clean-up must never hide the error that got us there.
     """
     from .connection import connect
-    from .errors import HelpersError
 
-    try:
-        with connect(url, name=f"cleanup {spec.name}") as conn:
-            delete(conn.channel(), spec)
-    except HelpersError:
-        pass
+    with contextlib.suppress(HelpersError):
+        with connect(url, name="cleanup " + " ".join(getattr(q, "name", q) for q in queues)) \
+                as conn:
+            channel = conn.channel()
+            for queue in queues:
+                delete(channel, queue)
 
 
 def message_count(channel, name: str) -> int:
     """Messages ready in queue ``name`` (passive declare: never creates it)."""
     return channel.queue_declare(queue=name, passive=True).method.message_count
+
+
+def count(url: str, name: str) -> int | None:
+    """``message_count`` on a connection of its own; None when the queue does not exist."""
+    import pika.exceptions as pe
+
+    from .connection import connect
+
+    with connect(url, name=f"count {name}") as conn:
+        try:
+            return message_count(conn.channel(), name)
+        except pe.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return None
+            raise

@@ -17,7 +17,9 @@ overhead. The event lines of one task then leave in two writes: up to ``finished
 before the ack, ``acked`` after it.
 
 Every event is one JSON line on stdout: ``ready``, ``delivered`` (with ``redelivered``),
-``started``, ``finished``, ``acked``, ``failed``, ``disconnected``. Each line carries the
+``started``, ``finished``, ``acked``, ``failed``, ``crashed`` (crash injection: it dies
+half-way), ``abandoned`` (a task whose connection went away before the work started: the
+broker has requeued it), ``disconnected``. Each line carries the
 worker name, the wall-clock time ``t`` and, for deliveries, a ``delivery`` key unique in
 this process, so a parent can rebuild one row per delivery.
 """
@@ -33,13 +35,9 @@ import threading
 import time
 
 from . import tasks as task_bodies
+from .settings import ACK_MODES, DEFAULT_QUEUE, INLINE_MAX_S, WORK_MODES, amqp_url
 from .topology import QueueSpec, declare
 
-ACK_MODES = ("manual", "auto", "never")
-WORK_MODES = ("thread", "blocking")
-#: Longest task (seconds, after the speed factor) that thread mode runs in the I/O thread;
-#: capped at a quarter of the heartbeat interval when one is asked for. 0 turns it off.
-INLINE_MAX_S = float(os.environ.get("HELPERS_INLINE_MAX_S", "0.25"))
 #: One encoder for every event line (json.dumps with options builds a new one per call).
 _encode_line = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -219,7 +217,7 @@ def build_parser(prog: str = "python -m helpers.worker",
                                 add_help=add_help)
     p.add_argument("--url", help="AMQP URL, or several separated by commas: the first that "
                    "answers is used (default: AMQP_URL, else the broker helpers resolves)")
-    p.add_argument("--queue", default="task_queue", help="queue name (default task_queue)")
+    p.add_argument("--queue", default=DEFAULT_QUEUE, help=f"queue name (default {DEFAULT_QUEUE})")
     p.add_argument("--queue-spec", help="full queue spec as JSON (overrides --queue)")
     p.add_argument("--name", default=f"worker-{os.getpid()}", help="name shown in events")
     p.add_argument("--prefetch", type=int, default=1, help="prefetch count; 0 = unlimited")
@@ -249,7 +247,7 @@ def worker_from_args(args: argparse.Namespace) -> Worker:
         raise BadInputError(f"--heartbeat must be 0 (off) or more seconds (got {args.heartbeat}).")
     spec = QueueSpec.from_json(args.queue_spec) if args.queue_spec else QueueSpec(args.queue)
     # AMQP_URL may list several brokers (the pool's workers get the cluster's nodes so).
-    url = args.url or os.environ.get("AMQP_URL")
+    url = args.url or amqp_url()
     if not url:
         from . import broker
         url = broker.get().url

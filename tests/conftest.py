@@ -6,15 +6,47 @@ A private node started by this session is stopped when the session ends.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from helpers import broker as broker_mod
 from helpers import topology
+from helpers.connection import connect, mask_url
 from helpers.errors import HelpersError
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _cli(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run ``python -m helpers ARGS`` with ``env`` added to this environment."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+
+
+def _one_sentence(proc, *fragments) -> None:
+    """Assert ``proc`` failed with one ``error:`` line, last on stderr, no traceback."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and proc.stderr.rstrip().endswith(errors[0]), proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """``cli(*args, env=None, timeout=120)``: run the command line, return the process."""
+    return _cli
+
+
+@pytest.fixture(scope="session")
+def one_sentence():
+    """``one_sentence(proc, *fragments)``: the CLI failed with one sentence naming them."""
+    return _one_sentence
 
 
 @pytest.fixture(scope="session")
@@ -49,17 +81,13 @@ def queue(request, broker):
     name = f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
     spec = topology.QueueSpec(name)
     yield spec
-    try:
-        with broker_mod.connect(broker.url, name=f"cleanup {name}") as conn:
-            topology.delete(conn.channel(), spec)
-    except HelpersError:
-        pass
+    topology.discard(broker.url, spec)
 
 
 @pytest.fixture
 def channel(broker, request):
     """A channel on a connection named after the test."""
-    conn = broker_mod.connect(broker.url, name=f"test {request.node.name}")
+    conn = connect(broker.url, name=f"test {request.node.name}")
     yield conn.channel()
     if conn.is_open:
         conn.close()
@@ -80,7 +108,7 @@ def pytest_terminal_summary(terminalreporter):
     if counts:
         try:
             found = broker_mod.resolve()
-            where = f"{found.kind} broker {broker_mod.mask_url(found.url)}"
+            where = f"{found.kind} broker {mask_url(found.url)}"
         except HelpersError:
             where = "a broker"
         terminalreporter.write_line(

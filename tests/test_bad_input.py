@@ -6,34 +6,35 @@ password and unknown vhost when connecting (test_broker.py); malformed bodies an
 workload lines at the parser level (test_tasks.py); how many messages an unroutable
 ``mandatory`` publish gets back (test_producer.py).
 """
+import importlib
 import math
 import uuid
 
 import pytest
 
 from helpers import broker as broker_mod
-from helpers import producer, runner, tasks, topology
-from helpers.broker import _free_port
+from helpers import producer, runner, settings, tasks, topology
+from helpers.connection import connect
 from helpers.errors import BadInputError, TopologyError
-from test_cli import assert_one_sentence, cli
+from helpers.procs import free_port
 
 #: A broker nobody listens for: anything that touches it before validating fails loudly.
-NOWHERE = broker_mod.Broker(url=f"amqp://guest:guest@127.0.0.1:{_free_port()}/%2F")
+NOWHERE = broker_mod.Broker(url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
 
 
 # -- broker down, wrong credentials, unknown vhost (the commands `run` does not cover) -----
 
-def test_new_task_with_the_broker_down():
-    url = f"amqp://guest:guest@127.0.0.1:{_free_port()}/%2F"
-    assert_one_sentence(cli("new-task", "Hello.", env={"AMQP_URL": url}),
+def test_new_task_with_the_broker_down(cli, one_sentence):
+    url = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    one_sentence(cli("new-task", "Hello.", env={"AMQP_URL": url}),
                         "Could not connect to the broker at amqp://guest:***@127.0.0.1:")
 
 
 @pytest.mark.broker
-def test_new_task_with_a_wrong_password(broker):
+def test_new_task_with_a_wrong_password(broker, cli, one_sentence):
     url = broker.url.replace("guest:guest", "guest:not-the-password")
     proc = cli("new-task", "Hello.", env={"AMQP_URL": url})
-    assert_one_sentence(proc, "refused the user name or password")
+    one_sentence(proc, "refused the user name or password")
     assert "not-the-password" not in proc.stderr + proc.stdout
 
 
@@ -43,9 +44,9 @@ def test_new_task_with_a_wrong_password(broker):
     ["new-task", "Hello."],
     ["worker", "--queue", "never-used"],
 ])
-def test_an_unknown_vhost_is_one_sentence(broker, command):
+def test_an_unknown_vhost_is_one_sentence(broker, command, cli, one_sentence):
     url = broker.url.rsplit("/", 1)[0] + "/no-such-vhost"
-    assert_one_sentence(cli(*command, env={"AMQP_URL": url}),
+    one_sentence(cli(*command, env={"AMQP_URL": url}),
                         "denied access to the virtual host 'no-such-vhost'")
 
 
@@ -53,7 +54,7 @@ def test_an_unknown_vhost_is_one_sentence(broker, command):
 
 @pytest.mark.broker
 def test_a_queue_redeclared_with_other_arguments_is_explained_and_keeps_its_messages(
-        broker, channel):
+        broker, channel, cli, one_sentence):
     """The queue exists without the dead-letter arguments helpers declares: 406."""
     plain = topology.QueueSpec(f"test-redeclare-{uuid.uuid4().hex[:8]}", dead_letter=False)
     topology.declare(channel, plain)
@@ -63,16 +64,15 @@ def test_a_queue_redeclared_with_other_arguments_is_explained_and_keeps_its_mess
         for command in (["new-task", "Hello.", "--queue", plain.name],
                         ["worker", "--queue", plain.name]):
             proc = cli(*command, env={"AMQP_URL": broker.url})
-            assert_one_sentence(proc, "406 PRECONDITION_FAILED",
+            one_sentence(proc, "406 PRECONDITION_FAILED",
                                 "already exists with other arguments")
         with pytest.raises(TopologyError, match="x-dead-letter-exchange"):
             producer.publish(broker.url, topology.QueueSpec(plain.name), ["three."])
         # Nothing lost, nothing added: the queue is as it was, with its two messages.
-        with broker_mod.connect(broker.url) as conn:
+        with connect(broker.url) as conn:
             assert topology.message_count(conn.channel(), plain.name) == 2
     finally:
-        with broker_mod.connect(broker.url) as conn:
-            conn.channel().queue_delete(plain.name)
+        topology.discard(broker.url, plain)
 
 
 # -- unroutable and oversized messages ------------------------------------------------------
@@ -95,9 +95,9 @@ def test_an_unroutable_mandatory_publish_is_explained_and_can_be_sent_again(brok
 @pytest.mark.broker
 def test_a_message_above_the_size_limit_is_refused_and_the_others_go_through(
         broker, queue, channel):
-    if not isinstance(broker, broker_mod.PrivateBroker):
+    if broker.kind != "private":
         pytest.skip("the size limit is known only for the private node")
-    big = b"x" * (broker_mod.MAX_MESSAGE_BYTES + 1024)
+    big = b"x" * (settings.MAX_MESSAGE_BYTES + 1024)
     small = [f"s{i}" for i in range(6)]
     pairs = [(small[0], b"one."), ("big", big)] + [(i, b"two..") for i in small[1:]]
     result = producer.publish(broker.url, queue, pairs)
@@ -152,20 +152,20 @@ def test_building_blocks_refuse_bad_values_before_touching_the_broker(call, frag
         call()
 
 
-#: What the notebook panels call with their widgets' values (helpers/widgets.py).
+#: What the notebook panels call with their widgets' values (helpers/lessons/).
 PANEL_CALLS = [
-    ("experiments", "round_robin", dict(workers=0), "workers"),
-    ("experiments", "round_robin", dict(tasks=0), "at least 1"),
-    ("experiments", "round_robin", dict(duration=-0.1), ">= 0"),
-    ("experiments", "compare_prefetch", dict(prefetch=-1), "prefetch"),
-    ("experiments", "compare_prefetch", dict(heavy=math.nan), "heavy"),
-    ("experiments", "prefetch_sweep", dict(workers=-1), "workers"),
-    ("experiments", "unequal_speeds", dict(speeds="1, fast"), "speeds"),
-    ("experiments", "unequal_speeds", dict(speeds="0"), "speeds"),
-    ("experiments", "backlog", dict(rate=0), "rate"),
+    ("round_robin", "round_robin", dict(workers=0), "workers"),
+    ("round_robin", "round_robin", dict(tasks=0), "at least 1"),
+    ("round_robin", "round_robin", dict(duration=-0.1), ">= 0"),
+    ("fair_dispatch", "compare_prefetch", dict(prefetch=-1), "prefetch"),
+    ("fair_dispatch", "compare_prefetch", dict(heavy=math.nan), "heavy"),
+    ("fair_dispatch", "prefetch_sweep", dict(workers=-1), "workers"),
+    ("fair_dispatch", "unequal_speeds", dict(speeds="1, fast"), "speeds"),
+    ("fair_dispatch", "unequal_speeds", dict(speeds="0"), "speeds"),
+    ("backlog", "backlog", dict(rate=0), "rate"),
     ("acks", "kill_run", dict(workers=0), "workers"),
     ("acks", "kill_run", dict(ack="never"), "ack"),
-    ("acks", "forgotten_ack", dict(rate=0), "rate"),
+    ("forgotten_ack", "forgotten_ack", dict(rate=0), "rate"),
     ("durability", "survival", dict(messages=0), "messages"),
 ]
 
@@ -173,7 +173,7 @@ PANEL_CALLS = [
 @pytest.mark.parametrize("module, function, kwargs, fragment", PANEL_CALLS,
                          ids=[f"{m}.{f}-{next(iter(k))}" for m, f, k, _ in PANEL_CALLS])
 def test_panel_functions_refuse_out_of_range_values(module, function, kwargs, fragment):
-    mod = pytest.importorskip(f"helpers.{module}")
+    mod = importlib.import_module(f"helpers.lessons.{module}")
     with pytest.raises(BadInputError, match=fragment):
         getattr(mod, function)(broker=NOWHERE, **kwargs)
 
@@ -183,18 +183,18 @@ def test_panel_functions_refuse_out_of_range_values(module, function, kwargs, fr
     (["--kill-every", "nan"], "kill_every"),
     (["--prefetch", "70000"], "65535"),
 ])
-def test_bad_run_flags_exit_with_one_sentence(args, fragment):
+def test_bad_run_flags_exit_with_one_sentence(args, fragment, cli, one_sentence):
     base = {"--workers": "2", "--prefetch": "1", "--tasks": "4"}
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
-    assert_one_sentence(cli("run", *[x for kv in base.items() for x in kv]), fragment)
+    one_sentence(cli("run", *[x for kv in base.items() for x in kv]), fragment)
 
 
 @pytest.mark.broker
-def test_a_negative_heartbeat_is_one_sentence(broker):
+def test_a_negative_heartbeat_is_one_sentence(broker, cli, one_sentence):
     proc = cli("run", "--workers", "1", "--prefetch", "1", "--tasks", "2", "--heartbeat", "-1",
                env={"AMQP_URL": broker.url})
-    assert_one_sentence(proc, "--heartbeat must be 0 (off) or more")
+    one_sentence(proc, "--heartbeat must be 0 (off) or more")
 
 
 # -- workload files -------------------------------------------------------------------------
@@ -207,17 +207,17 @@ def test_a_negative_heartbeat_is_one_sentence(broker):
     (b"duration\n\xff\xfe0.1\n", ["not UTF-8 text"]),
     (b"", ["no 'duration' column", "columns: none"]),
 ])
-def test_bad_workload_files_name_the_line(tmp_path, content, fragments):
+def test_bad_workload_files_name_the_line(tmp_path, content, fragments, cli, one_sentence):
     path = tmp_path / "w.csv"
     path.write_bytes(content)
-    assert_one_sentence(cli("run", "--workers", "1", "--prefetch", "1", "--workload",
+    one_sentence(cli("run", "--workers", "1", "--prefetch", "1", "--workload",
                             str(path)), *fragments)
 
 
-def test_a_missing_workload_file_is_one_sentence(tmp_path):
-    assert_one_sentence(cli("run", "--workers", "1", "--prefetch", "1", "--workload",
+def test_a_missing_workload_file_is_one_sentence(tmp_path, cli, one_sentence):
+    one_sentence(cli("run", "--workers", "1", "--prefetch", "1", "--workload",
                             str(tmp_path / "nope.csv")), "does not exist")
-    assert_one_sentence(cli("run", "--workers", "1", "--prefetch", "1", "--workload",
+    one_sentence(cli("run", "--workers", "1", "--prefetch", "1", "--workload",
                             str(tmp_path)), "is not a file")
 
 

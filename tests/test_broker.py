@@ -2,19 +2,20 @@
 import pytest
 
 from helpers import broker as broker_mod
+from helpers.connection import connect, mask_url
 from helpers.errors import BrokerConnectionError, NoBrokerError
 
 
 def test_mask_url_hides_the_password():
-    assert broker_mod.mask_url("amqp://bob:s3cret@host:5672/%2F") == "amqp://bob:***@host:5672/%2F"
-    assert broker_mod.mask_url("amqp://host/") == "amqp://host/"
+    assert mask_url("amqp://bob:s3cret@host:5672/%2F") == "amqp://bob:***@host:5672/%2F"
+    assert mask_url("amqp://host/") == "amqp://host/"
     assert "s3cret" not in repr(broker_mod.Broker(url="amqp://bob:s3cret@host/"))
 
 
 def test_no_broker_names_the_ways_to_get_one(monkeypatch):
     monkeypatch.delenv("AMQP_URL", raising=False)
     monkeypatch.setattr(broker_mod, "find_rabbitmq_server", lambda: None)
-    monkeypatch.setattr(broker_mod, "_port_open", lambda host, port: False)
+    monkeypatch.setattr(broker_mod, "port_open", lambda host, port: False)
     with pytest.raises(NoBrokerError) as info:
         broker_mod.resolve()
     text = str(info.value)
@@ -31,7 +32,7 @@ def test_amqp_url_wins(monkeypatch):
 @pytest.mark.broker
 def test_private_node_listens_on_loopback_and_reports_version(broker):
     assert broker.version_tuple() >= (3, 8)
-    if isinstance(broker, broker_mod.PrivateBroker):
+    if broker.kind == "private":
         conf = (broker.state_dir / "rabbitmq.conf").read_text()
         assert "listeners.tcp.1 = 127.0.0.1:" in conf
 
@@ -40,21 +41,51 @@ def test_private_node_listens_on_loopback_and_reports_version(broker):
 def test_wrong_password_is_one_sentence(broker):
     bad = broker.url.replace("guest:guest", "guest:wrong")
     with pytest.raises(BrokerConnectionError, match="refused the user name or password"):
-        broker_mod.connect(bad)
+        connect(bad)
 
 
 @pytest.mark.broker
 def test_unknown_vhost_is_one_sentence(broker):
     bad = broker.url.rsplit("/", 1)[0] + "/no-such-vhost"
     with pytest.raises(BrokerConnectionError, match="virtual host 'no-such-vhost'"):
-        broker_mod.connect(bad)
+        connect(bad)
 
 
 @pytest.mark.broker
 def test_second_start_reuses_the_running_node(broker):
-    if not isinstance(broker, broker_mod.PrivateBroker):
+    if broker.kind != "private":
         pytest.skip("private node only")
     pid = broker.node_pid()
     again = broker_mod.resolve()
     assert again.start() is False
     assert again.node_pid() == pid and again.url == broker.url
+
+
+def test_a_pika_failure_is_described_in_words_not_as_a_repr():
+    import pika.exceptions as pe
+
+    from helpers.connection import describe_error
+
+    closed = pe.ConnectionClosedByBroker(320, "CONNECTION_FORCED - broker forced connection "
+                                              "closure with reason 'shutdown'")
+    assert describe_error(closed) == ("320 CONNECTION_FORCED - broker forced connection "
+                                      "closure with reason 'shutdown'")
+    assert describe_error(pe.StreamLostError("Stream connection lost")) == \
+        "StreamLostError: Stream connection lost"
+    assert describe_error(pe.AMQPConnectionError()) == "AMQPConnectionError"
+
+
+def test_free_ports_are_bindable_and_below_the_ephemeral_range():
+    """Client sockets borrow ephemeral ports by the thousand (TIME-WAIT); a node must not."""
+    import socket
+
+    from helpers import procs
+
+    high = min(procs.LISTEN_PORTS[1], procs._ephemeral_start())
+    ports = [procs.free_port() for _ in range(20)]
+    assert all(procs.LISTEN_PORTS[0] <= p < high for p in ports), ports
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", ports[0]))
+        listener.listen()
+        assert not procs.port_bindable(ports[0])
+    assert procs.port_bindable(ports[0])

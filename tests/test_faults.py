@@ -11,16 +11,16 @@ import time
 import pytest
 
 from helpers import faults, producer, tasks, topology
-from helpers.broker import _pid_alive
 from helpers.pool import WorkerPool
-from test_cli import cli
+from helpers.procs import pid_alive
 
 pytestmark = pytest.mark.broker
 
 
 # -- worker kills ------------------------------------------------------------------------
 
-def test_a_worker_killed_every_quarter_second_loses_no_task(broker, tmp_path, record_property):
+def test_a_worker_killed_every_quarter_second_loses_no_task(broker, tmp_path, record_property,
+                                                            cli):
     out = tmp_path / "kills.json"
     proc = cli("run", "--workers", "4", "--prefetch", "1", "--tasks", "300", "--heavy", "0.05",
                "--light", "0.02", "--kill-every", "0.25", "--json", str(out),
@@ -51,8 +51,8 @@ def test_no_confirmed_task_is_lost_when_the_broker_goes_down(private_broker, how
                                                               record_property):
     workers, prefetch = 4, 1
     work = tasks.equal(300, 0.03)
-    result = faults.run_with_broker_fault(how, workers, prefetch, work, fault_after_s=1.5,
-                                          broker=private_broker, save=False)
+    result = faults.run_fault(how, workers, prefetch, work, fault_after_s=1.5,
+                              broker=private_broker, save=False)
     s = result.summary
     t_down = s["fault_at_s"] + result.publish.t_first
     first_done: dict = {}
@@ -124,9 +124,7 @@ def test_long_task_keeps_heartbeats_in_thread_mode_and_loses_them_in_blocking_mo
     finally:
         for pool in pools.values():
             pool.stop()
-        from helpers.broker import connect
-        with connect(broker.url) as conn:
-            topology.delete(conn.channel(), blocking_queue)
+        topology.discard(broker.url, blocking_queue)
     thread = [e["event"] for e in pools["thread"].snapshot()]
     blocking = pools["blocking"].snapshot()
     record_property("figures", {
@@ -223,14 +221,14 @@ def test_workers_exit_within_two_seconds_when_the_kernel_restarts(broker, queue,
             msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout" else None)
         assert reply["content"]["status"] == "ok", printed
         kernel_pid, *workers = [int(p) for p in "".join(printed).split()]
-        assert len(workers) == 3 and all(_pid_alive(p) for p in workers)
+        assert len(workers) == 3 and all(pid_alive(p) for p in workers)
 
         gone_at = {}
 
         def watch():
             while len(gone_at) < len(workers) + 1 and time.monotonic() - started < 10:
                 for pid in [kernel_pid, *workers]:
-                    if pid not in gone_at and not _pid_alive(pid):
+                    if pid not in gone_at and not pid_alive(pid):
                         gone_at[pid] = time.monotonic() - started
                 time.sleep(0.01)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from helpers import broker as broker_mod
 from helpers import notebooks as nbrun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +50,7 @@ def timings(request):
 @pytest.fixture
 def kernel_env(broker, monkeypatch):
     """Point the kernels this test starts at the session's broker."""
-    if isinstance(broker, broker_mod.PrivateBroker):
+    if broker.kind == "private":
         monkeypatch.delenv("AMQP_URL", raising=False)
         monkeypatch.setenv("HELPERS_STATE_DIR", str(broker.state_dir))
     elif broker.kind == "external":

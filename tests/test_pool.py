@@ -10,8 +10,9 @@ import time
 import pytest
 
 from helpers import producer, tasks
-from helpers.broker import _pid_alive
+from helpers.errors import HelpersError
 from helpers.pool import WorkerPool
+from helpers.procs import pid_alive
 
 pytestmark = pytest.mark.broker
 
@@ -24,7 +25,7 @@ def test_pool_of_eight_leaves_no_process_behind(broker, queue):
         assert len(pool.alive()) == 8
         assert {e["worker"] for e in pool.snapshot() if e["event"] == "ready"} == \
             {h.name for h in handles}
-    assert not [pid for pid in pids if _pid_alive(pid)]
+    assert not [pid for pid in pids if pid_alive(pid)]
     assert all(h.process.returncode is not None for h in handles)
 
 
@@ -71,10 +72,10 @@ def test_workers_exit_within_two_seconds_when_their_parent_is_killed(broker, que
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait()
         killed_at = time.monotonic()
-        while any(_pid_alive(p) for p in pids) and time.monotonic() - killed_at < 5:
+        while any(pid_alive(p) for p in pids) and time.monotonic() - killed_at < 5:
             time.sleep(0.02)
         took = time.monotonic() - killed_at
-        assert not any(_pid_alive(p) for p in pids), "workers outlived their parent"
+        assert not any(pid_alive(p) for p in pids), "workers outlived their parent"
         assert took < 2.0, f"workers took {took:.2f} s to exit"
     finally:
         if owner.poll() is None:
@@ -84,5 +85,6 @@ def test_workers_exit_within_two_seconds_when_their_parent_is_killed(broker, que
 
 def test_worker_that_cannot_start_is_reported(broker, queue):
     pool = WorkerPool(broker.url.replace("guest:guest", "guest:nope"), queue)
-    with pool, pytest.raises(Exception, match="exited before it was ready.*password"):
+    with pool, pytest.raises(HelpersError, match="exited before it was ready.*password.*"
+                                                  "python -m helpers worker --queue"):
         pool.start(1, timeout=20)

@@ -20,17 +20,19 @@ def test_pipelined_window_smaller_than_the_batch(broker, queue):
     assert len(result.confirmed) == 500 and not result.unconfirmed
 
 
-def test_unroutable_mandatory_publish_is_returned(broker, queue):
+@pytest.mark.parametrize("confirms", ["pipelined", "each"])
+def test_unroutable_mandatory_publish_is_returned_and_named(broker, queue, confirms):
     ghost = topology.QueueSpec(queue.name + "-missing")
     result = producer.publish(broker.url, ghost, tasks.equal(3, 0), mandatory=True,
-                              declare_queue=False)
+                              declare_queue=False, confirms=confirms)
     assert len(result.returned) == 3
+    # The sentence names the queue in every confirm mode (it said 'None' but pipelined).
+    assert f"no queue named '{ghost.name}'" in result.explain()
 
 
 def test_nothing_to_publish_is_an_error(broker, queue):
     with pytest.raises(BadInputError):
         producer.publish(broker.url, queue, [])
-
 
 
 
@@ -44,7 +46,7 @@ def test_confirmed_persistent_messages_survive(private_broker, queue, how):
                                  persistent=False)
     assert len(persistent.confirmed) == 50 and len(transient.confirmed) == 50
     getattr(private_broker, how)()
-    from helpers.broker import connect
+    from helpers.connection import connect
     with connect(private_broker.url) as conn:
         channel = conn.channel()
         assert topology.message_count(channel, queue.name) == 50

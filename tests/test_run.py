@@ -19,16 +19,24 @@ def test_round_robin_hands_every_odd_task_to_one_worker(broker):
 
 
 def test_prefetch_one_spreads_the_work(broker):
+    """Behaviour, not timing (the machine is shared): with prefetch 1 each worker holds one
+    task at a time, so the heavy tasks go to whoever is free. (How close to the ideal
+    makespan that gets is measured by ``make bench``, not asserted here.)"""
     result = runner.run(2, 1, tasks.odd_heavy(40, 0.2, 0.02), broker=broker, save=False)
-    s = result.summary
+    s, d = result.summary, result.deliveries
     assert s["tasks_completed"] == 40
-    assert s["makespan_over_ideal"] <= 1.10
-    assert s["imbalance"] < 1.1
+    # One task at a time: a worker's next delivery comes only after its previous ack.
+    for _, rows in d.sort_values("delivered_t").groupby("worker"):
+        assert (rows["delivered_t"].iloc[1:].values >= rows["acked_t"].iloc[:-1].values).all()
+    # The heavy tasks are shared, not dealt to one worker as round robin does.
+    heavy = d[d["duration"] == 0.2].groupby("worker").size()
+    assert len(heavy) == 2 and heavy.min() >= 5, heavy.to_dict()
+    assert s["imbalance"] < 1.5  # round robin on this work: 1.8 (the test above)
 
 
 def test_run_summary_has_the_contract_keys(broker, tmp_path, monkeypatch):
-    from helpers import timing
-    monkeypatch.setattr(timing, "RUNS_DIR", tmp_path)
+    from helpers import settings
+    monkeypatch.setattr(settings, "RUNS_DIR", tmp_path)
     result = runner.run(3, 1, tasks.equal(9, 0.01), broker=broker)
     keys = {"workers", "prefetch", "tasks_published", "tasks_completed", "tasks_lost",
             "duplicates", "redeliveries", "makespan_s", "ideal_makespan_s", "spawn_s",

@@ -7,18 +7,21 @@ import matplotlib
 matplotlib.use("Agg")
 import pytest  # noqa: E402
 
-from helpers import experiments, widgets  # noqa: E402
 from helpers.errors import BadInputError  # noqa: E402
+from helpers.lessons import (  # noqa: E402
+    acks, backlog, common, durability, durability_confirms, fair_dispatch, forgotten_ack,
+    panels, round_robin)
 
-FACTORIES = [widgets.round_robin_panel, widgets.kill_panel, widgets.forgotten_ack_panel,
-             widgets.survival_panel, widgets.confirms_panel, widgets.fair_dispatch_panel,
-             widgets.sweep_panel, widgets.speeds_panel, widgets.backlog_panel]
+FACTORIES = [round_robin.round_robin_panel, acks.kill_panel, forgotten_ack.forgotten_ack_panel,
+             durability.survival_panel, durability_confirms.confirms_panel,
+             fair_dispatch.fair_dispatch_panel, fair_dispatch.sweep_panel,
+             fair_dispatch.speeds_panel, backlog.backlog_panel]
 
 
 def _panel(experiment, report=lambda result: [result]):
-    return widgets.Panel("test", experiment, report, {
-        "workers": widgets.int_slider("workers", 3, 1, 8),
-        "duration": widgets.float_slider("seconds", 0.3, 0.05, 2.0, 0.05)})
+    return panels.Panel("test", experiment, report, {
+        "workers": panels.int_slider("workers", 3, 1, 8),
+        "duration": panels.float_slider("seconds", 0.3, 0.05, 2.0, 0.05)})
 
 
 @pytest.mark.parametrize("factory", FACTORIES, ids=lambda f: f.__name__)
@@ -57,7 +60,7 @@ def test_button_runs_in_a_thread_and_fills_the_output():
         release.wait(5)
         return workers
 
-    panel = _panel(experiment, report=lambda n: [experiments.Text(f"{n} workers")])
+    panel = _panel(experiment, report=lambda n: [common.Text(f"{n} workers")])
     panel.button.click()
     assert panel.running, "the run must not block the caller (the kernel)"
     panel.button.click()  # a second press while running is ignored
@@ -98,9 +101,9 @@ def test_kill_button_kills_the_chosen_worker_during_a_run():
         release.wait(5)
         return victim
 
-    panel = widgets.KillPanel("kill", experiment, lambda r: [r], {
-        "workers": widgets.int_slider("workers", 3, 2, 6),
-        "victim": widgets.dropdown("victim", ["w1"], "w1")})
+    panel = panels.KillPanel("kill", experiment, lambda r: [r], {
+        "workers": panels.int_slider("workers", 3, 2, 6),
+        "victim": panels.dropdown("victim", ["w1"], "w1")})
     assert panel.controls["victim"].options == ("w1", "w2", "w3")
     panel.controls["workers"].value = 5
     assert panel.controls["victim"].options[-1] == "w5"
@@ -117,7 +120,7 @@ def test_kill_button_kills_the_chosen_worker_during_a_run():
 
 
 def test_fewer_workers_keep_a_valid_victim():
-    panel = widgets.kill_panel()
+    panel = acks.kill_panel()
     panel.controls["workers"].value = 5
     panel.controls["victim"].value = "w5"
     panel.controls["workers"].value = 2
@@ -127,10 +130,10 @@ def test_fewer_workers_keep_a_valid_victim():
 @pytest.mark.parametrize("text, expected", [("1, 3", [1.0, 3.0]), ("2;0.5", [2.0, 0.5]),
                                             (" 1 ,1, 4 ", [1.0, 1.0, 4.0])])
 def test_speeds_text(text, expected):
-    assert experiments.parse_speeds(text) == expected
+    assert fair_dispatch.parse_speeds(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "fast, slow", "1, 0", "-1"])
 def test_bad_speeds_are_one_sentence(text):
     with pytest.raises(BadInputError, match="like '1, 3'"):
-        experiments.parse_speeds(text)
+        fair_dispatch.parse_speeds(text)

@@ -1,12 +1,12 @@
-"""ipywidgets control panels for the notebooks: controls, a Run button, progress, results.
+"""The panel machinery of the notebooks: controls, a Run button, progress, results.
 
 Pressing Run starts the experiment in a background thread, so the kernel stays free while
 the workers run (a Kill button, for one, keeps working); a progress bar follows the run and
 the figures and tables land in the panel's output area. A notebook's first run, on the
 default values, calls ``panel.run()`` in a cell instead, so the notebook also runs headless.
 
-Each ``*_panel`` function below builds the panel of one notebook section; the experiments
-themselves live in ``helpers.experiments``, ``helpers.acks`` and ``helpers.durability``.
+Each lesson module builds its panels from these parts (``round_robin.round_robin_panel``,
+``acks.kill_panel``, ...), beside the experiments they drive.
 """
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import time
 
 import ipywidgets as w
 
-from . import acks, durability, experiments
-from .errors import HelpersError
+from ..errors import HelpersError
 
 #: Width of the controls' labels, so the sliders line up.
 LABEL_STYLE = {"description_width": "170px"}
@@ -212,112 +211,3 @@ class KillPanel(Panel):
         if handle is not None:
             self.notes.append(f"killed {html.escape(name)} (pid {handle.pid}) during the run")
             self.status.value = self.notes[-1]
-
-
-# -- 01 round robin ------------------------------------------------------------------------
-
-def round_robin_panel(broker=None) -> Panel:
-    """Notebook 01: workers, tasks, task duration."""
-    return Panel("Round robin: K workers, N equal tasks, no prefetch limit",
-                 experiments.round_robin, experiments.round_robin_report, {
-                     "workers": int_slider("workers (K)", 3, 1, 8),
-                     "tasks": int_slider("tasks (N)", 12, 1, 60),
-                     "duration": float_slider("seconds per task", 0.3, 0.05, 2.0, 0.05)},
-                 fixed={"broker": broker})
-
-
-# -- 02 acknowledgements -------------------------------------------------------------------
-
-def kill_panel(broker=None) -> KillPanel:
-    """Notebook 02: kill a worker mid-task, by timer or with the Kill button."""
-    return KillPanel("Kill a worker mid-task", acks.kill_run, acks.kill_report, {
-        "workers": int_slider("workers", 3, 2, 6),
-        "tasks": int_slider("tasks", 12, 1, 40),
-        "duration": float_slider("seconds per task", 0.5, 0.1, 3.0, 0.1),
-        "ack": dropdown("acknowledgements", [("manual ack", "manual"), ("auto_ack", "auto")],
-                        "manual"),
-        "prefetch": int_slider("prefetch (0 = no limit)", 1, 0, 10),
-        "kill_after_s": float_slider("kill after s (0 = by hand)", 0.75, 0.0, 5.0, 0.05),
-        "victim": dropdown("worker to kill", ["w1", "w2", "w3"], "w1")},
-        fixed={"broker": broker})
-
-
-def forgotten_ack_panel(broker=None) -> Panel:
-    """Notebook 02: a worker that never acks."""
-    return Panel("A forgotten ack", acks.forgotten_ack, acks.forgotten_ack_report, {
-        "backlog": int_slider("tasks waiting at start", 20, 0, 100),
-        "more": int_slider("tasks arriving later", 15, 0, 60),
-        "rate": float_slider("arriving per second", 5.0, 1.0, 20.0, 1.0),
-        "prefetch": int_slider("prefetch (0 = no limit)", 0, 0, 20)},
-        fixed={"broker": broker})
-
-
-# -- 03 durability -------------------------------------------------------------------------
-
-HOW_OPTIONS = [("clean restart", "restart"), ("crash (SIGKILL), then start", "crash")]
-
-
-def survival_panel(broker=None) -> Panel:
-    """Notebook 03: four queues, one restart."""
-    return Panel("What survives a restart", durability.survival, durability.survival_report, {
-        "messages": int_slider("messages per queue", 100, 1, 5000, 1),
-        "how": dropdown("how the broker goes down", HOW_OPTIONS, "restart")},
-        fixed={"broker": broker})
-
-
-def confirms_panel(broker=None) -> Panel:
-    """Notebook 03: publish with confirms while the broker goes down."""
-    return Panel("Publisher confirms through a restart", durability.publish_through_restart,
-                 durability.confirms_report, {
-                     "lead_s": float_slider("publish for s before", 1.0, 0.2, 5.0, 0.1),
-                     "how": dropdown("how the broker goes down", HOW_OPTIONS, "crash"),
-                     "chunk": int_slider("messages per connection", 5000, 10, 20000, 10)},
-                 fixed={"broker": broker})
-
-
-# -- 04 fair dispatch ----------------------------------------------------------------------
-
-def _odd_heavy_controls(workers: int = 2) -> dict:
-    return {"workers": int_slider("workers", workers, 1, 8),
-            "tasks": int_slider("tasks (odd heavy, even light)", 20, 2, 100),
-            "heavy": float_slider("heavy task, s", 0.2, 0.02, 2.0, 0.02),
-            "light": float_slider("light task, s", 0.02, 0.0, 1.0, 0.01)}
-
-
-def fair_dispatch_panel(broker=None) -> Panel:
-    """Notebook 04: round robin against a prefetch limit."""
-    controls = _odd_heavy_controls()
-    controls["prefetch"] = int_slider("prefetch to compare", 1, 1, 20)
-    return Panel("Round robin (prefetch 0) against a prefetch limit",
-                 experiments.compare_prefetch, experiments.fair_dispatch_report, controls,
-                 fixed={"broker": broker})
-
-
-def sweep_panel(broker=None) -> Panel:
-    """Notebook 04: makespan and imbalance for prefetch 1, 2, 5, 10 and unlimited."""
-    return Panel("Prefetch sweep: 1, 2, 5, 10, unlimited", experiments.prefetch_sweep,
-                 experiments.sweep_report, _odd_heavy_controls(), fixed={"broker": broker})
-
-
-def speeds_panel(broker=None) -> Panel:
-    """Notebook 04: workers of unequal speed."""
-    return Panel("Workers of unequal speed", experiments.unequal_speeds,
-                 experiments.speeds_report, {
-                     "speeds": text("speed of each worker", "1, 3"),
-                     "tasks": int_slider("tasks (all equal)", 20, 1, 100),
-                     "duration": float_slider("seconds per task at speed 1", 0.2, 0.02, 2.0,
-                                              0.02)},
-                 fixed={"broker": broker})
-
-
-def backlog_panel(broker=None) -> Panel:
-    """Notebook 04: tasks arriving faster than the workers take them; then more workers."""
-    return Panel("When every worker is busy, the queue fills up", experiments.backlog,
-                 experiments.backlog_report, {
-                     "workers": int_slider("workers at first", 2, 1, 8),
-                     "add_workers": int_slider("workers added", 4, 0, 8),
-                     "add_after_s": float_slider("added after s", 2.5, 0.0, 10.0, 0.5),
-                     "rate": float_slider("tasks arriving per second", 8.0, 1.0, 30.0, 1.0),
-                     "seconds": float_slider("arriving for s", 5.0, 1.0, 20.0, 0.5),
-                     "duration": float_slider("seconds per task", 0.5, 0.05, 2.0, 0.05)},
-                 fixed={"broker": broker})

@@ -1,0 +1,78 @@
+"""The events workers report, gathered as they arrive and waited on.
+
+Each worker writes JSON lines on its stdout (see ``helpers.worker``); the pool's reader
+threads parse them and hand them here in batches (``add``), under one lock with one
+wake-up of the waiters. ``finished`` counts, live, how often each task was reported done.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+
+
+class EventLog:
+    """Every event of a pool's workers, in arrival order; ``wait_for`` a condition on them."""
+
+    def __init__(self, on_event=None):
+        self.events: list[dict] = []
+        #: task id -> number of times a worker reported it finished (kept live).
+        self.finished: collections.Counter = collections.Counter()
+        #: held while events are added; notified after each batch
+        self.cond = threading.Condition()
+        self.on_event = on_event
+
+    def add(self, events: list[dict]) -> None:
+        """Record a batch of events and wake whoever waits; then call ``on_event`` on each."""
+        with self.cond:
+            for event in events:
+                self.events.append(event)
+                if event.get("event") == "finished":
+                    self.finished[event.get("task")] += 1
+            self.cond.notify_all()
+        if self.on_event is not None:
+            for event in events:
+                try:
+                    self.on_event(event)
+                except Exception:  # a display callback must never kill event collection
+                    pass
+
+    def snapshot(self) -> list[dict]:
+        """A copy of the events received so far."""
+        with self.cond:
+            return list(self.events)
+
+    def wait_for(self, predicate, timeout: float, progress=None) -> bool:
+        """Block until ``predicate()`` is true or ``timeout`` passes; return which.
+
+        ``predicate`` is tried again whenever new events arrived; so is ``progress()`` (keep
+        both quick: the lock is held).
+        """
+        deadline = time.monotonic() + timeout
+        seen = -1
+        with self.cond:
+            while True:
+                if len(self.events) != seen:
+                    seen = len(self.events)
+                    if predicate():
+                        return True
+                    if progress is not None:
+                        progress()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.25))
+
+
+def parse_lines(lines: list[bytes], other: list[str]) -> list[dict]:
+    """The events among ``lines``; any line that is not JSON goes to ``other`` as text."""
+    events = []
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            events.append(json.loads(raw))
+        except ValueError:
+            other.append(raw.decode(errors="replace").rstrip())
+    return events

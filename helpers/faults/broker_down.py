@@ -1,0 +1,132 @@
+"""Stop or crash the broker in the middle of a run, and count what survived.
+
+A ``BrokerDown`` step plugged into the run skeleton (``helpers.runner.execute``): tasks are
+published in small batches with publisher confirms (``helpers.pacing``) while K workers
+consume them; a second thread restarts the broker cleanly (``restart``) or SIGKILLs its
+node and starts it again (``crash``). Producer and workers are left to find their way back
+on their own: the producer republishes what the broker had not confirmed and each worker
+reconnects in a loop. The run ends when every confirmed task has been done and the queue
+has settled. (Worker kills are the ``runner.WorkerKills`` step: ``run --kill-every``.)
+
+Used by ``python -m helpers fault restart|crash`` (through ``helpers.faults.run_fault``), by
+tests/test_faults.py and by the README's "Guarantees" section, so the three report the same
+figures the same way.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from .. import broker as broker_mod
+from .. import runner, settings
+from ..connection import mask_url
+from ..errors import BadInputError, BrokerControlError, HelpersError
+from ..monitor import wait_settled
+from ..tasks import Task
+
+#: What this scenario can do to the broker: the ``Broker`` method of each name.
+HOW = ("restart", "crash")
+NAN = float("nan")
+
+
+class BrokerDown(runner.Step):
+    """Take the broker down ``after_s`` seconds after the first confirmed batch."""
+
+    #: a restart may take two boots' time on top of the work
+    extra_s = 2 * settings.BOOT_TIMEOUT_S
+
+    def __init__(self, how: str, after_s: float):
+        self.how, self.after_s = how, after_s
+        self.fault: dict = {}
+        self.settled = False
+        self._thread: threading.Thread | None = None
+
+    def check(self, broker: broker_mod.Broker) -> None:
+        if not broker.can_restart:
+            raise BrokerControlError(
+                f"Cannot {self.how} the {broker.kind} broker at {mask_url(broker.url)} from "
+                "here, so this measurement needs a private node (unset AMQP_URL).")
+
+    def started(self, run: runner.Run) -> None:
+        self._thread = threading.Thread(target=self._inject, args=(run,), name="broker-fault",
+                                        daemon=True)
+        self._thread.start()
+
+    def _inject(self, run: runner.Run) -> None:
+        run.publisher.started.wait()
+        time.sleep(self.after_s)
+        self.fault["finished_before"] = set(run.pool.finished)
+        self.fault["confirmed_before"] = set(run.publisher.confirmed_t)
+        self.fault["t_down"] = time.time()
+        try:
+            getattr(run.broker, self.how)()
+        except HelpersError as exc:
+            self.fault["error"] = str(exc)
+        self.fault["t_up"] = time.time()
+
+    def finished(self, run: runner.Run, done: bool) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=self.extra_s)
+        if "error" in self.fault:
+            raise BrokerControlError(f"The broker {self.how} failed ({self.fault['error']}): "
+                                     "see `python -m helpers broker status`.")
+        self.settled = done and wait_settled(run.broker, run.spec.name)
+
+    def summary(self, run: runner.Run) -> dict:
+        events, published, fault = run.pool.snapshot(), run.published, self.fault
+        held = fault.get("confirmed_before", set()) - fault.get("finished_before", set())
+        completed = {e["task"] for e in events if e["event"] == "finished"}
+        t_down = fault.get("t_down", NAN)
+        return dict(
+            settled=self.settled, publish_error=run.publisher.error, fault=self.how,
+            fault_at_s=round(t_down - published.t_first, 3),
+            down_s=round(fault.get("t_up", float("inf")) - t_down, 3),
+            held_at_fault=len(held), recovered=len(held & completed),
+            confirmed_after_fault=len(published.confirmed - fault.get("confirmed_before", set())),
+            publisher_retries=published.reconnects,
+            republished=len(published.published) - len(set(published.published)),
+            worker_disconnects=sum(e["event"] == "disconnected" for e in events),
+            worker_reconnects=sum(e["event"] == "ready" and e.get("generation", 0) > 0
+                                  for e in events))
+
+
+def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
+        fault_after_s: float = 1.0, batch: int = 10, pace_s: float = 0.05,
+        broker: broker_mod.Broker | None = None, timeout: float | None = None,
+        save: bool = True, label: str | None = None, progress=None) -> runner.RunResult:
+    """Run ``tasks`` on ``workers`` workers and restart or crash the broker mid-run.
+
+    Parameters
+    ----------
+    how: ``restart`` (clean stop, then start) or ``crash`` (SIGKILL the node, then start).
+    fault_after_s: seconds after the first confirmed publish at which the broker goes down;
+        publishing and consuming are both still under way then.
+    batch, pace_s: tasks per publish call, and the pause between calls (publishing takes
+        ``len(tasks) / batch * pace_s`` seconds or more, so the fault lands in the middle).
+    progress: ``progress(done, total)`` called as tasks complete.
+
+    The summary holds the ``run`` keys plus: ``fault``, ``down_s`` (broker unreachable),
+    ``held_at_fault`` (confirmed, not yet done when it went down), ``recovered`` (of those,
+    done in the end), ``confirmed_after_fault`` (published once it was back),
+    ``publisher_retries`` (connection attempts after a loss),
+    ``republished``, ``worker_disconnects``, ``worker_reconnects``.
+    """
+    if how not in HOW:
+        raise BadInputError(f"the fault must be one of {', '.join(HOW)} (got {how!r}).")
+    if batch < 1 or pace_s < 0 or fault_after_s < 0:
+        raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
+    pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
+    return runner.execute(workers, prefetch, tasks, steps=[BrokerDown(how, fault_after_s)],
+                          pace=pace, broker=broker, label=label or f"fault-{how}",
+                          timeout=timeout, progress=progress, save=save)
+
+
+def line(summary: dict) -> str:
+    """The figures of a broker-fault run in one line, as the CLI prints them."""
+    s = summary
+    return (f"{s['fault']} {s['fault_at_s']:.1f} s into the run, broker away {s['down_s']:.1f} s: "
+            f"confirmed {s['tasks_confirmed']}, completed {s['tasks_completed']}, "
+            f"lost {s['tasks_lost']}; held by the broker at the fault {s['held_at_fault']}, "
+            f"recovered {s['recovered']}; duplicates {s['duplicates']}, redeliveries "
+            f"{s['redeliveries']}; producer retries {s['publisher_retries']} (republished "
+            f"{s['republished']}), worker reconnects {s['worker_reconnects']}")

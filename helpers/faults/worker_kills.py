@@ -1,0 +1,53 @@
+"""Worker kills: a random consuming worker SIGKILLed every few seconds, and replaced.
+
+The ``WorkerKills`` step of the run skeleton, behind ``python -m helpers run --kill-every S``
+(``runner.run(kill_every=S)``). With manual acks after the work, nothing is lost: the broker
+requeues the task a killed worker held (at most ``prefetch`` of them).
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+from ..errors import HelpersError
+from ..pool import WorkerPool
+from ..runner import Run, Step
+
+
+class WorkerKills(Step):
+    """Every ``every`` seconds, SIGKILL a random *consuming* worker and start a replacement.
+
+    The pace is kept on a fixed schedule: replacements are not waited for (a worker takes
+    longer than a tick to start on a small machine), and one still starting is never the
+    victim, since killing it before it holds a task would test nothing.
+    """
+
+    def __init__(self, every: float, seed: int = 0):
+        self.every, self.rng = every, random.Random(seed)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def started(self, run: Run) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(run.pool,), name="killer",
+                                        daemon=True)
+        self._thread.start()
+
+    def finished(self, run: Run, done: bool) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self, pool: WorkerPool) -> None:
+        next_t = time.monotonic() + self.every
+        while not self._stop.wait(max(0.0, next_t - time.monotonic())):
+            next_t += self.every
+            consuming = [h for h in pool.alive() if h.ready_t is not None]
+            if not consuming:
+                continue  # every worker is still starting: nothing worth killing this round
+            victim = pool.kill(self.rng.choice(consuming))
+            try:
+                pool.add(1, wait=False,
+                         **{k: victim.options[k] for k in ("speed",) if k in victim.options})
+            except HelpersError:
+                pass  # the next round tries again

@@ -1,0 +1,18 @@
+"""The lessons: one module per notebook section, each with its experiments, tables, figures
+and panels, built on the core (``helpers.*``). The core never imports from here.
+
+=========================  ===========================================================
+module                     notebook
+=========================  ===========================================================
+``round_robin``            01: K workers, N equal tasks, no prefetch limit
+``acks``                   02: kill a worker mid-task, with and without acks
+``forgotten_ack``          02: a worker that never acks
+``durability``             03: what survives a restart; a queue redeclared
+``durability_confirms``    03: publisher confirms while the broker goes down
+``fair_dispatch``          04: prefetch 0 against a limit; a sweep; unequal speeds
+``backlog``                04: tasks arriving faster than the workers take them
+``common``, ``panels``     what the lessons share; the panel machinery (ipywidgets)
+=========================  ===========================================================
+
+Import a lesson by name: ``from helpers.lessons import round_robin``.
+"""

@@ -1,0 +1,209 @@
+"""Notebook 02, part one: kill a worker mid-task, with and without acks.
+
+``kill_run`` starts real workers, publishes equal tasks and SIGKILLs one worker at a chosen
+moment (or when the Kill button of its panel says so), then waits until every task is done
+or provably gone; ``fate_table`` follows each task the victim held. The forgotten ack, the
+notebook's second part, is in ``helpers.lessons.forgotten_ack``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .. import plots, runner, timing, topology
+from .. import tasks as task_lists
+from ..connection import connect
+from ..errors import BadInputError, HelpersError
+from ..pool import WorkerPool
+from .common import finish
+from .panels import KillPanel, dropdown, float_slider, int_slider
+
+
+#: After a kill, how long to wait before calling a quiet run finished (the broker notices a
+#: killed consumer's closed socket within milliseconds and requeues at once).
+SETTLE_S = 0.5
+
+
+@dataclass
+class KillResult:
+    """One run in which a worker was (or was not) killed mid-task."""
+
+    ack: str
+    prefetch: int
+    victim: str
+    killed_at_s: float | None
+    summary: dict
+    deliveries: pd.DataFrame
+    lost: list
+
+    @property
+    def label(self) -> str:
+        if self.ack == "auto":
+            return "auto_ack (prefetch does not apply)"
+        return f"{self.ack} acks, prefetch {self.prefetch or 'unlimited'}"
+
+
+def _busy_workers(pool: WorkerPool) -> set:
+    """Live workers holding a delivery they have not finished."""
+    df = timing.deliveries(pool.snapshot())
+    live = {h.name for h in pool.alive()}
+    open_rows = df[df["finished_t"].isna() & df["worker"].isin(live)]
+    return set(open_rows["worker"])
+
+
+def _settled(pool: WorkerPool, total: int, channel, queue: str) -> bool:
+    """All tasks done, or a worker was killed and nothing is left anywhere to finish."""
+    if len(pool.finished) >= total:
+        return True
+    if not pool.kills or time.time() - pool.kills[-1]["t"] < SETTLE_S:
+        return False
+    if not pool.alive():
+        return True
+    return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
+
+
+class _KillOnce(runner.Step):
+    """Kill ``victim`` ``after_s`` after the first publish (unless a button did first); end
+    the run once it has settled (see ``_settled``)."""
+
+    def __init__(self, victim: str, after_s: float, on_pool):
+        self.victim, self.after_s, self.on_pool = victim, after_s, on_pool
+        self.settled = False
+        self._conn = self._channel = self._timer = None
+
+    def started(self, run: runner.Run) -> None:
+        if self.victim not in run.names:
+            raise BadInputError(f"victim must be one of {', '.join(run.names)} "
+                                f"(got {self.victim!r}).")
+        if self.on_pool is not None:
+            self.on_pool(run.pool)
+        self._conn = connect(run.broker.url, name=f"watch {run.spec.name}")
+        self._channel = self._conn.channel()
+        if self.after_s:
+            delay = max(0.0, run.published.t_first + self.after_s - time.time())
+            self._timer = threading.Timer(delay, lambda: run.pool.kills or
+                                          run.pool.kill(self.victim))
+            self._timer.start()
+
+    def ends(self, run: runner.Run) -> bool:
+        self.settled = _settled(run.pool, len(run.tasks), self._channel, run.spec.name)
+        return self.settled
+
+    def finished(self, run: runner.Run, done: bool) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._conn is not None and self._conn.is_open:
+            self._conn.close()
+
+
+def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str = "manual",
+             prefetch: int = 1, victim: str = "w1", kill_after_s: float = 0.75, *,
+             broker=None, progress=None, on_pool=None) -> KillResult:
+    """K workers, N equal tasks; SIGKILL ``victim`` ``kill_after_s`` after the first publish.
+
+    Parameters
+    ----------
+    ack: ``manual`` (ack after the work) or ``auto`` (the broker forgets a message as soon
+        as it sends it; prefetch is then ignored).
+    kill_after_s: 0 kills nobody by itself (the Kill button of the panel can).
+    on_pool: called with the running ``WorkerPool`` (the Kill button keeps it).
+    """
+    work = task_lists.equal(tasks, duration)
+    runner.validate(workers, prefetch, work)
+    if ack not in ("manual", "auto"):
+        raise BadInputError(f"ack must be 'manual' or 'auto' (got {ack!r}).")
+    kill = _KillOnce(victim, kill_after_s, on_pool)
+    result = runner.execute(workers, prefetch, work, steps=[kill], broker=broker,
+                            label=f"kill-{ack}", progress=progress, save=False, ack=ack)
+    if not kill.settled and not result.summary["completed_in_time"]:
+        raise HelpersError("The run did not settle in time: is a worker stuck? Run it again "
+                           "with fewer tasks or workers.")
+    t0, df = result.publish.t_first, result.deliveries
+    killed_at = None
+    for k in result.kills:  # a cut bar ends when its worker died
+        cut = (df["worker"] == k["worker"]) & df["finished_t"].isna() & df["started_t"].notna()
+        df.loc[cut, "end_s"] = k["t"] - t0
+        killed_at = killed_at if killed_at is not None else k["t"] - t0
+    lost = sorted(set(result.publish.confirmed) - set(df.loc[df["finished_t"].notna(), "task"]))
+    victim_name = result.kills[0]["worker"] if result.kills else victim
+    return KillResult(ack, prefetch, victim_name, killed_at, result.summary, df, lost)
+
+
+def fate_table(result: KillResult) -> pd.DataFrame:
+    """Every task the killed worker had received, and what became of it."""
+    df = result.deliveries
+    held = df[df["worker"] == result.victim]
+    rows = []
+    for r in held.itertuples():
+        at_victim = {"acked": "done", "finished": "done", "cut": "cut off mid-task",
+                     "queued": "waiting in its buffer"}.get(r.outcome, r.outcome)
+        later = df[(df["task"] == r.task) & (df["delivered_t"] > r.delivered_t)]
+        if at_victim == "done":
+            then = "-"
+        elif len(later):
+            again = later.iloc[0]
+            then = f"redelivered to {again['worker']} (redelivered={bool(again['redelivered'])})"
+        else:
+            then = "LOST"
+        rows.append({"task": str(r.task).lstrip("t0"), f"at {result.victim}": at_victim,
+                     "then": then})
+    return pd.DataFrame(rows)
+
+
+def kill_table(results: dict) -> pd.DataFrame:
+    """One row per run: tasks published, completed, lost, redelivered."""
+    rows = []
+    for label, r in results.items():
+        s = r.summary
+        rows.append({"run": label, "killed": r.victim if r.killed_at_s is not None else "-",
+                     "published": s["tasks_published"], "completed": s["tasks_completed"],
+                     "lost": s["tasks_lost"], "redeliveries": s["redeliveries"],
+                     "duplicates": s["duplicates"], "makespan_s": round(s["makespan_s"], 2)})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def plot_kills(results: dict):
+    """One timeline per run, on one time axis; a dashed line where the worker died."""
+    n = len(results)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.3 * n), squeeze=False, sharex=True)
+    for ax, (label, r) in zip(axes[:, 0], results.items()):
+        s = r.summary
+        killed = (f"{r.victim} killed at {r.killed_at_s:.2f} s; "
+                  if r.killed_at_s is not None else "nobody killed; ")
+        plots.timeline(r.deliveries, ax=ax,
+                       title=f"{label}: {killed}{s['tasks_lost']} lost, "
+                             f"{s['redeliveries']} redelivered")
+        if r.killed_at_s is not None:
+            ax.axvline(r.killed_at_s, color="black", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("")
+        ax.set_xlim(left=0)
+    # Bars are patches, which a shared axis does not always autoscale to: fit every run.
+    xmax = pd.concat([r.deliveries["end_s"] for r in results.values()]).max()
+    axes[-1, 0].set_xlim(0, (1.0 if pd.isna(xmax) else float(xmax)) * 1.02)
+    axes[-1, 0].set_xlabel("seconds since the first publish "
+                           "(pink: cut off; hatched: redelivered)")
+    return finish(fig)
+
+
+def kill_report(result: KillResult) -> list:
+    """What the Run button of the kill panel shows."""
+    return [plot_kills({result.label: result}), kill_table({result.label: result}),
+            fate_table(result)]
+
+
+def kill_panel(broker=None) -> KillPanel:
+    """Notebook 02: kill a worker mid-task, by timer or with the Kill button."""
+    return KillPanel("Kill a worker mid-task", kill_run, kill_report, {
+        "workers": int_slider("workers", 3, 2, 6),
+        "tasks": int_slider("tasks", 12, 1, 40),
+        "duration": float_slider("seconds per task", 0.5, 0.1, 3.0, 0.1),
+        "ack": dropdown("acknowledgements", [("manual ack", "manual"), ("auto_ack", "auto")],
+                        "manual"),
+        "prefetch": int_slider("prefetch (0 = no limit)", 1, 0, 10),
+        "kill_after_s": float_slider("kill after s (0 = by hand)", 0.75, 0.0, 5.0, 0.05),
+        "victim": dropdown("worker to kill", ["w1", "w2", "w3"], "w1")},
+        fixed={"broker": broker})

@@ -1,0 +1,145 @@
+"""Notebook 04, last section: when every worker is busy, the queue fills up.
+
+Tasks arrive at a steady rate (``helpers.pacing``) faster than the workers take them; the
+queue's ready count grows, exactly (``ReadySampler``, over AMQP) and as the management API
+reports it (``QueueMonitor``, a little late), until more workers join and drain it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .. import broker as broker_mod
+from .. import runner, timing, topology
+from .. import tasks as task_lists
+from ..errors import BadInputError
+from ..monitor import QueueMonitor, ReadySampler
+from ..pacing import PacedPublisher
+from ..pool import WorkerPool
+from .common import finish, value_table
+from .panels import Panel, float_slider, int_slider
+
+
+@dataclass
+class BacklogResult:
+    """Queue depth while tasks arrive faster than the workers can take them."""
+
+    samples: pd.DataFrame
+    ready: pd.DataFrame
+    deliveries: pd.DataFrame
+    summary: dict
+
+
+def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: float = 5.0,
+            duration: float = 0.5, add_after_s: float = 2.5, *, broker=None,
+            progress=None) -> BacklogResult:
+    """Tasks arrive at ``rate`` per second for ``seconds``; ``add_workers`` join later.
+
+    Workers take one task at a time (prefetch 1), so waiting tasks stay in the queue where
+    ``messages_ready`` counts them. ``add_after_s`` counts from the first publish; 0 or
+    ``add_workers=0`` adds nobody.
+    """
+    runner.validate(workers, 1, [None])
+    if rate <= 0 or seconds <= 0:
+        raise BadInputError(f"rate and seconds must be above 0 (got {rate}, {seconds}).")
+    broker = broker or broker_mod.get()
+    work = task_lists.equal(max(1, round(rate * seconds)), duration)
+    total = len(work)
+    with topology.scratch_queue(broker.url, "backlog") as spec:
+        pool = WorkerPool(broker.url, spec, prefetch=1)
+        sampler = QueueMonitor(broker, spec.name, interval=0.2)
+        exact = ReadySampler(broker, spec.name)
+        publisher = PacedPublisher(broker.url, spec, work, every_s=1 / rate, fixed_rate=True,
+                                   timeout=30)
+        try:
+            pool.start(workers)
+            sampler.start()
+            exact.start()
+            t0 = publisher.start_at = time.time() + 0.3  # a few samples of the empty queue first
+            publisher.start()
+            added_at = None
+            if add_workers and add_after_s > 0:
+                done_early = pool.wait_for(lambda p: len(p.finished) >= total,
+                                           max(0.0, t0 + add_after_s - time.time()))
+                if not done_early:
+                    joined = pool.add(add_workers)
+                    added_at = min(h.ready_t for h in joined) - t0  # consuming from here
+            budget = seconds + total * duration / workers + 30
+            pool.wait_for(lambda p: len(p.finished) >= total, budget,
+                          progress=lambda p: progress and progress(len(p.finished), total))
+            # The management figures trail the queue: let them show it empty.
+            sampler.wait_for(lambda s: s["messages_ready"] == 0
+                             and s["messages_unacknowledged"] == 0, 3)
+        finally:
+            publisher.stop()
+            pool.stop()
+            sampler.stop()
+            exact.stop()
+    samples, ready = sampler.frame(t0=t0), exact.frame(t0=t0)
+    df = timing.deliveries(pool.snapshot(), t0=t0, durations=duration)
+    peak = ready.loc[ready["ready"].idxmax()] if len(ready) else None
+    return BacklogResult(samples, ready, df, {
+        "workers_before": workers, "workers_added": add_workers if added_at else 0,
+        "added_at_s": round(added_at, 2) if added_at is not None else None,
+        "arrivals_per_s": rate, "published": total, "confirmed": len(publisher.result.confirmed),
+        "capacity_before_per_s": round(workers / duration, 2),
+        "capacity_after_per_s": round((workers + (add_workers if added_at else 0))
+                                      / duration, 2),
+        "peak_ready": int(peak["ready"]) if peak is not None else None,
+        "peak_at_s": round(float(peak["t_s"]), 2) if peak is not None else None,
+        "last_task_done_s": round(float(df["end_s"].max()), 2),
+        "completed": int(df["finished_t"].notna().sum())})
+
+
+def plot_backlog(result: BacklogResult):
+    """Tasks waiting in the queue over time, with the moment workers were added.
+
+    The solid line is the exact count (AMQP); the dotted ones are what the management API
+    reported at the time (``rabbitmqctl list_queues`` would say the same), a little late.
+    """
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    s = result.summary
+    ax.step(result.ready["t_s"], result.ready["ready"], where="post", color="#1f77b4",
+            linewidth=2, label="waiting in the queue (ready)")
+    mgmt = result.samples
+    ax.step(mgmt["t_s"], mgmt["messages_ready"], where="post", color="#1f77b4",
+            linestyle=":", label="ready, as the management API saw it")
+    ax.step(mgmt["t_s"], mgmt["messages_unacknowledged"], where="post", color="#ff7f0e",
+            linestyle=":", label="unacknowledged (in the workers' hands)")
+    ax.set_title(f"{s['arrivals_per_s']:g} tasks/s arrive; the workers can do "
+                 f"{s['capacity_before_per_s']:g}/s, then {s['capacity_after_per_s']:g}/s")
+    ax.set_ylabel("messages")
+    ax.legend(fontsize=8, loc="upper right")
+    if s["added_at_s"] is not None:
+        ax.axvline(s["added_at_s"], color="black", linestyle="--", linewidth=0.8)
+        ax.annotate(f" +{s['workers_added']} workers", (s["added_at_s"], ax.get_ylim()[1]),
+                    va="top", fontsize=8)
+    ax.set_xlabel("seconds since the first publish")
+    ax.set_xlim(left=0)
+    return finish(fig)
+
+
+def backlog_table(result: BacklogResult) -> pd.DataFrame:
+    """The backlog run's numbers as a one-column table."""
+    return value_table(result.summary)
+
+
+def backlog_report(result: BacklogResult) -> list:
+    """What the backlog panel of notebook 04 shows."""
+    return [plot_backlog(result), backlog_table(result)]
+
+
+def backlog_panel(broker=None) -> Panel:
+    """Notebook 04: tasks arriving faster than the workers take them; then more workers."""
+    return Panel("When every worker is busy, the queue fills up", backlog,
+                 backlog_report, {
+                     "workers": int_slider("workers at first", 2, 1, 8),
+                     "add_workers": int_slider("workers added", 4, 0, 8),
+                     "add_after_s": float_slider("added after s", 2.5, 0.0, 10.0, 0.5),
+                     "rate": float_slider("tasks arriving per second", 8.0, 1.0, 30.0, 1.0),
+                     "seconds": float_slider("arriving for s", 5.0, 1.0, 20.0, 0.5),
+                     "duration": float_slider("seconds per task", 0.5, 0.05, 2.0, 0.05)},
+                 fixed={"broker": broker})

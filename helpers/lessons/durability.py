@@ -1,0 +1,205 @@
+"""Notebook 03, durability: what survives a broker restart, and a queue redeclared with
+other arguments. Publisher confirms through a restart, the notebook's last section, are in
+``helpers.lessons.durability_confirms``.
+
+Restarts go through ``Broker.restart()`` (clean stop, start) or ``Broker.crash()`` (SIGKILL,
+start); on a broker that cannot be restarted from here (``can_restart`` is False) each
+function still runs what it can and says in its ``note`` why the restart was skipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .. import broker as broker_mod
+from .. import producer, topology
+from ..errors import BadInputError, TopologyError
+from ..tasks import Task
+from .common import Text, finish
+from .panels import Panel, dropdown, int_slider
+
+
+#: The four set-ups of the survival table: label, queue options, persistent messages.
+CASES = (
+    ("non-durable queue", {"durable": False}, True),
+    ("durable queue, transient messages", {"durable": True}, False),
+    ("durable queue, persistent messages", {"durable": True}, True),
+    ("quorum queue", {"kind": "quorum"}, True),
+)
+HOW = ("restart", "crash")
+
+
+def cannot_restart_note(broker: broker_mod.Broker) -> str:
+    """The one sentence a notebook shows when this broker is not ours to restart."""
+    return (f"This {broker.kind} broker cannot be restarted from here (unset AMQP_URL to use "
+            "a private node), so the restart is skipped and only the counts before it are "
+            "shown.")
+
+
+def version_note(broker: broker_mod.Broker) -> str:
+    """What this broker's version means for the four cases."""
+    version = broker.version_tuple()
+    text = f"This broker runs RabbitMQ {broker.version()}. "
+    if version >= (4, 3):
+        return text + ("From 4.3 on, RabbitMQ refuses non-durable queues that are not "
+                       "exclusive unless its configuration allows them, so the first case "
+                       "is expected to be refused.")
+    if version >= (4, 0):
+        return text + ("RabbitMQ 4 marks non-durable, non-exclusive queues as deprecated but "
+                       "still accepts them (4.3 will refuse them by default).")
+    return text + ("RabbitMQ 3 accepts non-durable queues; they simply do not come back "
+                   "after a restart. (4.3 and later refuse them by default.)")
+
+
+def take_down(broker: broker_mod.Broker, how: str) -> float:
+    """Restart (``restart``) or crash-and-start (``crash``) the broker; return seconds taken."""
+    if how not in HOW:
+        raise BadInputError(f"how must be one of {', '.join(HOW)} (got {how!r}).")
+    started = time.monotonic()
+    getattr(broker, how)()
+    return time.monotonic() - started
+
+
+@dataclass
+class SurvivalResult:
+    """Messages in each of the four queues before and after one restart."""
+
+    table: pd.DataFrame
+    restarted: bool
+    how: str
+    restart_s: float | None
+    note: str
+
+    def headline(self) -> str:
+        """One sentence: how the broker went down and how long it took, or why it did not."""
+        if not self.restarted:
+            return self.note
+        what = "restarted cleanly" if self.how == "restart" else "crashed (SIGKILL) and started"
+        return f"The broker was {what} in {self.restart_s:.1f} s."
+
+
+def survival(messages: int = 100, how: str = "restart", *, broker=None,
+             progress=None) -> SurvivalResult:
+    """Publish ``messages`` to each of the four set-ups, restart the broker once, count."""
+    if messages < 1:
+        raise BadInputError(f"messages must be at least 1 (got {messages}).")
+    broker = broker or broker_mod.get()
+    tag = uuid.uuid4().hex[:6]
+    rows, names = [], []
+    step = progress or (lambda done, total: None)
+    try:
+        for n, (label, options, persistent) in enumerate(CASES):
+            spec = topology.QueueSpec(f"wq-survive-{n + 1}-{tag}", dead_letter=False, **options)
+            row = {"case": label, "queue": spec.name, "published": messages}
+            try:
+                topology.setup(broker.url, spec)
+            except TopologyError as exc:
+                rows.append({**row, "confirmed": 0, "before": "refused", "after": "-",
+                             "survived": "-", "why": str(exc)})
+                continue
+            names.append(spec.name)
+            sent = producer.publish(broker.url, spec, [Task(f"m{i:05d}", 0.0)
+                                                      for i in range(messages)],
+                                    persistent=persistent, declare_queue=False)
+            rows.append({**row, "confirmed": len(sent.confirmed),
+                         "before": topology.count(broker.url, spec.name)})
+            step(n + 1, 6)
+        restart_s, note = None, ""
+        if broker.can_restart:
+            restart_s = take_down(broker, how)
+        else:
+            note = cannot_restart_note(broker)
+        step(5, 6)
+        for row in rows:
+            if row["before"] == "refused":
+                continue
+            after = topology.count(broker.url, row["queue"]) if restart_s is not None else None
+            row["after"] = ("queue gone" if after is None and restart_s is not None
+                            else after if after is not None else "-")
+            row["survived"] = (f"{after}/{row['confirmed']}" if isinstance(after, int)
+                               else "0 (no queue)" if restart_s is not None else "-")
+        step(6, 6)
+    finally:
+        topology.discard(broker.url, *names)
+    table = pd.DataFrame(rows).set_index("case").drop(columns=["queue"])
+    return SurvivalResult(table, restart_s is not None, how, restart_s, note)
+
+
+def plot_survival(result: SurvivalResult):
+    """Messages in each queue before and after the restart, side by side."""
+    t = result.table
+    number = lambda v: v if isinstance(v, (int, float)) else 0  # noqa: E731
+    before = [number(v) for v in t["before"]]
+    after = [number(v) for v in t["after"]]
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    x = range(len(t))
+    ax.bar([i - 0.2 for i in x], before, width=0.4, label="before", color="#7570b3")
+    ax.bar([i + 0.2 for i in x], after, width=0.4, color="#1b9e77",
+           label="after the restart" if result.restarted else "after (not restarted)")
+    for i, (b, a) in enumerate(zip(t["before"], t["after"])):
+        for dx, value in ((-0.2, b), (0.2, a)):
+            ax.annotate(str(value), (i + dx, number(value)), ha="center", va="bottom",
+                        fontsize=8)
+    ax.set_xticks(list(x), [label.replace(", ", ",\n") for label in t.index], fontsize=8)
+    ax.set_ylabel("messages in the queue")
+    ax.margins(y=0.3)
+    ax.set_title("What survives a broker " + ("restart" if result.how == "restart"
+                                              else "crash"))
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    return finish(fig)
+
+
+def survival_report(result: SurvivalResult) -> list:
+    """What the Run button of the survival panel shows."""
+    return [plot_survival(result), Text(result.headline()), result.table]
+
+
+# -- redeclaring ---------------------------------------------------------------------------
+
+#: Ways a newer version of an application might redeclare an existing durable classic queue.
+CHANGES = (
+    ("durable -> not durable", {"durable": False}),
+    ("classic -> quorum", {"kind": "quorum"}),
+)
+
+
+def redeclare(*, broker=None) -> pd.DataFrame:
+    """Declare a durable classic queue, then the same name with other arguments; then the
+    usual way out, a new name. One row per attempt with what the broker answered."""
+    broker = broker or broker_mod.get()
+    base = topology.QueueSpec(f"wq-orders-{uuid.uuid4().hex[:6]}", dead_letter=False)
+    renamed = dataclasses.replace(base, name=base.name + "-v2", kind="quorum")
+    rows = []
+    try:
+        topology.setup(broker.url, base)
+        rows.append({"declare": f"{base.name} (durable classic)", "answer": "ok"})
+        for label, change in CHANGES:
+            try:
+                topology.setup(broker.url, dataclasses.replace(base, **change))
+                answer = "ok (accepted!)"
+            except TopologyError as exc:
+                answer = str(exc)
+            rows.append({"declare": f"{base.name} again, {label}", "answer": answer})
+        topology.setup(broker.url, renamed)
+        rows.append({"declare": f"{renamed.name} (a new name, quorum)", "answer": "ok"})
+    finally:
+        topology.discard(broker.url, base.name, renamed.name)
+    return pd.DataFrame(rows)
+
+
+# -- panels ------------------------------------------------------------------------------
+
+HOW_OPTIONS = [("clean restart", "restart"), ("crash (SIGKILL), then start", "crash")]
+
+
+def survival_panel(broker=None) -> Panel:
+    """Notebook 03: four queues, one restart."""
+    return Panel("What survives a restart", survival, survival_report, {
+        "messages": int_slider("messages per queue", 100, 1, 5000, 1),
+        "how": dropdown("how the broker goes down", HOW_OPTIONS, "restart")},
+        fixed={"broker": broker})

@@ -1,0 +1,170 @@
+"""Notebook 03, last section: publisher confirms while the broker goes down.
+
+``publish_through_restart`` publishes persistent messages with confirms, in chunks, takes
+the broker down mid-way (``durability.take_down``), waits for it, then counts which
+messages survived: every confirmed one must, the unconfirmed ones may or may not.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .. import broker as broker_mod
+from .. import producer, topology
+from ..connection import connect
+from ..errors import BadInputError, HelpersError
+from ..tasks import Task
+from .common import Text, finish, value_table
+from .durability import HOW_OPTIONS, cannot_restart_note, take_down
+from .panels import Panel, dropdown, float_slider, int_slider
+
+
+@dataclass
+class ConfirmsResult:
+    """What a publisher with confirms saw while the broker went down, and what survived."""
+
+    summary: dict
+    chunks: pd.DataFrame
+    down_s: float | None
+    up_s: float | None
+    note: str
+
+
+def _drain(broker: broker_mod.Broker, name: str) -> list[str]:
+    """Take every message out of queue ``name``; return their ids."""
+    ids = []
+    with connect(broker.url, name=f"drain {name}") as conn:
+        channel = conn.channel()
+        for method, props, _body in channel.consume(name, auto_ack=True,
+                                                    inactivity_timeout=1.0):
+            if method is None:
+                break
+            ids.append(props.message_id)
+        channel.cancel()
+    return ids
+
+
+def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int = 5000, *,
+                            broker=None, progress=None) -> ConfirmsResult:
+    """Publish persistent messages with confirms, in chunks, and take the broker down
+    ``lead_s`` seconds in; stop publishing at the first failure, wait for the broker,
+    then count which messages survived.
+    """
+    if lead_s <= 0 or chunk < 1:
+        raise BadInputError("lead_s must be above 0 and chunk at least 1.")
+    broker = broker or broker_mod.get()
+    spec = topology.unique_spec("confirms", dead_letter=False)
+    step = progress or (lambda done, total: None)
+    topology.setup(broker.url, spec)
+    restarter, times, note = None, {}, ""
+
+    def go_down():
+        times["down"] = time.time()
+        try:
+            take_down(broker, how)
+        finally:
+            times["up"] = time.time()
+
+    confirmed, published, nacked, chunks = set(), [], set(), []
+    t0 = time.time()
+    try:
+        if broker.can_restart:
+            restarter = threading.Timer(lead_s, go_down)
+            restarter.start()
+        else:
+            note = cannot_restart_note(broker)
+        n = 0
+        while True:
+            if restarter is None and time.time() - t0 > lead_s:
+                break
+            batch = [Task(f"m{n + i:06d}", 0.0) for i in range(chunk)]
+            n += chunk
+            try:
+                sent = producer.publish(broker.url, spec, batch, declare_queue=False, timeout=20,
+                                        name=f"producer {spec.name}")
+            except HelpersError:  # could not even connect: the broker is going down
+                break
+            published += sent.published
+            confirmed |= sent.confirmed
+            nacked |= sent.nacked
+            chunks.append({"t_s": time.time() - t0, "published": len(published),
+                           "confirmed": len(confirmed)})
+            step(1, 3)
+            if sent.error:
+                break
+        if restarter is not None:
+            restarter.join()
+        step(2, 3)
+        survivors = set(_drain(broker, spec.name))
+    finally:
+        if restarter is not None:
+            restarter.cancel()
+            restarter.join()
+        topology.discard(broker.url, spec.name)
+    step(3, 3)
+    unconfirmed = set(published) - confirmed - nacked
+    summary = {"published": len(set(published)), "confirmed": len(confirmed),
+               "nacked": len(nacked), "unconfirmed": len(unconfirmed),
+               "survived": len(survivors), "confirmed_and_lost": len(confirmed - survivors),
+               "unconfirmed_but_survived": len(unconfirmed & survivors),
+               "unconfirmed_and_lost": len(unconfirmed - survivors),
+               "broker": ("restarted" if how == "restart" else "crashed (SIGKILL), started")
+               if "down" in times else "not restarted"}
+    down = times["down"] - t0 if "down" in times else None
+    up = times["up"] - t0 if "up" in times else None
+    return ConfirmsResult(summary, pd.DataFrame(chunks), down, up, note)
+
+
+def confirms_table(result: ConfirmsResult) -> pd.DataFrame:
+    """The summary as a one-column table."""
+    return value_table(result.summary, "messages")
+
+
+def plot_confirms(result: ConfirmsResult):
+    """Published and confirmed over time with the outage shaded; what survived, as bars."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.2),
+                                      gridspec_kw={"width_ratios": [1.6, 1]})
+    c = pd.concat([pd.DataFrame([{"t_s": 0.0, "published": 0, "confirmed": 0}]),
+                   result.chunks], ignore_index=True)
+    left.step(c["t_s"], c["published"], where="post", label="published")
+    left.step(c["t_s"], c["confirmed"], where="post", label="confirmed")
+    title = "Publishing with confirms"
+    if result.down_s is not None:
+        end = max(c["t_s"].max(), result.down_s) + 0.5
+        left.axvspan(result.down_s, end, color="grey", alpha=0.2, label="broker down")
+        left.set_xlim(0, end)
+        title += f" (broker down at {result.down_s:.1f} s, back at {result.up_s:.1f} s)"
+    left.set_xlabel("seconds")
+    left.set_ylabel("messages")
+    left.set_title(title, fontsize=10)
+    left.legend(fontsize=8, loc="upper left")
+    s = result.summary
+    names = ["confirmed", "unconfirmed", "survived", "confirmed_and_lost"]
+    bars = right.bar(["confirmed", "unconfirmed", "survived", "confirmed\nbut lost"],
+                     [s[k] for k in names], color=["#1b9e77", "#d95f02", "#7570b3", "#e7298a"])
+    for bar, key in zip(bars, names):
+        right.annotate(str(s[key]), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                       ha="center", va="bottom", fontsize=8)
+    right.margins(y=0.15)
+    right.set_title("After the restart")
+    return finish(fig)
+
+
+def confirms_report(result: ConfirmsResult) -> list:
+    """What the Run button of the confirms panel shows."""
+    items = [plot_confirms(result), confirms_table(result)]
+    return items + [Text(result.note)] if result.note else items
+
+
+def confirms_panel(broker=None) -> Panel:
+    """Notebook 03: publish with confirms while the broker goes down."""
+    return Panel("Publisher confirms through a restart", publish_through_restart,
+                 confirms_report, {
+                     "lead_s": float_slider("publish for s before", 1.0, 0.2, 5.0, 0.1),
+                     "how": dropdown("how the broker goes down", HOW_OPTIONS, "crash"),
+                     "chunk": int_slider("messages per connection", 5000, 10, 20000, 10)},
+                 fixed={"broker": broker})

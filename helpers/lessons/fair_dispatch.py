@@ -1,0 +1,178 @@
+"""Notebook 04, fair dispatch: round robin against a prefetch limit on odd-heavy tasks.
+
+Three experiments, each one or more runs of the run skeleton (``helpers.runner``): prefetch
+0 against a limit, a sweep over prefetch values, and workers of unequal speed; each has a
+table, a figure and a panel. The backlog (tasks arriving faster than the workers take
+them) is the notebook's last section, in ``helpers.lessons.backlog``.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .. import plots, runner
+from .. import tasks as task_lists
+from ..errors import BadInputError
+from .common import chain_progress, finish, prefetch_name
+from .panels import Panel, float_slider, int_slider, text
+
+
+def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,
+                     light: float = 0.02, prefetch: int = 1, *, broker=None,
+                     progress=None) -> dict:
+    """Round robin (prefetch 0) against ``prefetch`` on odd-heavy tasks: two runs."""
+    work = task_lists.odd_heavy(tasks, heavy, light)
+    runner.validate(workers, prefetch, work)  # before the first run, not after it
+    out = {}
+    for n, p in enumerate((0, prefetch)):
+        out[f"prefetch {prefetch_name(p)}"] = runner.run(
+            workers, p, work, broker=broker, save=False, label=f"fair-p{p}",
+            progress=chain_progress(progress, n * tasks, 2 * tasks))
+    return out
+
+
+def dispatch_table(results: dict) -> pd.DataFrame:
+    """Makespan, ideal, efficiency and busy seconds per worker, one row per run."""
+    rows = []
+    for label, result in results.items():
+        s = result.summary
+        row = {"run": label, "makespan_s": s["makespan_s"], "ideal_s": s["ideal_makespan_s"],
+               "efficiency": s["efficiency"], "imbalance": s["imbalance"]}
+        for w in s["per_worker"]:
+            row[f"{w['worker']} busy_s"] = round(w["busy_s"], 2)
+            row[f"{w['worker']} tasks"] = w["tasks"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run").round(3)
+
+
+def plot_compare(results: dict):
+    """Timelines on one time axis, with the busy seconds of each worker beside them."""
+    return finish(plots.compare_runs(results))
+
+
+def fair_dispatch_report(results: dict) -> list:
+    """What the Run button of the first panel of notebook 04 shows."""
+    return [plot_compare(results), dispatch_table(results)]
+
+
+def prefetch_sweep(workers: int = 2, tasks: int = 20, heavy: float = 0.2, light: float = 0.02,
+                   prefetches=(1, 2, 5, 10, 0), *, broker=None, progress=None) -> pd.DataFrame:
+    """One run per prefetch value on the same workload; one row of metrics per run."""
+    work = task_lists.odd_heavy(tasks, heavy, light)
+    rows = []
+    for n, p in enumerate(prefetches):
+        result = runner.run(workers, p, work, broker=broker, save=False, label=f"sweep-p{p}",
+                            progress=chain_progress(progress, n * tasks,
+                                                    len(prefetches) * tasks))
+        s = result.summary
+        rows.append({"prefetch": prefetch_name(p), "makespan_s": s["makespan_s"],
+                     "ideal_s": s["ideal_makespan_s"], "efficiency": s["efficiency"],
+                     "imbalance": s["imbalance"], "jain": s["jain"]})
+    return pd.DataFrame(rows)
+
+
+def plot_sweep(sweep: pd.DataFrame):
+    """Makespan (against the ideal) and imbalance for each prefetch value."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.2))
+    plots.sweep(sweep, "prefetch", ["makespan_s", "ideal_s"], ax=left,
+                title="Makespan against prefetch", xlabel="prefetch_count")
+    left.set_ylabel("seconds")
+    left.set_ylim(bottom=0)
+    plots.sweep(sweep, "prefetch", ["imbalance"], ax=right,
+                title="Imbalance (max busy / mean busy)", xlabel="prefetch_count")
+    right.axhline(1, color="black", linestyle=":", linewidth=0.8)
+    right.set_ylim(bottom=0.9)
+    return finish(fig)
+
+
+def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's numbers, one row per prefetch value."""
+    return sweep.set_index("prefetch").round(3)
+
+
+def sweep_report(sweep: pd.DataFrame) -> list:
+    """What the sweep panel of notebook 04 shows."""
+    return [plot_sweep(sweep), sweep_table(sweep)]
+
+
+def parse_speeds(text: str) -> list[float]:
+    """``"1, 3"`` -> ``[1.0, 3.0]``; one sentence when the text is not a list of speeds."""
+    try:
+        speeds = [float(piece) for piece in str(text).replace(";", ",").split(",")
+                  if piece.strip()]
+    except ValueError:
+        raise BadInputError(f"speeds must be numbers separated by commas, like '1, 3' "
+                            f"(got {text!r}).") from None
+    if not speeds or any(s <= 0 for s in speeds):
+        raise BadInputError(f"speeds needs at least one number above 0, like '1, 3' "
+                            f"(got {text!r}).")
+    return speeds
+
+
+def unequal_speeds(speeds="1, 3", tasks: int = 20, duration: float = 0.2,
+                   prefetches=(0, 1), *, broker=None, progress=None) -> dict:
+    """Workers of different speeds (2 = twice as fast), equal tasks, per prefetch value."""
+    speeds = parse_speeds(speeds) if isinstance(speeds, str) else list(speeds)
+    work = task_lists.equal(tasks, duration)
+    out = {}
+    for n, p in enumerate(prefetches):
+        result = runner.run(len(speeds), p, work, speeds=speeds, broker=broker, save=False,
+                            label=f"speeds-p{p}",
+                            progress=chain_progress(progress, n * tasks,
+                                                    len(prefetches) * tasks))
+        result.summary.setdefault("speeds", speeds)
+        out[f"prefetch {prefetch_name(p)}"] = result
+    return out
+
+
+def speeds_table(results: dict) -> pd.DataFrame:
+    """Tasks each worker did (its speed in the column name), makespan and efficiency."""
+    rows = []
+    for label, result in results.items():
+        s = result.summary
+        row = {"run": label}
+        for w, speed in zip(s["per_worker"], s.get("speeds") or []):
+            row[f"{w['worker']} (speed {speed:g}) tasks"] = w["tasks"]
+        row.update(makespan_s=s["makespan_s"], ideal_s=s["ideal_makespan_s"],
+                   efficiency=s["efficiency"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run").round(3)
+
+
+def speeds_report(results: dict) -> list:
+    """What the speeds panel of notebook 04 shows."""
+    return [plot_compare(results), speeds_table(results)]
+
+
+# -- panels ------------------------------------------------------------------------------
+
+def _odd_heavy_controls(workers: int = 2) -> dict:
+    return {"workers": int_slider("workers", workers, 1, 8),
+            "tasks": int_slider("tasks (odd heavy, even light)", 20, 2, 100),
+            "heavy": float_slider("heavy task, s", 0.2, 0.02, 2.0, 0.02),
+            "light": float_slider("light task, s", 0.02, 0.0, 1.0, 0.01)}
+
+
+def fair_dispatch_panel(broker=None) -> Panel:
+    """Notebook 04: round robin against a prefetch limit."""
+    controls = _odd_heavy_controls()
+    controls["prefetch"] = int_slider("prefetch to compare", 1, 1, 20)
+    return Panel("Round robin (prefetch 0) against a prefetch limit",
+                 compare_prefetch, fair_dispatch_report, controls,
+                 fixed={"broker": broker})
+
+
+def sweep_panel(broker=None) -> Panel:
+    """Notebook 04: makespan and imbalance for prefetch 1, 2, 5, 10 and unlimited."""
+    return Panel("Prefetch sweep: 1, 2, 5, 10, unlimited", prefetch_sweep,
+                 sweep_report, _odd_heavy_controls(), fixed={"broker": broker})
+
+
+def speeds_panel(broker=None) -> Panel:
+    """Notebook 04: workers of unequal speed."""
+    return Panel("Workers of unequal speed", unequal_speeds, speeds_report, {
+                     "speeds": text("speed of each worker", "1, 3"),
+                     "tasks": int_slider("tasks (all equal)", 20, 1, 100),
+                     "duration": float_slider("seconds per task at speed 1", 0.2, 0.02, 2.0,
+                                              0.02)},
+                 fixed={"broker": broker})

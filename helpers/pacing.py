@@ -1,0 +1,90 @@
+"""The paced publisher: tasks published a batch at a time, in a thread, over a while.
+
+Two paces, one class:
+
+* ``fixed_rate=True``: batch *i* leaves at ``start_at + i * every_s`` (tasks *arriving* at
+  a steady rate, faster or slower than the workers take them: the backlog lesson);
+* ``fixed_rate=False``: a pause of ``every_s`` after each batch is confirmed, so publishing
+  is still under way when something breaks (the broker-down faults); with ``retry_for`` a
+  batch whose connection was lost is published again on a new one until confirmed.
+
+Every batch is published with pipelined confirms; a nacked message is published again. The
+merged ``PublishResult`` is ``result``; ``confirmed_t`` says when each task was confirmed.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from . import producer
+from .errors import HelpersError
+from .topology import QueueSpec
+
+
+class PacedPublisher(threading.Thread):
+    """Publish ``tasks`` in batches of ``batch`` at the pace described in the module docstring."""
+
+    def __init__(self, url: str, spec: QueueSpec, tasks: list, *, batch: int = 1,
+                 every_s: float = 0.05, fixed_rate: bool = False,
+                 start_at: float | None = None, retry_for: float = 0.0,
+                 timeout: float = 120.0):
+        super().__init__(name="paced-publisher", daemon=True)
+        self.url, self.spec, self.tasks = url, spec, list(tasks)
+        self.batch, self.every_s, self.fixed_rate = batch, every_s, fixed_rate
+        self.start_at, self.retry_for, self.timeout = start_at, retry_for, timeout
+        self.result = producer.PublishResult(queue=spec.name)
+        #: task id -> wall-clock time its batch was confirmed
+        self.confirmed_t: dict[str, float] = {}
+        #: why publishing stopped before the last task, in one sentence (None: it did not)
+        self.error: str | None = None
+        #: set once the first batch has been answered (or publishing gave up)
+        self.started = threading.Event()
+        self._halt = threading.Event()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish nothing more; wait up to ``timeout`` s for a batch under way."""
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def _wait_turn(self, n: int) -> bool:
+        """Wait for batch ``n``'s turn; False when stopped meanwhile."""
+        if self.fixed_rate:
+            start = self.start_at if self.start_at is not None else time.time()
+            self.start_at = start
+            return not self._halt.wait(max(0.0, start + n * self.every_s - time.time()))
+        return not self._halt.wait(self.every_s) if n else not self._halt.is_set()
+
+    def run(self) -> None:
+        try:
+            for n, i in enumerate(range(0, len(self.tasks), self.batch)):
+                if not self._wait_turn(n):
+                    return
+                todo = self.tasks[i:i + self.batch]
+                while todo:  # a nacked message is republished like an unconfirmed one
+                    part = producer.publish(self.url, self.spec, todo, declare_queue=False,
+                                            retry_for=self.retry_for, timeout=self.timeout,
+                                            name=f"producer {self.spec.name}")
+                    self._merge(part)
+                    if part.unconfirmed:
+                        self.error = part.error or "messages left unconfirmed"
+                        return
+                    todo = [t for t in todo if t.id in part.nacked]
+        except HelpersError as exc:
+            self.error = str(exc)
+        finally:
+            self.started.set()
+
+    def _merge(self, part: producer.PublishResult) -> None:
+        now = time.time()
+        r = self.result
+        r.published += part.published
+        r.confirmed |= part.confirmed
+        r.nacked = (r.nacked | part.nacked) - r.confirmed
+        r.reconnects += part.reconnects
+        if r.t_first is None:
+            r.t_first = part.t_first
+        r.t_last = part.t_last or now
+        for task_id in part.confirmed:
+            self.confirmed_t.setdefault(task_id, now)
+        self.started.set()

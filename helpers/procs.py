@@ -1,0 +1,94 @@
+"""Processes and ports: a free loopback port, an open port, a live pid, waiting for a condition.
+
+Readiness anywhere in this package is a condition that becomes true (a pid gone, a port
+open, an AMQP connection that succeeds), polled by ``wait_until``; never a fixed sleep.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import time
+
+
+def port_open(host: str, port: int) -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+#: Where listening ports are picked: below the kernel's ephemeral range, whose ports every
+#: outgoing connection borrows (thousands of them linger in TIME-WAIT on a busy machine, and
+#: a node that later binds one of them fails to boot).
+LISTEN_PORTS = (20000, 32768)
+
+
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return LISTEN_PORTS[1]
+
+
+def port_bindable(port: int) -> bool:
+    """True when a listener could bind ``port`` now, as a broker's listeners do (with
+    SO_REUSEADDR: a server's own lingering sockets do not count, a client's do)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return not port_open("127.0.0.1", port)
+
+
+def free_port() -> int:
+    """A TCP port nobody uses right now, outside the ephemeral range (see ``LISTEN_PORTS``)."""
+    low, high = LISTEN_PORTS[0], min(LISTEN_PORTS[1], _ephemeral_start())
+    for _ in range(200):
+        port = random.randrange(low, high) if high > low else 0
+        if port and port_bindable(port):
+            return port
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))  # let the kernel choose, as a last resort
+        return sock.getsockname()[1]
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when process ``pid`` runs (a zombie counts as gone, and is reaped if ours)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def wait_until(condition, timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition()`` until it is true or ``timeout`` seconds pass; return which."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until process ``pid`` has exited; True when it did within ``timeout`` seconds."""
+    return wait_until(lambda: not pid_alive(pid), timeout)

@@ -1,0 +1,86 @@
+"""Every setting of the package in one place: paths, ``HELPERS_*`` variables, mode names.
+
+Each ``HELPERS_*`` variable is read once, when this module is imported; the variables that
+name a broker (``AMQP_URL``, ``RABBITMQ_MANAGEMENT_URL``, ``RABBITMQ_SERVER``) are read each
+time a broker is resolved, through the functions at the end, so a process can switch
+brokers. Only the standard library is imported here: a worker process imports this module.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# -- paths ------------------------------------------------------------------------------
+
+#: The checkout: the parent of the ``helpers`` package, when helpers is used from a clone.
+CHECKOUT = Path(__file__).resolve().parent.parent
+#: Where the private node keeps its data, logs and state file (``HELPERS_STATE_DIR``).
+STATE_DIR = Path(os.environ.get("HELPERS_STATE_DIR") or CHECKOUT / ".broker")
+#: Where recorded runs go (gitignored): ``<time>-<label>/deliveries.csv`` and ``summary.json``.
+RUNS_DIR = CHECKOUT / "data" / "runs"
+#: The compose file whose ``rabbitmq`` service ``docker compose`` starts and stops.
+COMPOSE_FILE = CHECKOUT / "docker-compose.yml"
+
+# -- HELPERS_* variables -----------------------------------------------------------------
+
+#: How long a broker may take to boot before we give up, seconds (``HELPERS_BOOT_TIMEOUT``).
+BOOT_TIMEOUT_S = float(os.environ.get("HELPERS_BOOT_TIMEOUT", "90"))
+#: How long a producer keeps trying to reach a broker that went away, seconds
+#: (``HELPERS_RECONNECT_FOR``). A private node takes 7-15 s to stop and boot on 2 cores.
+RECONNECT_FOR_S = float(os.environ.get("HELPERS_RECONNECT_FOR", "90"))
+#: Longest task (seconds, after the speed factor) a thread-mode worker runs in its I/O thread
+#: (``HELPERS_INLINE_MAX_S``); capped at a quarter of the heartbeat interval. 0 turns it off.
+INLINE_MAX_S = float(os.environ.get("HELPERS_INLINE_MAX_S", "0.25"))
+
+# -- the private node --------------------------------------------------------------------
+
+#: The largest message body the private node accepts (bytes); small, so the limit can be shown.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: How long a restart waits for the old node's ports to be released before it picks new
+#: ones (clients reconnect to the same URL only when the ports are kept), seconds.
+PORT_RELEASE_S = 15.0
+#: How often the private node refreshes the statistics the management API serves (ms).
+STATS_INTERVAL_MS = 250
+
+# -- the compose broker ------------------------------------------------------------------
+
+#: Where ``docker compose up -d`` publishes the broker (127.0.0.1 only).
+COMPOSE_URL = "amqp://guest:guest@localhost:5672/%2F"
+#: The compose broker's management API.
+COMPOSE_MANAGEMENT_URL = "http://localhost:15672"
+#: The management API's port on an external broker when RABBITMQ_MANAGEMENT_URL is unset.
+MANAGEMENT_PORT = 15672
+
+# -- names and modes ---------------------------------------------------------------------
+
+#: The tutorial's queue name; experiments use unique names so runs never share a queue.
+DEFAULT_QUEUE = "task_queue"
+#: Queue types a ``QueueSpec`` may name.
+QUEUE_KINDS = ("classic", "quorum")
+#: How a worker acknowledges: after the work, as the broker sends (auto_ack), or never.
+ACK_MODES = ("manual", "auto", "never")
+#: Where a worker does the work: a work thread (heartbeat-safe) or in the delivery callback.
+WORK_MODES = ("thread", "blocking")
+#: What a task does for its duration.
+TASK_KINDS = ("sleep", "cpu")
+#: How the producer waits for publisher confirms: pipelined, one by one, or not at all.
+CONFIRM_MODES = ("pipelined", "each", "none")
+#: AMQP carries the prefetch count in 16 bits (0 means no limit).
+MAX_PREFETCH = 65535
+
+
+# -- variables read at each resolution ---------------------------------------------------
+
+def amqp_url() -> str | None:
+    """``AMQP_URL``: an external broker to use instead of a private node."""
+    return os.environ.get("AMQP_URL") or None
+
+
+def management_url() -> str | None:
+    """``RABBITMQ_MANAGEMENT_URL``: the management API of the broker ``AMQP_URL`` names."""
+    return os.environ.get("RABBITMQ_MANAGEMENT_URL") or None
+
+
+def rabbitmq_server() -> str | None:
+    """``RABBITMQ_SERVER``: the ``rabbitmq-server`` script to run the private node from."""
+    return os.environ.get("RABBITMQ_SERVER") or None
