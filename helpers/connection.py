@@ -12,7 +12,12 @@ from .errors import BrokerAuthError, BrokerConnectionError
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***`` (safe to print or log)."""
+    """Return ``url`` with its password replaced by ``***`` (safe to print or log).
+
+    Several URLs separated by commas come back so, each masked.
+    """
+    if "," in url:
+        return ",".join(mask_url(one) for one in url.split(","))
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
         return url
@@ -41,6 +46,16 @@ def rotated(urls: str | Sequence[str], k: int) -> list[str]:
     found = url_list(urls)
     k %= len(found)
     return found[k:] + found[:k]
+
+
+def first_to(urls: str | Sequence[str], host_port: str) -> list[str]:
+    """``urls`` with the one(s) at ``host_port`` (``"127.0.0.1:5672"``) moved to the front."""
+    def at(url: str) -> bool:
+        parts = urllib.parse.urlsplit(url)
+        default = 5671 if parts.scheme == "amqps" else 5672
+        return f"{parts.hostname}:{parts.port or default}" == host_port
+    found = url_list(urls)
+    return sorted(found, key=lambda url: not at(url))
 
 
 def connect(url: str | Sequence[str], name: str = "helpers", heartbeat: int | None = None,
