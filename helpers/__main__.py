@@ -1,4 +1,4 @@
-"""The command line: ``python -m helpers broker|worker|new-task|run|fault|notebooks``.
+"""The command line: ``python -m helpers broker|cluster|worker|new-task|run|fault|notebooks``.
 
 Errors a user can cause print one sentence on stderr and exit with status 2, never a
 traceback; anything else is a bug and keeps its traceback.
@@ -15,6 +15,8 @@ from .errors import BadInputError, HelpersError
 
 #: What ``broker`` can do (each kind of broker answers every one, or says why it cannot).
 BROKER_ACTIONS = ("start", "stop", "restart", "crash", "status", "url")
+#: What ``cluster`` can do (``leader QUEUE`` names the node leading a quorum queue).
+CLUSTER_ACTIONS = ("start", "stop", "status", "kill", "start-node", "leader")
 
 
 def _broker(args) -> int:
@@ -43,6 +45,15 @@ def _broker(args) -> int:
         print(json.dumps(status, indent=2))
         return 0 if status["running"] else 1
     return 0
+
+
+def _cluster(args) -> int:
+    from .cluster import main as cluster_main
+
+    argv = [args.action, *([args.target] if args.target else []),
+            *(["--nodes", str(args.nodes)] if args.nodes else []),
+            *(["--reset"] if args.reset else [])]
+    return cluster_main(argv)  # one implementation: ``python -m helpers.cluster``
 
 
 def _worker(args) -> int:
@@ -109,8 +120,9 @@ def _fault(args) -> int:
     from . import faults, tasks, timing
 
     work = tasks.equal(args.tasks, args.duration)
+    what = "cluster: " if faults.FAULTS[args.how] == "leader_kill" else "broker "
     print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, {len(work)} tasks; "
-          f"broker {args.how} after {args.after} s ...", file=sys.stderr)
+          f"{what}{args.how} after {args.after} s ...", file=sys.stderr)
     result = faults.run_fault(args.how, args.workers, args.prefetch, work,
                               fault_after_s=args.after)
     print(timing.table(result.summary))
@@ -137,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("broker", help="start, stop, restart, crash or inspect the broker")
     p.add_argument("action", choices=BROKER_ACTIONS)
     p.set_defaults(func=_broker)
+
+    p = sub.add_parser("cluster", help="a private cluster of N nodes on 127.0.0.1: start, "
+                                       "stop, status, kill or start one node")
+    p.add_argument("action", choices=CLUSTER_ACTIONS)
+    p.add_argument("target", nargs="?", metavar="NODE",
+                   help="kill, start-node: the node (2, rabbit2 or rabbit2@localhost); "
+                        "leader: a queue's name")
+    p.add_argument("--nodes", type=int, help="start: how many nodes (default 3)")
+    p.add_argument("--reset", action="store_true",
+                   help="stop: also delete the cluster's data, ports and cookie")
+    p.set_defaults(func=_cluster)
 
     p = sub.add_parser("worker", help="run one worker in the foreground",
                        parents=[worker_parser(add_help=False)])
@@ -166,9 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="save the timeline and load figure here (PNG)")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("fault", help="restart or crash the broker mid-run: count what survived")
+    p = sub.add_parser("fault", help="break the broker or the cluster mid-run: count what "
+                                     "survived")
     p.add_argument("how", choices=list(FAULTS),
-                   help="restart: clean stop then start; crash: SIGKILL the node then start")
+                   help="restart: clean stop then start; crash: SIGKILL the node then start; "
+                        "leader-kill: SIGKILL the node leading a quorum queue of the private "
+                        "cluster; majority-loss: kill nodes until a minority is left, start "
+                        "one again")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--prefetch", type=int, default=1, help="0 = unlimited")
     p.add_argument("--tasks", type=int, default=300)

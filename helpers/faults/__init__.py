@@ -17,6 +17,8 @@ from ..errors import BadInputError
 FAULTS: dict[str, str] = {
     "restart": "broker_down",  # the broker is stopped cleanly and started again
     "crash": "broker_down",    # the broker's node is SIGKILLed and started again
+    "leader-kill": "leader_kill",    # a private cluster loses its quorum queue's leader
+    "majority-loss": "leader_kill",  # ... and a majority of its nodes, one comes back
 }
 
 
