@@ -11,6 +11,11 @@ module                     notebook
 ``durability_confirms``    03: publisher confirms while the broker goes down
 ``fair_dispatch``          04: prefetch 0 against a limit; a sweep; unequal speeds
 ``backlog``                04: tasks arriving faster than the workers take them
+``cluster``                07: a private cluster loses its quorum queue's leader, then
+                           its majority; ``Lab``, the accounting, the panel
+``cluster_classic``        07: confirmed messages in a classic and a quorum queue on a node
+                           that dies (``probe``: the consumer run with a deadline)
+``cluster_plots``          07: the node-loss timeline
 ``common``, ``panels``     what the lessons share; the panel machinery (ipywidgets)
 =========================  ===========================================================
 

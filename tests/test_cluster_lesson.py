@@ -1,0 +1,192 @@
+"""Notebook 07's measurements on a real three-node cluster, and the several-URL clients.
+
+The unit tests need no broker. The others share one private cluster per module, in a
+temporary folder (never the checkout's own ``.broker/cluster``), and assert what the broker
+does per version where versions differ (3.10 refuses publishes to a quorum queue without a
+majority with nacks; 4.0 holds them unconfirmed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+
+import pytest
+
+from helpers import faults, producer, tasks, topology
+from helpers.connection import connect, first_to, mask_url, rotated, url_list
+from helpers.errors import BrokerConnectionError, NoBrokerError
+from helpers.lessons import cluster as lesson
+from helpers.pool import WorkerPool
+from helpers.procs import free_port, pid_alive
+
+from conftest import IN_CI
+
+#: A URL nobody listens on (a port just freed), first in lists to show the fallback.
+DEAD = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+
+
+# -- several URLs, no broker needed ----------------------------------------------------------
+def test_url_lists_split_rotate_and_reorder():
+    urls = ["amqp://u:p@127.0.0.1:1/%2F", "amqp://u:p@127.0.0.1:2/%2F", "amqp://u:p@h/%2F"]
+    assert url_list(",".join(urls)) == urls == url_list(urls)
+    assert rotated(urls, 1) == urls[1:] + urls[:1] and rotated(urls, 4) == rotated(urls, 1)
+    assert first_to(urls, "127.0.0.1:2")[0] == urls[1]
+    assert first_to(urls, "h:5672")[0] == urls[2]  # the default port counts
+    masked = mask_url(",".join(urls))
+    assert "p@" not in masked and masked.count("u:***@") == 3
+    with pytest.raises(BrokerConnectionError, match="No broker URL"):
+        url_list(" , ")
+
+
+def test_no_node_answering_is_one_sentence_naming_them_all():
+    other = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    with pytest.raises(BrokerConnectionError) as caught:
+        connect([DEAD, other])
+    text = str(caught.value)
+    assert text.startswith("Could not connect to any of") and mask_url(other) in text
+    assert "guest:guest" not in text
+
+
+# -- several URLs against the session's broker -----------------------------------------------
+@pytest.mark.broker
+def test_clients_skip_a_dead_url_and_use_the_next(broker, queue):
+    with connect([DEAD, broker.url], name="two urls") as conn:
+        assert conn.is_open
+    parts = urllib.parse.urlsplit(broker.url)
+    live = f"{parts.hostname}:{parts.port}"
+    sent = producer.publish([DEAD, broker.url], queue, tasks.equal(20, 0.0))
+    assert len(sent.confirmed) == 20 and [c[1] for c in sent.connections] == [live]
+    with WorkerPool([DEAD, broker.url], queue) as pool:
+        pool.start(2)  # worker 2 is given the live URL first, worker 1 the dead one
+        assert pool.wait_for(lambda p: len(p.finished) == 20, 30)
+        ready = [e for e in pool.snapshot() if e["event"] == "ready"]
+    assert sorted(e["broker"] for e in ready) == [live, live]
+    assert "guest:guest" not in repr(pool) and mask_url(DEAD) in repr(pool)
+
+
+# -- the cluster ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """The lesson's lab on three private nodes, stopped and deleted after the module."""
+    from helpers.cluster import PrivateCluster
+
+    try:
+        found = PrivateCluster(3, state_dir=tmp_path_factory.mktemp("cluster"))
+    except NoBrokerError as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs rabbitmq-server for the cluster tests: {exc}")
+        pytest.skip(f"no rabbitmq-server here: {exc}")
+    try:
+        yield lesson.Lab(cluster=found)
+    finally:
+        found.stop(reset=True)
+
+
+def _on_3(lab) -> bool:
+    return lab.version.startswith("3.")
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_a_leader_kill_with_300_confirmed_tasks_loses_none(lab):
+    lab.heal()
+    result = faults.run_fault("leader-kill", 6, 1, tasks.equal(300, 0.05), cluster=lab.cluster,
+                              fault_after_s=0.8, save=False)
+    s = result.summary
+    assert (s["tasks_confirmed"], s["tasks_completed"], s["tasks_lost"]) == (300, 300, 0)
+    assert s["killed_node"] == s["leader_before"] and s["new_leader"] not in (None,
+                                                                            s["killed_node"])
+    assert 0 < s["leaderless_s"] <= s["recovery_s"] < 30
+    assert s["worker_disconnects"] == 2 and s["worker_reconnects"] == 2  # 2 of 6 were there
+    # Duplicates are bounded: one task per cut worker (prefetch 1), plus republished copies.
+    assert s["duplicates_redelivered"] <= s["worker_disconnects"]
+    assert s["duplicates_republished"] <= s["republished"]
+    assert s["duplicates"] == s["duplicates_redelivered"] + s["duplicates_republished"]
+    assert s["held_at_fault"] == s["recovered"] > 0
+    # restore (the default) started the killed node again: the cluster is whole
+    assert lab.heal() == []
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_a_majority_loss_confirms_nothing_and_the_restart_recovers_everything(lab):
+    lab.heal()
+    result = lesson.majority_loss(lab, tasks=150, down_s=3.0)
+    s = result.summary
+    assert len(s["killed_nodes"]) == 2 and s["down_before"] == []
+    assert s["confirmed_while_down"] == 0  # no confirm arrives without a majority
+    assert s["revived_node"] == s["killed_nodes"][0] and s["down_s"] >= 3.0
+    assert s["first_confirm_after_kill_s"] >= s["down_s"] - 0.5  # batch-level timestamps
+    assert (s["tasks_confirmed"], s["tasks_completed"], s["tasks_lost"]) == (150, 150, 0)
+    assert s["held_at_fault"] == s["recovered"]
+    if _on_3(lab):
+        assert s["nacks"] > 0  # 3.10 refuses publishes it cannot replicate
+    else:
+        assert s["nacks"] == 0 and s["republished"] == 0  # 4.0 holds them unconfirmed
+    lab.heal()
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_a_classic_queue_is_out_of_reach_while_its_node_is_down(lab):
+    lab.heal()
+    parked = lesson.park(lab, messages=20)
+    try:
+        lab.cluster.kill(parked.home)
+        down = parked.probe(lab, "down", timeout=3.0)
+        assert down.loc["quorum", "down: consumed"] == 20
+        assert down.loc["classic", "down: consumed"] == 0
+        answer = down.loc["classic", "down: the broker said"]
+        assert answer.startswith("refused: 404" if _on_3(lab) else "no answer within 3 s")
+        lab.cluster.start_node(parked.home)
+        back = parked.probe(lab, "back", timeout=10.0)
+        assert back.loc["classic", "back: consumed"] == 20
+        rows = parked.accounting()
+        assert all(r["lost"] == 0 and r["recovered"] == 20 for r in rows.values())
+    finally:
+        lab.heal()
+        parked.discard(lab)
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_cli_fault_leader_kill_writes_the_contract_keys(lab, cli, tmp_path):
+    lab.heal()
+    out = tmp_path / "leader.json"
+    proc = cli("fault", "leader-kill", "--tasks", "100", "--after", "0.5", "--json", str(out),
+               env={"HELPERS_CLUSTER_DIR": str(lab.cluster.state_dir)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(out.read_text())
+    for key in ("fault", "nodes", "killed_node", "tasks_confirmed", "tasks_completed",
+                "tasks_lost", "duplicates", "redeliveries", "leaderless_s", "recovery_s"):
+        assert key in summary, key
+    assert summary["fault"] == "leader-kill" and summary["nodes"] == 3
+    assert summary["tasks_lost"] == 0 and "leader-kill: killed" in proc.stdout
+    assert lab.heal() == []  # the CLI puts the killed node back
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_cli_cluster_stop_leaves_no_node_and_no_epmd(lab, cli):
+    env = {"HELPERS_CLUSTER_DIR": str(lab.cluster.state_dir)}
+    lab.heal()
+    status = json.loads(cli("cluster", "status", env=env, timeout=60).stdout)
+    pids = [m["pid"] for m in status["members"]] + [status["epmd_pid"]]
+    assert status["running"] and all(pids)
+    stopped = cli("cluster", "stop", env=env, timeout=180)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+    assert not any(pid_alive(pid) for pid in pids)
+    after = cli("cluster", "status", env=env, timeout=60)
+    assert after.returncode == 1 and not json.loads(after.stdout)["running"]
+    started = cli("cluster", "start", env=env, timeout=300)  # whole again for what follows
+    assert started.returncode == 0, started.stderr
+
+
+def test_the_notebook_asserts_what_its_prose_says():
+    path = os.path.join(os.path.dirname(__file__), "..", "notebooks", "07_cluster.ipynb")
+    source = "".join("".join(c["source"]) for c in json.load(open(path))["cells"]
+                     if c["cell_type"] == "code")
+    for fact in ('["tasks_lost"] == 0', '["confirmed_while_down"] == 0', "cluster.show(",
+                 '["classic"]["consumed"] == 0', 'startswith("3.")'):
+        assert fact in source, fact
