@@ -190,3 +190,22 @@ def test_the_notebook_asserts_what_its_prose_says():
     for fact in ('["tasks_lost"] == 0', '["confirmed_while_down"] == 0', "cluster.show(",
                  '["classic"]["consumed"] == 0', 'startswith("3.")'):
         assert fact in source, fact
+
+
+def test_compose_cluster_profile_is_optional_loopback_bound_and_joined():
+    import yaml
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    compose = yaml.safe_load(open(os.path.join(root, "docker-compose.yml")))
+    services = compose["services"]
+    members = {name: s for name, s in services.items() if "cluster" in s.get("profiles", [])}
+    assert sorted(members) == ["rabbit1", "rabbit2", "rabbit3"]
+    assert "profiles" not in services["rabbitmq"]  # `docker compose up -d` stays one node
+    ports = [p for s in members.values() for p in s["ports"]]
+    assert all(p.startswith("127.0.0.1:") for p in ports) and len(set(ports)) == 6
+    assert len({s["hostname"] for s in members.values()}) == 3
+    assert len({s["environment"]["RABBITMQ_ERLANG_COOKIE"] for s in members.values()}) == 1
+    assert len({s["volumes"][0] for s in members.values()}) == 3  # a data folder each
+    conf = compose["configs"]["cluster-conf"]["content"]
+    assert all(f"rabbit@{h}" in conf for h in ("rabbit1", "rabbit2", "rabbit3"))
+    assert all(s["configs"][0]["source"] == "cluster-conf" for s in members.values())
