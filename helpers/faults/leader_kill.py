@@ -20,7 +20,9 @@ Figures (beside the ``run`` keys): ``nodes``, ``killed_node`` (and ``killed_node
 of a surviving node reports it, polled every 50 ms), ``recovery_s`` (until every worker
 consumes again: the queue has a leader and the last worker cut off has reconnected),
 ``held_at_fault`` and ``recovered`` (confirmed, not done at the kill; of those, done in the
-end), ``nacks``, ``republished``, ``confirmed_while_down`` and the two sources of
+end), ``nacks``, ``republished``, ``confirmed_while_down`` (confirms from just after the
+kill to the restart), ``first_confirm_after_kill_s`` (confirms are timed per batch: when the
+publish call of the batch returned) and the two sources of
 duplicates (``duplicates_redelivered``: a worker on the dead node did the task but its ack
 died with the node; ``duplicates_republished``: the producer published again a message it
 had no confirm for, and the first copy had been taken after all).
@@ -44,6 +46,9 @@ from ..tasks import Task
 KILLS = {"leader-kill": "leader", "majority-loss": "majority"}
 #: How often the step asks a surviving node which node leads the queue (seconds).
 POLL_S = 0.05
+#: Confirms count as "while down" from this long after the kill: a batch confirmed just
+#: before it is recorded when its publish call returns, a few milliseconds later (seconds).
+GRACE_S = 0.25
 NAN = float("nan")
 
 
@@ -70,8 +75,9 @@ class NodeLoss(runner.Step):
     extra_s = 2 * settings.BOOT_TIMEOUT_S
 
     def __init__(self, cluster, kill: str = "leader", after_s: float = 1.0,
-                 down_s: float | None = None, restore: bool = False):
+                 down_s: float | None = None, restore: bool = False, name: str | None = None):
         self.cluster, self.kill, self.after_s = cluster, kill, after_s
+        self.name = name or next((k for k, v in KILLS.items() if v == kill), f"kill-{kill}")
         self.down_s, self.restore = down_s, restore
         self.fault: dict = {"killed": []}
         self.settled = False
@@ -119,7 +125,6 @@ class NodeLoss(runner.Step):
             self.fault["t_killed"] = time.time()
             if self.down_s is not None:
                 self._stop.wait(max(0.0, self.fault["t_kill"] + self.down_s - time.time()))
-                self.fault["confirmed_down"] = len(run.publisher.confirmed_t)
                 self.fault["t_restart"] = time.time()
                 self.fault["revived"] = (self.fault["down_before"] or victims)[0]
                 self.cluster.start_node(self.fault["revived"])
@@ -179,7 +184,7 @@ class NodeLoss(runner.Step):
         after = sorted(t for t in run.publisher.confirmed_t.values() if t > t_kill)
         dup_redelivered, dup_republished = _duplicate_sources(events)
         return dict(
-            fault=next((k for k, v in KILLS.items() if v == self.kill), f"kill-{self.kill}"),
+            fault=self.name,
             nodes=self.cluster.size, killed_node=(fault["killed"] or [None])[0],
             killed_nodes=list(fault["killed"]), leader_before=fault.get("leader_before"),
             down_before=fault.get("down_before", []), revived_node=fault.get("revived"),
@@ -187,8 +192,9 @@ class NodeLoss(runner.Step):
             leaderless_s=round(leaderless, 3), recovery_s=round(recovery, 3),
             down_s=round(fault.get("t_restarted", NAN) - t_kill, 3),
             first_confirm_after_kill_s=round(after[0] - t_kill, 3) if after else NAN,
-            confirmed_while_down=(fault["confirmed_down"] - len(fault["confirmed_before"])
-                                  if "confirmed_down" in fault else None),
+            confirmed_while_down=(sum(t_kill + GRACE_S < t < fault["t_restart"]
+                                      for t in run.publisher.confirmed_t.values())
+                                  if "t_restart" in fault else None),
             held_at_fault=len(held), recovered=len(held & completed),
             nacks=run.publisher.nacks, publisher_retries=published.reconnects,
             republished=len(published.published) - len(set(published.published)),
@@ -251,7 +257,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=No
         cluster.start()
     if name == "majority-loss" and down_s is None:
         down_s = 4.0
-    step = NodeLoss(cluster, kill or KILLS[name], fault_after_s, down_s, restore)
+    step = NodeLoss(cluster, kill or KILLS[name], fault_after_s, down_s, restore, name)
     spec = topology.unique_spec(label or name, kind="quorum", dead_letter=False)
     pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
     return runner.execute(workers, prefetch, tasks, steps=[step], pace=pace,

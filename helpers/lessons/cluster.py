@@ -26,10 +26,6 @@ from .cluster_classic import Parked, park  # noqa: F401  (the notebook calls clu
 from .common import Text
 from .panels import Panel, dropdown, float_slider, int_slider
 
-#: Short names for the accounting table's rows.
-CASES = {"leader-kill": "leader killed", "majority-loss": "majority lost"}
-
-
 class Lab:
     """The private cluster for one notebook: started in parallel, left as it was found."""
 
@@ -164,8 +160,8 @@ def _panel_run(lab: Lab, kill: str, after_s: float, workers: int, tasks: int,
 def _panel_report(result: runner.RunResult) -> list:
     from .cluster_plots import node_loss_figure
 
-    return [node_loss_figure(result), accounting({CASES["leader-kill"]: result}),
-            figures(result)]
+    label = f"{_short(result.summary['killed_node'])} killed"
+    return [node_loss_figure(result), accounting({label: result}), figures(result)]
 
 
 def node_loss_panel(lab: Lab) -> Panel:

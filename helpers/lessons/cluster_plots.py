@@ -116,5 +116,7 @@ def _title(s: dict) -> str:
         return (f"Majority lost (RabbitMQ {s['broker_version']}): no confirm for "
                 f"{s['first_confirm_after_kill_s']:.1f} s, lost {s['tasks_lost']} of "
                 f"{s['tasks_confirmed']} confirmed")
-    return (f"Leader killed (RabbitMQ {s['broker_version']}): {s['leaderless_s']:.2f} s "
-            f"without a leader, lost {s['tasks_lost']} of {s['tasks_confirmed']} confirmed")
+    role = "the leader" if s["killed_node"] == s["leader_before"] else "a follower"
+    return (f"{_short(s['killed_node'])}, {role}, killed (RabbitMQ {s['broker_version']}): "
+            f"{s['leaderless_s']:.2f} s until a running node led the queue, lost "
+            f"{s['tasks_lost']} of {s['tasks_confirmed']} confirmed")
