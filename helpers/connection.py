@@ -8,7 +8,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Sequence
 
-from .errors import BrokerAuthError, BrokerConnectionError
+from .errors import BadInputError, BrokerAuthError, BrokerConnectionError
 
 
 def mask_url(url: str) -> str:
@@ -36,9 +36,10 @@ def url_list(urls: str | Sequence[str]) -> list[str]:
         urls = urls.split(",")
     found = [url.strip() for url in urls if url and url.strip()]
     if not found:
-        raise BrokerConnectionError("No broker URL was given: set AMQP_URL to one, or to "
-                                    "several separated by commas.")
+        raise BadInputError("No broker URL given: pass one AMQP URL or a list of them "
+                            "(AMQP_URL may list several, separated by commas).")
     return found
+
 
 
 def rotated(urls: str | Sequence[str], k: int) -> list[str]:
@@ -62,16 +63,16 @@ def connect(url: str | Sequence[str], name: str = "helpers", heartbeat: int | No
             attempts: int = 1):
     """Open a ``pika.BlockingConnection`` to ``url``, named ``name`` in the management UI.
 
-    ``url`` may list several brokers (a sequence, or one string separated by commas): pika
-    tries them in order and keeps the first that answers. Connection failures become
-    one-sentence ``BrokerConnectionError``s.
+    ``url`` may be a list of URLs (the nodes of a cluster), or one string of them separated
+    by commas: the connection goes to the first that answers, in order; ``attempts`` counts
+    passes over the whole list. Connection failures become one-sentence
+    ``BrokerConnectionError``s.
     """
     import pika
     import pika.exceptions as pe
 
-    urls = url_list(url)
     every = []
-    for one in urls:
+    for one in url_list(url):
         params = pika.URLParameters(one)
         params.client_properties = {"connection_name": name}
         params.connection_attempts = attempts  # pika reads the last one's, for the whole list
@@ -81,36 +82,34 @@ def connect(url: str | Sequence[str], name: str = "helpers", heartbeat: int | No
             params.heartbeat = heartbeat
         every.append(params)
     try:
-        return pika.BlockingConnection(every if len(every) > 1 else every[0])
+        return pika.BlockingConnection(every[0] if len(every) == 1 else every)
     except pe.AMQPConnectionError as exc:
         raise explain_connect_error(url, exc) from exc
 
 
 def explain_connect_error(url: str | Sequence[str], exc: Exception) -> BrokerConnectionError:
-    """The one-sentence error for pika's failure ``exc`` to open a connection to ``url``."""
+    """The one-sentence error for pika's failure ``exc`` to connect to ``url`` (or URLs)."""
     import pika
     import pika.exceptions as pe
 
     urls = url_list(url)
-    refused = isinstance(exc, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError))
-    if len(urls) > 1 and not refused:
-        return BrokerConnectionError(
-            f"Could not connect to any of the {len(urls)} brokers at "
-            f"{', '.join(mask_url(u) for u in urls)}: are they running? "
-            "(`python -m helpers cluster status`)")
-    url = urls[-1]  # pika reports the last attempt's error: the last broker of the list
+    where = (f"the broker at {mask_url(urls[0])}" if len(urls) == 1 else
+             "the brokers at " + ", ".join(mask_url(one) for one in urls))
     if isinstance(exc, pe.ProbableAuthenticationError):
         return BrokerAuthError(
-            f"The broker at {mask_url(url)} refused the user name or password: "
+            f"{where[0].upper()}{where[1:]} refused the user name or password: "
             "check the credentials in AMQP_URL.")
     if isinstance(exc, pe.ProbableAccessDeniedError):
-        vhost = pika.URLParameters(url).virtual_host
+        vhost = pika.URLParameters(urls[-1]).virtual_host
         return BrokerAuthError(
-            f"The broker at {mask_url(url)} denied access to the virtual host "
+            f"{where[0].upper()}{where[1:]} denied access to the virtual host "
             f"'{vhost}': check that it exists and the user may use it.")
+    if len(urls) > 1:
+        return BrokerConnectionError(
+            f"Could not connect to any of {where}: are they running? "
+            "(`python -m helpers.cluster status`)")
     return BrokerConnectionError(
-        f"Could not connect to the broker at {mask_url(url)}: is it running? "
-        "(`python -m helpers broker status`)")
+        f"Could not connect to {where}: is it running? (`python -m helpers broker status`)")
 
 
 def describe_error(exc) -> str:
@@ -122,7 +121,7 @@ def describe_error(exc) -> str:
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
-def can_connect(url: str) -> bool:
+def can_connect(url: str | Sequence[str]) -> bool:
     """True when an AMQP connection to ``url`` opens (readiness is AMQP, never a sleep)."""
     try:
         connect(url, name="helpers-probe").close()

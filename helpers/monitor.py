@@ -25,7 +25,8 @@ from .procs import wait_until
 FIELDS = ("messages_ready", "messages_unacknowledged", "consumers")
 
 
-def _get(broker: Broker, path: str, timeout: float = 5.0):
+def management_get(broker: Broker, path: str, timeout: float = 5.0):
+    """GET ``/api/<path>`` from ``broker``'s management API: the decoded JSON, None for 404."""
     if not broker.management_url:
         raise BrokerConnectionError("This broker has no management URL: set "
                                     "RABBITMQ_MANAGEMENT_URL (e.g. http://localhost:15672).")
@@ -50,7 +51,7 @@ def _get(broker: Broker, path: str, timeout: float = 5.0):
 def queue_stats(broker: Broker, queue: str) -> dict | None:
     """Ready, unacked and consumer counts of one queue, or None if it does not exist."""
     vhost = urllib.parse.quote(broker.vhost(), safe="")
-    data = _get(broker, f"queues/{vhost}/{urllib.parse.quote(queue, safe='')}")
+    data = management_get(broker, f"queues/{vhost}/{urllib.parse.quote(queue, safe='')}")
     if data is None:
         return None
     return {key: data.get(key, 0) for key in FIELDS}
@@ -61,8 +62,9 @@ def list_queues(broker: Broker, prefix: str = ""):
     import pandas as pd
 
     vhost = urllib.parse.quote(broker.vhost(), safe="")
+    queues = management_get(broker, f"queues/{vhost}") or []
     rows = [{"name": q["name"], **{k: q.get(k, 0) for k in FIELDS}}
-            for q in (_get(broker, f"queues/{vhost}") or []) if q["name"].startswith(prefix)]
+            for q in queues if q["name"].startswith(prefix)]
     return pd.DataFrame(rows, columns=["name", *FIELDS])
 
 

@@ -22,18 +22,34 @@ from . import settings
 from .broker import Broker
 from .connection import can_connect
 from .errors import BrokerControlError
-from .procs import free_port, pid_alive, port_bindable, port_open, wait_gone
+from .private_config import node_env, write_config
+from .procs import free_port, pid_alive, port_bindable, port_open, wait_gone, wait_until
 
 
 class PrivateBroker(Broker):
-    """A RabbitMQ node of our own in ``state_dir`` (see the module docstring)."""
+    """A RabbitMQ node of our own in ``state_dir`` (see the module docstring).
 
-    def __init__(self, server: Path, state_dir: Path | None = None):
+    Parameters (all optional; a cluster member needs them, see ``helpers.cluster``)
+    ----------
+    nodename: the Erlang node name (default ``wq<hash of state_dir>@localhost``).
+    epmd_port: an epmd the caller runs and owns: register there, never start or stop one.
+    ports: ``amqp_port``, ``mgmt_port``, ``dist_port`` to use on the first start (later
+        starts keep the ports recorded in ``state.json``).
+    cookie: the Erlang cookie, written to ``state_dir/.erlang.cookie`` before every start.
+    extra_config: lines appended to the node's ``rabbitmq.conf``.
+    """
+
+    def __init__(self, server: Path, state_dir: Path | None = None, *,
+                 nodename: str | None = None, epmd_port: int | None = None,
+                 ports: dict | None = None, cookie: str | None = None,
+                 extra_config: tuple[str, ...] = ()):
         self.server = Path(server)
         self.state_dir = Path(state_dir or settings.STATE_DIR)
         self.state_file = self.state_dir / "state.json"
         digest = hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
-        self.nodename = f"wq{digest}@localhost"
+        self.nodename = nodename or f"wq{digest}@localhost"
+        self.shared_epmd_port, self.first_ports = epmd_port, dict(ports or {})
+        self.cookie, self.extra_config = cookie, tuple(extra_config)
         state = self._read_state()
         super().__init__(url=self._url(state), management_url=self._mgmt(state), kind="private")
 
@@ -85,67 +101,14 @@ class PrivateBroker(Broker):
         return bool(state.get("amqp_port")) and pid_alive(state.get("node_pid")) \
             and can_connect(self._url(state))
 
-    # -- environment ---------------------------------------------------------------------
+    # -- environment (helpers.private_config) --------------------------------------------
     def _env(self, state: dict) -> dict:
-        base = self.state_dir
-        env = dict(os.environ)
-        for key in list(env):  # a user's own RabbitMQ settings must not leak into ours
-            if key.startswith("RABBITMQ_") and key != "RABBITMQ_SERVER":
-                del env[key]
-        env.update({
-            "HOME": str(base),  # the Erlang cookie lives in $HOME/.erlang.cookie
-            "RABBITMQ_NODENAME": self.nodename,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(state["amqp_port"]),
-            "RABBITMQ_DIST_PORT": str(state["dist_port"]),
-            "ERL_EPMD_PORT": str(state["epmd_port"]),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            # The Erlang distribution (clustering, rabbitmqctl) listens on every interface
-            # unless told otherwise: keep it on loopback like the AMQP and HTTP listeners.
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
-            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(base / "log"),
-            "RABBITMQ_LOGS": str(base / "log" / "node.log"),
-            "RABBITMQ_PID_FILE": str(base / "node.pid"),
-            # Run the VM in place of the start script, so the pid we hold is the node's.
-            "RABBITMQ_ALLOW_INPUT": "true",
-            "RABBITMQ_SERVER_START_ARGS": "-noinput",
-        })
-        return env
-
-    def _write_config(self, state: dict) -> None:
-        base = self.state_dir
-        (base / "log").mkdir(parents=True, exist_ok=True)
-        (base / "mnesia").mkdir(parents=True, exist_ok=True)
-        (base / "rabbitmq.conf").write_text("\n".join([
-            "# Written by helpers/broker.py for the private node; rewritten at every start.",
-            f"listeners.tcp.1 = 127.0.0.1:{state['amqp_port']}",
-            "management.tcp.ip = 127.0.0.1",
-            f"management.tcp.port = {state['mgmt_port']}",
-            f"collect_statistics_interval = {settings.STATS_INTERVAL_MS}",
-            # The management API's queue figures are collected at the smallest sample
-            # retention interval (5 s by default), whatever the line above says; 1 s is
-            # the smallest RabbitMQ accepts.
-            "management.sample_retention_policies.global.minute = 1",
-            "management.sample_retention_policies.global.hour = 60",
-            "management.sample_retention_policies.basic.minute = 1",
-            "management.sample_retention_policies.basic.hour = 60",
-            "management.sample_retention_policies.detailed.10 = 1",
-            f"max_message_size = {settings.MAX_MESSAGE_BYTES}",
-            "disk_free_limit.absolute = 50MB",
-            "loopback_users.guest = true",
-            "",
-        ]))
-        (base / "advanced.config").write_text("[].\n")
-        (base / "rabbitmq-env.conf").write_text("# intentionally empty\n")
-        (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        return node_env(self.state_dir, self.nodename, state)
 
     def _choose_ports(self, old: dict) -> dict:
-        state = dict(old)
+        state = {**self.first_ports, **old}
+        if self.shared_epmd_port:
+            state["epmd_port"] = self.shared_epmd_port
         # A killed VM's main thread turns zombie (so its pid reads as gone) while other
         # threads, e.g. one stuck in an fsync, still hold its listening sockets for a moment.
         deadline = time.monotonic() + settings.PORT_RELEASE_S
@@ -160,24 +123,14 @@ class PrivateBroker(Broker):
                 state[key] = free_port()
         return state
 
-    def _start_epmd(self, state: dict, env: dict) -> dict:
+    def _start_epmd(self, state: dict) -> dict:
+        if self.shared_epmd_port:  # the caller's epmd: it starts and stops it
+            return state
         if pid_alive(state.get("epmd_pid")) and port_open("127.0.0.1", state["epmd_port"]):
             return state
-        epmd = shutil.which("epmd") or str(self.server.parent / "epmd")
         if port_open("127.0.0.1", state["epmd_port"]):
             state["epmd_port"] = free_port()
-            env["ERL_EPMD_PORT"] = str(state["epmd_port"])
-        proc = subprocess.Popen([epmd, "-port", str(state["epmd_port"]), "-address", "127.0.0.1"],
-                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        state["epmd_pid"] = proc.pid
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", state["epmd_port"]):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BrokerControlError(f"epmd ({epmd}) did not start on port "
-                                         f"{state['epmd_port']}: run `{epmd} -port "
-                                         f"{state['epmd_port']}` by hand to see why.")
-            time.sleep(0.02)
+        state["epmd_pid"] = start_epmd(state["epmd_port"], self.server)
         return state
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -187,10 +140,9 @@ class PrivateBroker(Broker):
             if self.is_running():
                 self._write_state(self._read_state())
                 return False
-            state = self._choose_ports(self._read_state())
+            state = self._start_epmd(self._choose_ports(self._read_state()))
             env = self._env(state)
-            state = self._start_epmd(state, env)
-            self._write_config(state)
+            write_config(self.state_dir, state, self.extra_config, self.cookie)
             log = open(self.state_dir / "log" / "console.log", "ab")
             started = time.monotonic()
             if progress:
@@ -242,7 +194,7 @@ class PrivateBroker(Broker):
                 if not wait_gone(pid, 60):
                     self._kill_node(pid)
                 _reap(pid)
-            if epmd and pid_alive(state.get("epmd_pid")):
+            if epmd and not self.shared_epmd_port and pid_alive(state.get("epmd_pid")):
                 os.kill(state["epmd_pid"], signal.SIGTERM)
                 wait_gone(state["epmd_pid"], 5)
                 state["epmd_pid"] = None
@@ -255,14 +207,20 @@ class PrivateBroker(Broker):
         self.stop(epmd=False)
         self.start()
 
-    def crash(self) -> None:
-        """SIGKILL the node's VM (no clean shutdown), then start it again."""
+    def kill(self) -> None:
+        """SIGKILL the node's VM (no clean shutdown) and wait until it is gone."""
         with self._lock():
             pid = self._read_state().get("node_pid")
             if not pid_alive(pid):
-                raise BrokerControlError("The private node is not running, so it cannot crash: "
-                                         "start it first (`python -m helpers broker start`).")
+                how = ("`python -m helpers.cluster start-node`" if self.shared_epmd_port
+                       else "`python -m helpers broker start`")
+                raise BrokerControlError(f"The node {self.nodename} is not running, so it "
+                                         f"cannot be killed or crashed: start it first ({how}).")
             self._kill_node(pid)
+
+    def crash(self) -> None:
+        """SIGKILL the node's VM (no clean shutdown), then start it again."""
+        self.kill()
         self.start()
 
     def rabbitmqctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -282,6 +240,22 @@ class PrivateBroker(Broker):
 
 #: Processes this interpreter started (reaped when we stop them ourselves).
 _CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def start_epmd(port: int, server: Path, hint: str = "") -> int:
+    """Start an epmd on 127.0.0.1:``port`` in its own session; return its pid once it listens.
+
+    ``hint``: what the user can do when it does not start (default: run it by hand).
+    """
+    epmd = shutil.which("epmd") or str(Path(server).parent / "epmd")
+    proc = subprocess.Popen([epmd, "-port", str(port), "-address", "127.0.0.1"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    if not wait_until(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 10) \
+            or proc.poll() is not None:
+        raise BrokerControlError(f"epmd ({epmd}) did not start on port {port}: "
+                                 + (hint or f"run `{epmd} -port {port}` by hand to see why."))
+    return proc.pid
 
 
 def _reap(pid: int) -> None:

@@ -10,6 +10,7 @@ import os
 import random
 import socket
 import time
+from typing import Collection
 
 
 def port_open(host: str, port: int) -> bool:
@@ -45,12 +46,15 @@ def port_bindable(port: int) -> bool:
     return not port_open("127.0.0.1", port)
 
 
-def free_port() -> int:
-    """A TCP port nobody uses right now, outside the ephemeral range (see ``LISTEN_PORTS``)."""
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A TCP port nobody uses right now, outside the ephemeral range (see ``LISTEN_PORTS``).
+
+    ``avoid``: ports already handed out but not bound yet (several nodes picked at once).
+    """
     low, high = LISTEN_PORTS[0], min(LISTEN_PORTS[1], _ephemeral_start())
     for _ in range(200):
         port = random.randrange(low, high) if high > low else 0
-        if port and port_bindable(port):
+        if port and port not in avoid and port_bindable(port):
             return port
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))  # let the kernel choose, as a last resort

@@ -16,6 +16,9 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parent.parent
 #: Where the private node keeps its data, logs and state file (``HELPERS_STATE_DIR``).
 STATE_DIR = Path(os.environ.get("HELPERS_STATE_DIR") or CHECKOUT / ".broker")
+#: Where the private cluster keeps its members' folders and its own state
+#: (``HELPERS_CLUSTER_DIR``; the cluster's nodes are apart from the single private node's).
+CLUSTER_DIR = Path(os.environ.get("HELPERS_CLUSTER_DIR") or STATE_DIR / "cluster")
 #: Where recorded runs go (gitignored): ``<time>-<label>/deliveries.csv`` and ``summary.json``.
 RUNS_DIR = CHECKOUT / "data" / "runs"
 #: The compose file whose ``rabbitmq`` service ``docker compose`` starts and stops.
@@ -41,6 +44,19 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 PORT_RELEASE_S = 15.0
 #: How often the private node refreshes the statistics the management API serves (ms).
 STATS_INTERVAL_MS = 250
+
+# -- the private cluster ----------------------------------------------------------------
+
+#: Members of a cluster when nobody says otherwise: the smallest that survives a node loss.
+CLUSTER_NODES = 3
+#: The most members a private cluster may have (each is a node of its own on this machine).
+CLUSTER_MAX_NODES = 9
+#: Peer discovery retries and their interval (ms) on RabbitMQ 3.x: there the node holding the
+#: discovery lock retries peers that have no tables yet (10 x 500 ms by default: time lost on
+#: every first boot), and no peer can have any while it holds the lock. 4.x keeps its own
+#: (longer) defaults: a node that runs out of retries boots alone, and two lonely nodes make
+#: two clusters.
+CLUSTER_DISCOVERY_RETRIES_3X, CLUSTER_DISCOVERY_INTERVAL_MS_3X = 3, 300
 
 # -- the compose broker ------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ def _listening_sockets(pid: int) -> list[tuple[str, int]]:
 def test_the_private_node_listens_on_loopback_only(broker):
     if broker.kind != "private":
         pytest.skip("only the private node's listeners are ours to choose")
-    listeners = monitor._get(broker, "overview")["listeners"]
+    listeners = monitor.management_get(broker, "overview")["listeners"]
     protocols = {item["protocol"] for item in listeners}
     assert {"amqp", "http", "clustering"} <= protocols, protocols
     for item in listeners:
