@@ -15,8 +15,9 @@ from .errors import BadInputError, HelpersError
 
 #: What ``broker`` can do (each kind of broker answers every one, or says why it cannot).
 BROKER_ACTIONS = ("start", "stop", "restart", "crash", "status", "url")
-#: What ``cluster`` can do (``leader QUEUE`` names the node leading a quorum queue).
-CLUSTER_ACTIONS = ("start", "stop", "status", "kill", "start-node", "leader")
+#: What ``cluster`` can do (``leader QUEUE`` names the node leading a quorum queue; ``urls``
+#: prints every node's AMQP URL, password included, for scripts).
+CLUSTER_ACTIONS = ("start", "stop", "status", "kill", "start-node", "leader", "urls")
 
 
 def _broker(args) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from helpers import faults, producer, tasks, topology
 from helpers.connection import connect, first_to, mask_url, rotated, url_list
-from helpers.errors import BrokerConnectionError, NoBrokerError
+from helpers.errors import BadInputError, BrokerConnectionError, NoBrokerError
 from helpers.lessons import cluster as lesson
 from helpers.pool import WorkerPool
 from helpers.procs import free_port, pid_alive
@@ -35,7 +35,7 @@ def test_url_lists_split_rotate_and_reorder():
     assert first_to(urls, "h:5672")[0] == urls[2]  # the default port counts
     masked = mask_url(",".join(urls))
     assert "p@" not in masked and masked.count("u:***@") == 3
-    with pytest.raises(BrokerConnectionError, match="No broker URL"):
+    with pytest.raises(BadInputError, match="No broker URL"):
         url_list(" , ")
 
 
