@@ -47,15 +47,6 @@ def node_loss_figure(result, title: str | None = None) -> Figure:
     return finish(fig)
 
 
-def key_figure(leader, majority) -> Figure:
-    """README figure: the leader-kill and majority-loss runs, one above the other."""
-    fig = plt.figure(figsize=(11, 10.4), layout="constrained")
-    for sub, result in zip(fig.subfigures(2, 1), (leader, majority)):
-        _draw(sub, result)
-    plt.close(fig)
-    return fig
-
-
 def _draw(fig, result, title: str | None = None) -> None:
     s, df, t0 = result.summary, result.deliveries, result.publish.t_first
     colours = {n: NODE_COLOURS[i % len(NODE_COLOURS)]
