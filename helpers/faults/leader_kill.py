@@ -21,8 +21,8 @@ of a surviving node reports it, polled every 50 ms), ``recovery_s`` (until every
 consumes again: the queue has a leader and the last worker cut off has reconnected),
 ``held_at_fault`` and ``recovered`` (confirmed, not done at the kill; of those, done in the
 end), ``nacks``, ``republished``, ``confirmed_while_down`` (confirms from just after the
-kill to the restart), ``first_confirm_after_kill_s`` (confirms are timed per batch: when the
-publish call of the batch returned) and the two sources of
+kill to the restart), ``first_confirm_after_kill_s`` (confirms are timed per batch, when its
+publish call returned, so both count from ``GRACE_S`` after the kill) and the two sources of
 duplicates (``duplicates_redelivered``: a worker on the dead node did the task but its ack
 died with the node; ``duplicates_republished``: the producer published again a message it
 had no confirm for, and the first copy had been taken after all).
@@ -46,7 +46,7 @@ from ..tasks import Task
 KILLS = {"leader-kill": "leader", "majority-loss": "majority"}
 #: How often the step asks a surviving node which node leads the queue (seconds).
 POLL_S = 0.05
-#: Confirms count as "while down" from this long after the kill: a batch confirmed just
+#: Confirms count as "after the kill" from this long after it: a batch confirmed just
 #: before it is recorded when its publish call returns, a few milliseconds later (seconds).
 GRACE_S = 0.25
 NAN = float("nan")
@@ -181,7 +181,7 @@ class NodeLoss(runner.Step):
         back = {e["worker"]: e["t"] - t_kill for e in reversed(events)
                 if e["event"] == "ready" and e["worker"] in cut and e["t"] > t_kill}
         recovery = max([leaderless, *back.values()]) if len(back) == len(cut) else NAN
-        after = sorted(t for t in run.publisher.confirmed_t.values() if t > t_kill)
+        after = sorted(t for t in run.publisher.confirmed_t.values() if t > t_kill + GRACE_S)
         dup_redelivered, dup_republished = _duplicate_sources(events)
         return dict(
             fault=self.name,

@@ -71,9 +71,6 @@ def _draw(fig, result, title: str | None = None) -> None:
         top.plot(t - t0, 0, marker="|", color=colours.get(node, "grey"), markersize=10, mew=2)
     top.set_yticks(range(len(workers) + 1), ["producer", *workers])
     top.invert_yaxis()
-    handles = [Patch(color=c, label=f"on {_short(n)}") for n, c in colours.items()]
-    top.legend(handles=handles, fontsize=8, loc="lower right", ncol=len(handles),
-               bbox_to_anchor=(1.0, 1.0), frameon=False)
     top.set_title(title or _title(s), loc="left", fontsize=10)
     confirmed = s.get("confirmed_at_s", [])
     first_done = df[df["finished_t"].notna()].groupby("task")["finished_t"].min() - t0
@@ -83,6 +80,10 @@ def _draw(fig, result, title: str | None = None) -> None:
                 label="completed")
     bottom.set_ylabel("tasks")
     bottom.set_xlabel("seconds since the first publish")
+    # The nodes' colours in the lower panel's empty corner (the counts start low on the left).
+    handles = [Patch(color=c, label=f"worker on {_short(n)}") for n, c in colours.items()]
+    bottom.add_artist(bottom.legend(handles=handles, fontsize=8, loc="upper left",
+                                    ncol=len(handles), frameon=False))
     bottom.legend(fontsize=8, loc="lower right")
     for ax in (top, bottom):
         _marks(ax, s, t0, label=ax is top)
