@@ -3,8 +3,9 @@
 ``park`` leaves ``messages`` confirmed, persistent messages in a classic queue and in a
 quorum queue, both declared through one node (the classic queue lives there; the quorum
 queue has a copy on every node). ``Parked.probe`` then has a consumer on another node take
-what it can of each, within a few seconds, and records what the broker said: call it once
-while that node is down and once after it is back.
+what it can of each, within a few seconds (once the quorum queue has a leader on a running
+node again), and records what the broker said: call it once while that node is down and
+once after it is back.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pandas as pd
 from .. import producer, settings, topology
 from .. import tasks as task_lists
 from ..errors import HelpersError
+from ..procs import wait_until
 
 KINDS = ("classic", "quorum")
 
@@ -64,6 +66,10 @@ class Parked:
         if not others:
             raise HelpersError("No node of the cluster is running: start it again "
                                "(`python -m helpers cluster start`).")
+        # Right after its leader died, the quorum queue is electing another: give that its
+        # moment (up to ``timeout``), as a client retrying would, before asking.
+        names = {m.nodename for m in running}
+        wait_until(lambda: lab.cluster.leader_of(self.specs["quorum"].name) in names, timeout)
         left = {k: self.confirmed[k] - self.consumed(k) for k in KINDS}
         self.probes[label] = {
             kind: {**try_get(others[0].url, self.specs[kind].name, max(left[kind], 1), timeout),
