@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lab broker-stop bench clean
+.PHONY: install broker-ready run test lab broker-stop bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Before anything that needs a broker: find one, or install rabbitmq-server where the
+# system's package manager needs no question, or stop at once with the ways to get one.
+# Standard library only, so it runs before (and without) the virtual environment.
+broker-ready:
+	@$(PYTHON) -m helpers.install
+
 # Execute every notebook headless against the resolved broker, write build/*.html, and the
 # round robin vs prefetch=1 comparison from the CLI. A private node that was not running
 # before is stopped again at the end.
-run: $(STAMP)
+run: broker-ready $(STAMP)
 	@mkdir -p build; \
 	$(BIN)/python -m helpers broker status > /dev/null 2>&1; was_up=$$?; status=0; \
 	$(BIN)/python -m helpers run --workers 2 --prefetch 0 --tasks 40 --heavy 0.2 --light 0.02 \
@@ -28,8 +34,13 @@ run: $(STAMP)
 	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
 	exit $$status
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -ra
+# The browser test drives the system's chromium: .ci/ensure-chromium installs it where that
+# needs no question, or says the browser test will skip (NO_BROWSER=1 leaves it out: CI's
+# RabbitMQ 4 part runs `-m "broker and not browser"`).
+# PYTEST_ARGS narrows the run, e.g. `make test PYTEST_ARGS="-m broker"` (CI's RabbitMQ 4 part).
+test: broker-ready $(STAMP)
+	@[ -n "$$NO_BROWSER" ] || bash .ci/ensure-chromium
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 # Side-by-side benchmarks (figures, not tests; kept out of `make test`): the project's
 # workers beside tutorial-style pika workers and Celery, on one broker in one run. Prints one
@@ -41,15 +52,18 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: broker-ready $(BENCH_STAMP)
 	@$(BIN)/python -m helpers broker status > /dev/null 2>&1; was_up=$$?; status=0; \
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS) || status=1; \
 	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
 	exit $$status
 
-lab: $(STAMP)
-	$(BIN)/python -m helpers broker start
-	$(BIN)/jupyter lab notebooks/
+# Starts the private node (an AMQP_URL broker is not ours to start), then JupyterLab on
+# 127.0.0.1 only; as root JupyterLab also needs --allow-root. LAB_ARGS adds options.
+lab: broker-ready $(STAMP)
+	@[ -n "$$AMQP_URL" ] || $(BIN)/python -m helpers broker start
+	$(BIN)/jupyter lab --ip=127.0.0.1 $$([ "$$(id -u)" -eq 0 ] && echo --allow-root) \
+		$(LAB_ARGS) notebooks/
 
 broker-stop: $(STAMP)
 	$(BIN)/python -m helpers broker stop

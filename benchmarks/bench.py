@@ -124,7 +124,7 @@ def measure_scaling(found: broker.Broker, sizes: dict, log) -> list[dict]:
     One pool grows one worker at a time; at each size every worker is consuming before
     the round's first publish, and each round has its own task ids.
     """
-    spec = topology.QueueSpec(f"bench-scaling-{uuid.uuid4().hex[:8]}")
+    spec = topology.QueueSpec(f"bench-scaling-{uuid.uuid4().hex[:8]}", kind="classic")
     rows = []
     with connect(found.url, name="bench scaling setup") as conn:
         topology.declare(conn.channel(), spec)

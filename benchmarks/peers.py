@@ -224,7 +224,7 @@ def run_peer(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
     before the first publish, the same pipelined publisher with persistent messages, then
     makespan = first publish to the last completion the workers report.
     """
-    spec = topology.QueueSpec(f"bench-{peer}-{uuid.uuid4().hex[:8]}")
+    spec = topology.QueueSpec(f"bench-{peer}-{uuid.uuid4().hex[:8]}", kind="classic")
     with connect(found.url, name=f"bench {peer} setup") as conn:
         topology.declare(conn.channel(), spec)
     durations = {t.id: t.duration for t in tasks}

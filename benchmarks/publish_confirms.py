@@ -78,7 +78,7 @@ def _wait_queued(channel, spec: topology.QueueSpec, n: int, timeout: float = 60)
 
 def measure(url: str, n: int, confirms: str) -> dict:
     """Publish ``n`` persistent zero-length tasks to a fresh durable queue; return the rates."""
-    spec = topology.QueueSpec(f"bench-publish-{confirms}-{uuid.uuid4().hex[:6]}")
+    spec = topology.QueueSpec(f"bench-publish-{confirms}-{uuid.uuid4().hex[:6]}", kind="classic")
     work = tasks.equal(n, 0)
     with connect(url, name=f"bench publish {confirms} watch") as conn:
         channel = conn.channel()

@@ -10,10 +10,14 @@ must start fast, so importing ``helpers`` imports nothing heavy, no pandas, no m
     print(helpers.table(result.summary))
 
 Modules: ``settings`` (paths, HELPERS_* variables, mode names), ``broker`` and
-``private_node`` (find, start, stop, restart, crash a broker), ``connection``, ``topology``
-(the one place that declares queues), ``tasks``, ``worker``, ``pool``, ``producer`` and
+``private_node`` (find, start, stop, restart, crash a broker), ``connection``,
+``management`` (the management HTTP API, where one answers), ``topology`` (the one place
+that declares queues), ``dead_letter`` (the dead-letter policy, or the worker doing it),
+``tasks``, ``worker`` (with ``worker_options`` and ``console``), ``pool``, ``producer`` and
 ``confirms``, ``pacing``, ``runner`` (the one run skeleton), ``faults`` (named fault
-scenarios), ``timing``, ``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
+scenarios), ``node_control`` (a private node's settings, for a few seconds), ``task_hooks``
+(crash injection, the poison guard, side effects) and ``dedup`` (idempotency), ``timing``,
+``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
 are in ``helpers.lessons``, which the rest never imports.
 """
 from __future__ import annotations
@@ -34,6 +38,7 @@ _API = {
     "run": ("runner", "run"), "RunResult": ("runner", "RunResult"),
     "run_fault": ("faults", "run_fault"), "FAULTS": ("faults", "FAULTS"),
     "summarize": ("timing", "summarize"), "table": ("timing", "table"),
+    "DedupStore": ("dedup", "DedupStore"),
     "HelpersError": ("errors", "HelpersError"),
 }
 

@@ -58,7 +58,7 @@ def _cluster(args) -> int:
 
 
 def _worker(args) -> int:
-    from .worker import worker_from_args
+    from .worker_options import worker_from_args
 
     return worker_from_args(args).run()
 
@@ -66,16 +66,17 @@ def _worker(args) -> int:
 def _new_task(args) -> int:
     import uuid
 
-    from . import broker, producer, topology
+    from . import broker, dead_letter, producer, topology
 
     message = " ".join(args.message) or "Hello World!"
     resolved = broker.get()
     # Its own id, so two runs of new-task never look like one task delivered twice.
     task_id = f"new-task-{uuid.uuid4().hex[:12]}"
-    result = producer.publish(resolved.url, topology.QueueSpec(args.queue),
-                              [(task_id, message.encode())])
+    spec = dead_letter.prepare(resolved, topology.QueueSpec(args.queue, kind=args.queue_type))
+    result = producer.publish(resolved.url, spec, [(task_id, message.encode())])
     if result.confirmed:
-        print(f" [x] Sent {message!r} (confirmed by the broker)")
+        print(f" [x] Sent {message!r} to {spec.name} ({spec.kind} queue; confirmed by the "
+              "broker)")
         return 0
     print(f"error: the broker did not confirm {message!r}: {result.error}", file=sys.stderr)
     return 1
@@ -100,10 +101,12 @@ def _run(args) -> int:
           f"{len(work)} tasks ...", file=sys.stderr)
     result = runner.run(args.workers, args.prefetch, work, ack=args.ack, mode=args.mode,
                         kill_every=args.kill_every, seed=args.seed, progress=progress,
-                        label=f"k{args.workers}-p{args.prefetch}", heartbeat=args.heartbeat)
+                        label=f"k{args.workers}-p{args.prefetch}", heartbeat=args.heartbeat,
+                        queue_type=args.queue_type)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(timing.table(result.summary))
+    print(runner.queue_line(result.summary))
     if result.summary["kills"]:
         print(f"kills {result.summary['kills']}")
     print(f"saved to {result.folder}")
@@ -118,15 +121,19 @@ def _run(args) -> int:
 
 
 def _fault(args) -> int:
-    from . import faults, tasks, timing
+    from . import faults, runner, tasks, timing
 
-    work = tasks.equal(args.tasks, args.duration)
-    what = "cluster: " if faults.FAULTS[args.how] == "leader_kill" else "broker "
-    print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, {len(work)} tasks; "
-          f"{what}{args.how} after {args.after} s ...", file=sys.stderr)
-    result = faults.run_fault(args.how, args.workers, args.prefetch, work,
-                              fault_after_s=args.after)
+    size = {key: value if value is not None else default
+            for key, default in faults.defaults(args.how).items()
+            for value in [getattr(args, key)]}
+    work = tasks.equal(size["tasks"], size["duration"])
+    print(f"fault {args.how}: {size['workers']} worker{'s' * (size['workers'] != 1)}, prefetch "
+          f"{size['prefetch'] or 'unlimited'}, {len(work)} tasks of {size['duration']} s ...",
+          file=sys.stderr)
+    result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,
+                              fault_after_s=size["after"], queue_type=args.queue_type)
     print(timing.table(result.summary))
+    print(runner.queue_line(result.summary))
     print(faults.line(result.summary))
     print(f"saved to {result.folder}")
     if args.json:
@@ -140,9 +147,16 @@ def _notebooks(args) -> int:
     return 0 if execute_all(args.paths, args.out, timeout=args.timeout) else 1
 
 
+def _queue_type(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue-type", choices=settings.QUEUE_KINDS,
+                        default=settings.DEFAULT_QUEUE_KIND,
+                        help=f"the work queue's type (default {settings.DEFAULT_QUEUE_KIND}, "
+                             "as in the tutorial)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .faults import FAULTS  # a name list only: scenarios are imported when run
-    from .worker import build_parser as worker_parser
+    from .worker_options import build_parser as worker_parser
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new-task", help="publish one tutorial-style task ('Hello...')")
     p.add_argument("message", nargs="*")
     p.add_argument("--queue", default=settings.DEFAULT_QUEUE)
+    _queue_type(p)
     p.set_defaults(func=_new_task)
 
     p = sub.add_parser("run", help="K workers, N tasks: measure how they were spread")
@@ -186,23 +201,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=settings.WORK_MODES, default="thread")
     p.add_argument("--heartbeat", type=int)
     p.add_argument("--seed", type=int, default=0)
+    _queue_type(p)
     p.add_argument("--json", help="write the summary as JSON here")
     p.add_argument("--plot", help="save the timeline and load figure here (PNG)")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("fault", help="break the broker or the cluster mid-run: count what "
-                                     "survived")
-    p.add_argument("how", choices=list(FAULTS),
-                   help="restart: clean stop then start; crash: SIGKILL the node then start; "
-                        "leader-kill: SIGKILL the node leading a quorum queue of the private "
-                        "cluster; majority-loss: kill nodes until a minority is left, start "
-                        "one again")
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--prefetch", type=int, default=1, help="0 = unlimited")
-    p.add_argument("--tasks", type=int, default=300)
-    p.add_argument("--duration", type=float, default=0.05, help="seconds per task")
-    p.add_argument("--after", type=float, default=1.0,
-                   help="seconds after the first confirmed publish at which the broker goes")
+    p = sub.add_parser("fault", help="run a named fault scenario: count what survived")
+    p.add_argument("how", choices=list(FAULTS), metavar="NAME",
+                   help=f"one of {', '.join(FAULTS)} (restart: clean stop then start; crash: "
+                        "SIGKILL the node then start; leader-kill, majority-loss: nodes of the "
+                        "private cluster die, notebook 07; the others: notebook 06)")
+    p.add_argument("--workers", type=int, help="default: the scenario's (restart/crash: 4)")
+    p.add_argument("--prefetch", type=int, help="0 = unlimited (default 1)")
+    p.add_argument("--tasks", type=int, help="default: the scenario's (restart/crash: 300)")
+    p.add_argument("--duration", type=float, help="seconds per task (restart/crash: 0.05)")
+    p.add_argument("--after", type=float,
+                   help="seconds after the first publish at which the fault strikes "
+                        "(restart, crash, alarm)")
+    _queue_type(p)  # restart and crash; the notebook-06 scenarios pick their own queues
     p.add_argument("--json", help="write the summary as JSON here")
     p.set_defaults(func=_fault)
 

@@ -42,8 +42,11 @@ class Broker:
     """A resolved broker: its AMQP URL, management URL and what we may do to it."""
 
     url: str
+    #: the management HTTP API, without credentials; None: none known (figures over AMQP)
     management_url: str | None = None
     kind: str = "external"  # external | private | compose
+    #: the management API's own user and password, when they differ from the AMQP URL's
+    management_credentials: tuple[str, str] | None = None
 
     @property
     def can_restart(self) -> bool:
@@ -76,7 +79,9 @@ class Broker:
         return tuple(out)
 
     def management_auth(self) -> tuple[str, str]:
-        """User and password for the management HTTP API (those of the AMQP URL)."""
+        """User and password for the management HTTP API (by default those of the AMQP URL)."""
+        if self.management_credentials:
+            return self.management_credentials
         parts = urllib.parse.urlsplit(url_list(self.url)[0])  # a cluster's: of its first node
         return (urllib.parse.unquote(parts.username or "guest"),
                 urllib.parse.unquote(parts.password or "guest"))
@@ -186,17 +191,33 @@ def find_rabbitmq_server() -> Path | None:
     return None
 
 
+def split_credentials(url: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    """``http://user:pw@host:port`` -> ``("http://host:port", ("user", "pw"))``."""
+    if not url:
+        return None, None
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return (urllib.parse.urlunsplit(parts._replace(netloc=netloc)),
+            (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")))
+
+
 def resolve() -> Broker:
     """Find the broker to use, without starting anything (see module docstring)."""
     from .private_node import PrivateBroker
 
     url = settings.amqp_url()
     if url:
-        mgmt = settings.management_url()
-        if not mgmt:
-            host = urllib.parse.urlsplit(url).hostname or "localhost"
-            mgmt = f"http://{host}:{settings.MANAGEMENT_PORT}"
-        return Broker(url=url, management_url=mgmt, kind="external")
+        # Only the management API a setting names: guessing port 15672 on the AMQP host
+        # finds nothing, or the wrong thing, on many brokers.
+        mgmt, credentials = split_credentials(settings.management_url())
+        return Broker(url=url, management_url=mgmt, kind="external",
+                      management_credentials=credentials)
     server = find_rabbitmq_server()
     if server is not None:
         return PrivateBroker(server)

@@ -12,7 +12,7 @@ import contextlib
 import urllib.parse
 
 from .errors import BrokerConnectionError
-from .monitor import management_get
+from . import management
 from .private_node import PrivateBroker
 
 
@@ -21,7 +21,7 @@ def api_get(members: list[PrivateBroker], path: str):
     for member in members:
         if member.management_url and member.node_pid():
             with contextlib.suppress(BrokerConnectionError):
-                return management_get(member, path, timeout=3.0)
+                return management.get(member, path, timeout=3.0)
     return None
 
 

@@ -12,8 +12,9 @@ import re
 import time
 
 from . import topology
-from .connection import describe_error, explain_connect_error, url_list
-from .producer import PublishResult, message_properties
+from .connection import describe_error, explain_connect_error, refusal_is_final, url_list
+from .producer import PublishResult, blocked_sentence, message_properties, watch_blocked
+from .settings import BLOCKED_TIMEOUT_S
 from .topology import QueueSpec
 
 #: Messages handed to the socket per turn of the I/O loop.
@@ -24,7 +25,7 @@ class _Pipeline:
     """One ``SelectConnection`` run: publish, keep ``window`` unconfirmed, collect answers."""
 
     def __init__(self, url, spec, pairs, persistent, window, mandatory, timeout, declare_queue,
-                 result: PublishResult, name):
+                 result: PublishResult, name, on_blocked=None):
         self.url, self.spec, self.pairs = url, spec, pairs
         self.persistent, self.window, self.mandatory = persistent, window, mandatory
         self.timeout, self.declare_queue, self.result, self.name = (
@@ -41,15 +42,19 @@ class _Pipeline:
         self.open_error: Exception | None = None
         self.channel_error: Exception | None = None
         self.declared = False
+        self.on_blocked = on_blocked
 
     def run(self) -> None:
         import pika
 
         params = pika.URLParameters(self.url)
         params.client_properties = {"connection_name": self.name}
+        # Blocked by a resource alarm for this long, pika closes the connection (and we say why).
+        params.blocked_connection_timeout = BLOCKED_TIMEOUT_S
         self.conn = pika.SelectConnection(params, on_open_callback=self._on_open,
                                           on_open_error_callback=self._on_open_error,
                                           on_close_callback=self._on_closed)
+        watch_blocked(self.conn, self.result, self.on_blocked)
         self.conn.ioloop.call_later(self.timeout, self._give_up)
         self.conn.ioloop.start()
 
@@ -59,6 +64,12 @@ class _Pipeline:
         self.conn.ioloop.stop()
 
     def _on_closed(self, _conn, reason) -> None:
+        import pika.exceptions as pe
+
+        if isinstance(reason, pe.ConnectionBlockedTimeout) and self.result.blocked:
+            self.failed = self.failed or (
+                f"Publishing gave up after {BLOCKED_TIMEOUT_S:.0f} s blocked: "
+                + blocked_sentence(self.result.blocked[-1]["reason"]))
         if self.next < len(self.pairs) or self.pending:
             self.failed = self.failed or f"the connection closed: {describe_error(reason)}"
         self.conn.ioloop.stop()
@@ -146,7 +157,8 @@ class _Pipeline:
 
 def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishResult, *,
                       persistent: bool, window: int, mandatory: bool, timeout: float,
-                      declare_queue: bool, retry_for: float, name: str) -> None:
+                      declare_queue: bool, retry_for: float, name: str,
+                      on_blocked=None) -> None:
     """Publish ``pairs`` into ``result``; after a lost connection, republish what is left.
 
     ``url`` may list several brokers: each run uses the next one after a failed or lost
@@ -160,11 +172,10 @@ def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishRes
     while True:
         confirmed_before = len(result.confirmed)
         run = _Pipeline(urls[failures % len(urls)], spec, todo, persistent, window, mandatory,
-                        timeout, declare_queue, result, name)
+                        timeout, declare_queue, result, name, on_blocked)
         run.run()
         result.error = run.failed
-        # A node of several that refuses the vhost may be booting: try the others.
-        _raise_if_hopeless(run, run.url, spec, open_errors=len(urls) == 1)
+        _raise_if_hopeless(run, run.url, spec)
         too_large = _too_large(run.channel_error, todo)
         if too_large:
             result.refused |= too_large
@@ -193,13 +204,9 @@ def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishRes
         result.error = _too_large_sentence(size_error, pairs, result.refused)
 
 
-def _raise_if_hopeless(run: "_Pipeline", url: str, spec: QueueSpec,
-                       open_errors: bool = True) -> None:
+def _raise_if_hopeless(run: "_Pipeline", url: str, spec: QueueSpec) -> None:
     """Raise the one-sentence error for failures that retrying cannot mend."""
-    import pika.exceptions as pe
-
-    if open_errors and isinstance(run.open_error, (pe.ProbableAuthenticationError,
-                                   pe.ProbableAccessDeniedError)):
+    if run.open_error is not None and refusal_is_final(run.open_error):
         raise explain_connect_error(url, run.open_error) from run.open_error
     refused = getattr(run.channel_error, "reply_code", None) in (403, 405, 406)
     if refused and not run.declared:  # e.g. 406: the queue exists with other arguments

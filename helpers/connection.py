@@ -87,6 +87,21 @@ def connect(url: str | Sequence[str], name: str = "helpers", heartbeat: int | No
         raise explain_connect_error(url, exc) from exc
 
 
+def refusal_is_final(exc: Exception) -> bool:
+    """True when pika's failure ``exc`` is the broker refusing credentials or virtual host.
+
+    Retrying cannot mend those. Two look alike and can: a virtual host that "is down" (541,
+    while a node boots or recovers it) and a connection lost in the middle of the handshake
+    (pika then guesses a credentials or access problem from the stage it had reached).
+    """
+    import pika.exceptions as pe
+
+    if not isinstance(exc, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError)):
+        return False
+    text = str(exc)  # pika keeps only the repr of what ended the handshake
+    return "ConnectionClosedByBroker" in text and "is down" not in text
+
+
 def explain_connect_error(url: str | Sequence[str], exc: Exception) -> BrokerConnectionError:
     """The one-sentence error for pika's failure ``exc`` to connect to ``url`` (or URLs)."""
     import pika
@@ -95,11 +110,17 @@ def explain_connect_error(url: str | Sequence[str], exc: Exception) -> BrokerCon
     urls = url_list(url)
     where = (f"the broker at {mask_url(urls[0])}" if len(urls) == 1 else
              "the brokers at " + ", ".join(mask_url(one) for one in urls))
-    if isinstance(exc, pe.ProbableAuthenticationError):
+    if isinstance(exc, pe.ProbableAccessDeniedError) and "is down" in str(exc):
+        vhost = pika.URLParameters(urls[-1]).virtual_host
+        return BrokerConnectionError(
+            f"The virtual host '{vhost}' on {where} is down (the node is starting or "
+            "recovering it): try again in a few seconds, or see the broker's log.")
+    final = refusal_is_final(exc)  # else a handshake cut short: "could not connect", below
+    if final and isinstance(exc, pe.ProbableAuthenticationError):
         return BrokerAuthError(
             f"{where[0].upper()}{where[1:]} refused the user name or password: "
             "check the credentials in AMQP_URL.")
-    if isinstance(exc, pe.ProbableAccessDeniedError):
+    if final and isinstance(exc, pe.ProbableAccessDeniedError):
         vhost = pika.URLParameters(urls[-1]).virtual_host
         return BrokerAuthError(
             f"{where[0].upper()}{where[1:]} denied access to the virtual host "

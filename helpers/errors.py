@@ -27,7 +27,14 @@ class BrokerControlError(HelpersError):
 
 
 class TopologyError(HelpersError):
-    """A queue declaration clashed with the broker's existing queue."""
+    """A queue declaration clashed with the broker's existing queue (or was refused).
+
+    ``final`` is False for a refusal that may pass (e.g. a quorum queue still starting).
+    """
+
+    def __init__(self, message: str, final: bool = True):
+        super().__init__(message)
+        self.final = final
 
 
 class BadInputError(HelpersError, ValueError):

@@ -76,3 +76,28 @@ def parse_lines(lines: list[bytes], other: list[str]) -> list[dict]:
         except ValueError:
             other.append(raw.decode(errors="replace").rstrip())
     return events
+
+
+def unacked(events: list[dict], alive: set[str]) -> int:
+    """Messages delivered to a live worker and not yet acked, by the workers' own account.
+
+    What ``messages_unacknowledged`` counts, without asking the broker: a delivery is held
+    from ``delivered`` until ``acked``; with ``auto`` acks it never is (the broker let go
+    as it sent it). A worker whose connection dropped (``disconnected``), or whose process
+    is gone (not in ``alive``), holds nothing: the broker has requeued what it had.
+    """
+    auto: dict[str, bool] = {}
+    held: dict[str, set] = {}
+    for event in events:
+        worker, kind = event.get("worker"), event.get("event")
+        if kind == "ready":
+            auto[worker] = event.get("ack") == "auto"
+            held[worker] = set()
+        elif kind == "delivered" and not auto.get(worker):
+            held.setdefault(worker, set()).add(event.get("delivery"))
+        elif kind in ("acked", "abandoned", "dead-lettered") or (
+                kind == "failed" and str(event.get("reason", "")).startswith("ack lost")):
+            held.get(worker, set()).discard(event.get("delivery"))
+        elif kind == "disconnected":
+            held[worker] = set()
+    return sum(len(deliveries) for worker, deliveries in held.items() if worker in alive)

@@ -32,11 +32,14 @@ class PacedPublisher(threading.Thread):
     def __init__(self, url: str, spec: QueueSpec, tasks: list, *, batch: int = 1,
                  every_s: float = 0.05, fixed_rate: bool = False,
                  start_at: float | None = None, retry_for: float = 0.0,
-                 timeout: float = 120.0):
+                 timeout: float = 120.0, on_blocked=None, gate=None):
         super().__init__(name="paced-publisher", daemon=True)
         self.url, self.spec, self.tasks = url, spec, list(tasks)
         self.batch, self.every_s, self.fixed_rate = batch, every_s, fixed_rate
         self.start_at, self.retry_for, self.timeout = start_at, retry_for, timeout
+        self.on_blocked = on_blocked  # see producer.publish
+        #: ``gate(n)`` is called before batch ``n`` leaves (it may wait for something)
+        self.gate = gate
         self.result = producer.PublishResult(queue=spec.name)
         #: task id -> wall-clock time its batch was confirmed
         self.confirmed_t: dict[str, float] = {}
@@ -67,6 +70,8 @@ class PacedPublisher(threading.Thread):
             for n, i in enumerate(range(0, len(self.tasks), self.batch)):
                 if not self._wait_turn(n):
                     return
+                if self.gate is not None:
+                    self.gate(n)
                 todo = self.tasks[i:i + self.batch]
                 while todo:  # a nacked message is republished like an unconfirmed one
                     # Of several brokers, start where the last batch went (not a dead one).
@@ -74,7 +79,8 @@ class PacedPublisher(threading.Thread):
                             if self.result.connections else self.url)
                     part = producer.publish(urls, self.spec, todo, declare_queue=False,
                                             retry_for=self.retry_for, timeout=self.timeout,
-                                            name=f"producer {self.spec.name}")
+                                            name=f"producer {self.spec.name}",
+                                            on_blocked=self.on_blocked)
                     self._merge(part)
                     if part.unconfirmed:
                         self.error = part.error or "messages left unconfirmed"
@@ -98,6 +104,7 @@ class PacedPublisher(threading.Thread):
         r.reconnects += part.reconnects
         r.connections += part.connections
         self.nacks += len(part.nacked)
+        r.blocked += part.blocked
         if r.t_first is None:
             r.t_first = part.t_first
         r.t_last = part.t_last or now

@@ -15,6 +15,10 @@ from matplotlib.figure import Figure
 HEAVY = "#d95f02"
 LIGHT = "#1b9e77"
 CUT = "#e7298a"
+#: Font sizes (points) of the task numbers in timeline bars and of labels on a plot, large
+#: enough to read in a notebook at its default zoom.
+TASK_SIZE = 9
+LABEL_SIZE = 9
 
 
 def _ax(ax, size=(8, 3)) -> Axes:
@@ -23,7 +27,7 @@ def _ax(ax, size=(8, 3)) -> Axes:
     return ax
 
 
-def _seconds_per_char(ax, df: pd.DataFrame, fontsize: float = 7) -> float:
+def _seconds_per_char(ax, df: pd.DataFrame, fontsize: float = TASK_SIZE) -> float:
     """How many seconds of the time axis one label character needs (about 0.55 em)."""
     span = max(df["end_s"].max(), df["start_s"].max()) - min(0.0, df["start_s"].min())
     width_in = ax.figure.get_figwidth() * ax.get_position().width
@@ -64,7 +68,7 @@ def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, whe
         text = str(r.task).lstrip("t0") or "0"
         if label_tasks and (end - start) > 0 and (end - start) >= per_char * (len(text) + 2):
             ax.text(start + (end - start) / 2, rows[r.worker], text,
-                    ha="center", va="center", fontsize=7)
+                    ha="center", va="center", fontsize=TASK_SIZE)
     ax.set_yticks(range(len(workers)), workers)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first publish")
@@ -72,19 +76,28 @@ def timeline(df: pd.DataFrame, ax=None, title: str = "Which worker did what, whe
     return ax
 
 
+def reference_line(ax, y: float, text: str) -> None:
+    """A dashed horizontal line at ``y``, named just outside the frame on the right, where
+    no bar or bar label can be under it."""
+    ax.axhline(y, color="black", linestyle="--", linewidth=0.8)
+    ax.annotate(text, (1, y), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                textcoords="offset points", ha="left", va="center", fontsize=LABEL_SIZE)
+
+
+def _worker_ticks(ax, workers, counts) -> None:
+    """Each bar's worker name with its task count under it (never crossed by a line)."""
+    ax.set_xticks(range(len(workers)),
+                  [f"{w}\n{n} task{'s' if n != 1 else ''}" for w, n in zip(workers, counts)])
+
+
 def load(per_worker: pd.DataFrame, ax=None, title: str = "Load per worker") -> Axes:
-    """Bars of busy seconds per worker, annotated with the task count."""
+    """Bars of busy seconds per worker; the task count under each bar, the mean beside."""
     ax = _ax(ax, (6, 3))
-    bars = ax.bar(per_worker["worker"], per_worker["busy_s"], color="#7570b3")
-    for bar, tasks in zip(bars, per_worker["tasks"]):
-        ax.annotate(f"{tasks} tasks", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)
+    ax.bar(range(len(per_worker)), per_worker["busy_s"], color="#7570b3")
+    _worker_ticks(ax, list(per_worker["worker"]), list(per_worker["tasks"]))
     mean = per_worker["busy_s"].mean()
-    ax.axhline(mean, color="black", linestyle="--", linewidth=0.8, label=f"mean {mean:.2f} s")
-    # Name the mean in a corner kept free by the margin (a legend box would hide a bar).
-    ax.text(0.01, 0.98, f"dashed: mean {mean:.2f} s", transform=ax.transAxes, ha="left",
-            va="top", fontsize=8)
-    ax.margins(y=0.25)
+    reference_line(ax, mean, f"mean\n{mean:.2f} s")
+    ax.margins(y=0.1)
     ax.set_ylabel("busy seconds")
     ax.set_title(title)
     return ax
@@ -93,7 +106,8 @@ def load(per_worker: pd.DataFrame, ax=None, title: str = "Load per worker") -> A
 def counts(per_worker: pd.DataFrame, ax=None, title: str = "Tasks per worker") -> Axes:
     """Bars of tasks completed per worker."""
     ax = _ax(ax, (6, 3))
-    ax.bar(per_worker["worker"], per_worker["tasks"], color="#66a61e")
+    ax.bar(range(len(per_worker)), per_worker["tasks"], color="#66a61e")
+    ax.set_xticks(range(len(per_worker)), list(per_worker["worker"]))
     ax.set_ylabel("tasks")
     ax.set_title(title)
     return ax
@@ -108,8 +122,30 @@ def queue_depth(samples: pd.DataFrame, ax=None, title: str = "Queue depth over t
     ax.set_xlabel("seconds")
     ax.set_ylabel("messages")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    outside_legend(ax)
     return ax
+
+
+def outside_legend(ax) -> None:
+    """The legend to the right of the frame, where it covers no line."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=LABEL_SIZE, frameon=False)
+
+
+def mark_time(ax, t: float, text: str) -> None:
+    """A dashed vertical line at ``t`` with ``text`` inside the frame, beside the line (to
+    its left near the right edge), in a band added above the data so it covers no curve."""
+    if not getattr(ax, "_headroom", False):  # once per axes: a band above the data
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top + 0.15 * (top - bottom))
+        ax._headroom = True
+    ax.axvline(t, color="black", linestyle="--", linewidth=0.8)
+    left, right = ax.get_xlim()
+    near_right = t > left + 0.75 * (right - left)
+    ax.annotate(text, (t, 1), xycoords=("data", "axes fraction"),
+                xytext=(-4 if near_right else 4, -4), textcoords="offset points",
+                ha="right" if near_right else "left", va="top", fontsize=LABEL_SIZE,
+                bbox={"boxstyle": "square,pad=0.15", "facecolor": "white",
+                      "edgecolor": "none", "alpha": 0.85})
 
 
 def sweep(df: pd.DataFrame, x: str, ys: list[str], ax=None, title: str = "",

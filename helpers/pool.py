@@ -94,7 +94,7 @@ class WorkerPool:
     def _command(self, name: str, options: dict) -> list[str]:
         # The URL (and its password) goes through the environment, not argv: any local user
         # can read a process's command line with `ps`.
-        cmd = [sys.executable, "-m", "helpers.worker",
+        cmd = [sys.executable, "-m", "helpers.worker", "--events",
                "--queue-spec", self.spec.to_json(), "--name", name, "--exit-with-parent"]
         for key, value in options.items():
             if value is None or value is False:

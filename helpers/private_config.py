@@ -50,12 +50,30 @@ def node_env(state_dir: Path, nodename: str, state: dict) -> dict:
     return env
 
 
+def _management_lines(state: dict) -> list[str]:
+    """The management plugin's lines of ``rabbitmq.conf``."""
+    return [
+        "management.tcp.ip = 127.0.0.1",
+        f"management.tcp.port = {state['mgmt_port']}",
+        # The management API's queue figures are collected at the smallest sample
+        # retention interval (5 s by default), whatever collect_statistics_interval says;
+        # 1 s is the smallest RabbitMQ accepts.
+        "management.sample_retention_policies.global.minute = 1",
+        "management.sample_retention_policies.global.hour = 60",
+        "management.sample_retention_policies.basic.minute = 1",
+        "management.sample_retention_policies.basic.hour = 60",
+        "management.sample_retention_policies.detailed.10 = 1",
+    ]
+
+
 def write_config(state_dir: Path, state: dict, extra_config: tuple[str, ...] = (),
-                 cookie: str | None = None) -> None:
+                 cookie: str | None = None, management: bool = True) -> None:
     """Write the node's configuration files into ``state_dir`` (rewritten at every start).
 
     ``extra_config``: lines appended to ``rabbitmq.conf`` (a cluster's peer discovery).
     ``cookie``: the Erlang cookie to write to ``.erlang.cookie`` (None: Erlang makes one).
+    ``management``: False runs no plugin at all (and writes none of its settings, which the
+    node would refuse as unknown keys).
     """
     base = Path(state_dir)
     (base / "log").mkdir(parents=True, exist_ok=True)
@@ -63,17 +81,8 @@ def write_config(state_dir: Path, state: dict, extra_config: tuple[str, ...] = (
     (base / "rabbitmq.conf").write_text("\n".join([
         "# Written by helpers/private_config.py for the private node; rewritten at every start.",
         f"listeners.tcp.1 = 127.0.0.1:{state['amqp_port']}",
-        "management.tcp.ip = 127.0.0.1",
-        f"management.tcp.port = {state['mgmt_port']}",
+        *(_management_lines(state) if management else []),
         f"collect_statistics_interval = {settings.STATS_INTERVAL_MS}",
-        # The management API's queue figures are collected at the smallest sample
-        # retention interval (5 s by default), whatever the line above says; 1 s is
-        # the smallest RabbitMQ accepts.
-        "management.sample_retention_policies.global.minute = 1",
-        "management.sample_retention_policies.global.hour = 60",
-        "management.sample_retention_policies.basic.minute = 1",
-        "management.sample_retention_policies.basic.hour = 60",
-        "management.sample_retention_policies.detailed.10 = 1",
         f"max_message_size = {settings.MAX_MESSAGE_BYTES}",
         "disk_free_limit.absolute = 50MB",
         "loopback_users.guest = true",
@@ -88,4 +97,5 @@ def write_config(state_dir: Path, state: dict, extra_config: tuple[str, ...] = (
         path.chmod(0o400)  # Erlang refuses a cookie file others may read
     (base / "advanced.config").write_text("[].\n")
     (base / "rabbitmq-env.conf").write_text("# intentionally empty\n")
-    (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    (base / "enabled_plugins").write_text("[rabbitmq_management].\n" if management
+                                           else "[].\n")

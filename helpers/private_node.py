@@ -31,6 +31,7 @@ class PrivateBroker(Broker):
 
     Parameters (all optional; a cluster member needs them, see ``helpers.cluster``)
     ----------
+    management: False starts no plugin at all (a broker like many users' own, for tests).
     nodename: the Erlang node name (default ``wq<hash of state_dir>@localhost``).
     epmd_port: an epmd the caller runs and owns: register there, never start or stop one.
     ports: ``amqp_port``, ``mgmt_port``, ``dist_port`` to use on the first start (later
@@ -39,11 +40,12 @@ class PrivateBroker(Broker):
     extra_config: lines appended to the node's ``rabbitmq.conf``.
     """
 
-    def __init__(self, server: Path, state_dir: Path | None = None, *,
+    def __init__(self, server: Path, state_dir: Path | None = None, management: bool = True, *,
                  nodename: str | None = None, epmd_port: int | None = None,
                  ports: dict | None = None, cookie: str | None = None,
                  extra_config: tuple[str, ...] = ()):
         self.server = Path(server)
+        self.management = management
         self.state_dir = Path(state_dir or settings.STATE_DIR)
         self.state_file = self.state_dir / "state.json"
         digest = hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
@@ -71,9 +73,10 @@ class PrivateBroker(Broker):
     def _url(state: dict) -> str:
         return f"amqp://guest:guest@127.0.0.1:{state.get('amqp_port', 0)}/%2F"
 
-    @staticmethod
-    def _mgmt(state: dict) -> str | None:
-        return f"http://127.0.0.1:{state['mgmt_port']}" if state.get("mgmt_port") else None
+    def _mgmt(self, state: dict) -> str | None:
+        if not self.management or not state.get("mgmt_port"):
+            return None
+        return f"http://127.0.0.1:{state['mgmt_port']}"
 
     @contextlib.contextmanager
     def _lock(self):
@@ -142,7 +145,8 @@ class PrivateBroker(Broker):
                 return False
             state = self._start_epmd(self._choose_ports(self._read_state()))
             env = self._env(state)
-            write_config(self.state_dir, state, self.extra_config, self.cookie)
+            write_config(self.state_dir, state, self.extra_config, self.cookie,
+                         management=self.management)
             log = open(self.state_dir / "log" / "console.log", "ab")
             started = time.monotonic()
             if progress:

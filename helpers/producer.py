@@ -44,6 +44,13 @@ class PublishResult:
     #: ``(wall-clock time, "host:port")`` of each connection opened (pipelined mode): which
     #: broker of several took the messages, and when the producer moved to another.
     connections: list[tuple[float, str]] = field(default_factory=list)
+    #: each time the broker blocked publishing (a resource alarm): ``{"t", "until", "reason"}``
+    blocked: list[dict] = field(default_factory=list)
+
+    @property
+    def blocked_s(self) -> float:
+        """Seconds the broker kept this publisher blocked (until now, if it still does)."""
+        return sum((b["until"] or time.time()) - b["t"] for b in self.blocked)
 
     @property
     def unconfirmed(self) -> set[str]:
@@ -77,7 +84,36 @@ class PublishResult:
         return {"published": len(set(self.published)), "confirmed": len(self.confirmed),
                 "nacked": len(self.nacked), "returned": len(self.returned),
                 "unconfirmed": len(self.unconfirmed), "elapsed_s": round(self.elapsed_s, 4),
-                "per_s": round(self.rate, 1), "reconnects": self.reconnects}
+                "per_s": round(self.rate, 1), "reconnects": self.reconnects,
+                "blocked_s": round(self.blocked_s, 3)}
+
+
+def blocked_sentence(reason: str) -> str:
+    """What a publisher says when the broker blocks it (``connection.blocked``)."""
+    return (f"The broker is blocking publishers ({reason}: a resource alarm), so messages "
+            "wait until it clears: free disk space or memory on the broker's host, or raise "
+            "its limits (rabbitmqctl status lists the alarm).")
+
+
+def watch_blocked(conn, result: PublishResult, on_blocked=None) -> None:
+    """Record in ``result`` when the broker blocks ``conn`` and unblocks it; tell ``on_blocked``.
+
+    ``on_blocked(sentence)`` is called when publishing is blocked, ``on_blocked(None)`` when
+    it may go on. Without this, a publisher waiting for a confirm just hangs.
+    """
+    def blocked(_conn, frame) -> None:
+        result.blocked.append({"t": time.time(), "until": None, "reason": frame.method.reason})
+        if on_blocked is not None:
+            on_blocked(blocked_sentence(frame.method.reason))
+
+    def unblocked(_conn, _frame) -> None:
+        if result.blocked and result.blocked[-1]["until"] is None:
+            result.blocked[-1]["until"] = time.time()
+        if on_blocked is not None:
+            on_blocked(None)
+
+    conn.add_on_connection_blocked_callback(blocked)
+    conn.add_on_connection_unblocked_callback(unblocked)
 
 
 def message_properties(task_id: str, persistent: bool, headers: dict | None = None):
@@ -107,7 +143,7 @@ def _as_pairs(tasks) -> list[tuple[str, bytes, dict | None]]:
 def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
             confirms: str = "pipelined", window: int = 1000, mandatory: bool = False,
             timeout: float = 120, declare_queue: bool = True, retry_for: float = 0.0,
-            name: str = "producer") -> PublishResult:
+            name: str = "producer", on_blocked=None) -> PublishResult:
     """Publish ``tasks`` to ``spec``'s queue.
 
     ``tasks`` are ``Task``s, bodies, ``(id, body)`` pairs or ``(id, body, headers)`` triples
@@ -119,6 +155,9 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
     window: most unconfirmed messages in flight at once (pipelined mode).
     retry_for: with pipelined confirms, keep reconnecting for this many seconds after a
         lost connection and republish whatever was not confirmed (at-least-once publishing).
+    on_blocked: with pipelined confirms, called with one sentence when the broker blocks
+        publishing (a disk or memory alarm), and with None when it unblocks; after
+        ``settings.BLOCKED_TIMEOUT_S`` blocked, publishing stops with that sentence.
     """
     if confirms not in CONFIRM_MODES:
         raise BadInputError(f"confirms must be one of {', '.join(CONFIRM_MODES)} "
@@ -133,7 +172,7 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
         return result
     publish_pipelined(url, spec, pairs, result, persistent=persistent, window=window,
                       mandatory=mandatory, timeout=timeout, declare_queue=declare_queue,
-                      retry_for=retry_for, name=name)
+                      retry_for=retry_for, name=name, on_blocked=on_blocked)
     return result
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import broker as broker_mod
-from . import producer, timing, topology
+from . import dead_letter, producer, timing, topology
 from .errors import BadInputError, HelpersError
 from .monitor import QueueMonitor
 from .pacing import PacedPublisher
+from .checks import is_number, validate
 from .pool import WorkerPool
-from .settings import MAX_PREFETCH
+from .settings import DEFAULT_QUEUE_KIND
 from .tasks import Task
 
 
@@ -60,6 +61,8 @@ class Run:
     publisher: PacedPublisher | None = None
     #: what the broker confirmed so far (the paced publisher's, live)
     published: producer.PublishResult | None = None
+    #: when the run's queue was declared (``time.monotonic()``; a crash waits ``SETTLE_S``)
+    declared_at: float = 0.0
 
 
 class Step:
@@ -68,13 +71,18 @@ class Step:
     ``check(broker)`` before anything is declared (raise a ``HelpersError`` to refuse);
     ``started(run)`` once the workers consume and publishing has begun; ``ends(run)``,
     polled while the run waits, may end it before every task is done (a run that loses
-    tasks on purpose); ``finished(run, done)`` after the wait (``done``: every confirmed
+    tasks on purpose), and ``holds(run)`` may keep it going after (a task done but not
+    acked comes back); ``finished(run, done)`` after the wait (``done``: every confirmed
     task completed), before the workers stop, and always (``finally``); ``summary(run)``
     adds keys to the run's summary.
     """
 
     #: seconds this step may add to the run (added to the waiting budget)
     extra_s: float = 0.0
+
+    def grace_s(self, run: Run) -> float:
+        """Seconds added to the waiting budget so far, as measured (polled while waiting)."""
+        return 0.0
 
     def check(self, broker: broker_mod.Broker) -> None:
         """Refuse a broker this step cannot work with."""
@@ -86,34 +94,16 @@ class Step:
         """True ends the run now, done or not (polled about ten times a second)."""
         return False
 
+    def holds(self, run: Run) -> bool:
+        """True keeps the run going although every task is done (polled like ``ends``)."""
+        return False
+
     def finished(self, run: Run, done: bool) -> None:
         """End what ``started`` began."""
 
     def summary(self, run: Run) -> dict:
         """Keys of this step for the run's summary."""
         return {}
-
-
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and not math.isnan(value)
-
-
-def validate(workers: int, prefetch: int, tasks: list, kill_every: float | None = None) -> None:
-    """Raise ``BadInputError`` naming the first bad value."""
-    if not _whole(workers) or workers < 1:
-        raise BadInputError(f"workers must be a whole number of at least 1 (got {workers!r}).")
-    if not _whole(prefetch) or not 0 <= prefetch <= MAX_PREFETCH:
-        raise BadInputError(f"prefetch must be a whole number from 0 (unlimited) to "
-                            f"{MAX_PREFETCH} (got {prefetch!r}).")
-    if not tasks:
-        raise BadInputError("There are no tasks to run (give at least one).")
-    if kill_every is not None and not (_number(kill_every) and 0 < kill_every < math.inf):
-        raise BadInputError(f"kill_every must be a positive number of seconds (got {kill_every}).")
 
 
 def _durations(tasks: list[Task]) -> dict:
@@ -135,8 +125,9 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
     steps: ``Step``s plugged into the run.
     pace: ``PacedPublisher`` options (``batch``, ``every_s``, ``retry_for``, ...) to publish
         over time in a thread; None publishes every task at once, before the steps start.
-    queue: the spec of the run's queue (default: a new classic queue named after ``label``);
-        it is declared and purged first, and deleted after.
+    queue: the spec of the run's queue (default: a new quorum queue named after ``label``);
+        it is declared and purged first, and deleted after. Its dead-lettering is settled
+        here (``dead_letter.prepare``: the broker's policy, or the workers themselves).
     speeds: a speed factor per worker (2 = twice as fast); ``worker_options`` go to every
         worker (prefetch is the second argument; ``ack``, ``mode``, ``heartbeat`` ...).
     """
@@ -145,10 +136,10 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
     broker = broker or broker_mod.get()
     for step in steps:
         step.check(broker)
-    spec = queue or topology.unique_spec(label)
+    spec = dead_letter.prepare(broker, queue or topology.unique_spec(label))
     topology.setup(broker.url, spec, purge=True)
     pool = WorkerPool(broker.url, spec, prefetch=prefetch, **worker_options)
-    run = Run(broker, spec, pool, list(tasks))
+    run = Run(broker, spec, pool, list(tasks), declared_at=time.monotonic())
     sampler = QueueMonitor(broker, spec.name) if monitor else None
     ideal = timing.ideal_makespan(durations.values(), workers, speeds)
     budget = timeout or (3 * ideal + 30 + sum(step.extra_s for step in steps))
@@ -198,17 +189,22 @@ def _wait(run: Run, budget: float, progress, steps) -> bool:
 
     def all_done(pool: WorkerPool) -> bool:
         publishing = run.publisher is not None and run.publisher.is_alive()
-        return not publishing and all(pool.finished[i] for i in run.published.confirmed)
+        return not publishing and all(pool.finished[i] for i in run.published.confirmed) \
+            and not any(step.holds(run) for step in steps)
 
     def report(pool: WorkerPool) -> None:
         if progress is not None:
             progress(len(pool.finished), total)
 
-    deadline = time.monotonic() + budget
+    start = time.monotonic()
+
+    def left() -> float:
+        return start + budget + sum(step.grace_s(run) for step in steps) - time.monotonic()
+
     done = False
     # In slices: publishing may end, or a step end the run, without a new event.
-    while not done and time.monotonic() < deadline:
-        done = run.pool.wait_for(all_done, min(0.1, deadline - time.monotonic()), report)
+    while not done and left() > 0:
+        done = run.pool.wait_for(all_done, max(0.0, min(0.1, left())), report)
         if any(step.ends(run) for step in steps):
             break
     report(run.pool)
@@ -227,7 +223,8 @@ def _result(run: Run, durations: dict, prefetch: int, spawn_s: float, done: bool
         published.t_first, speeds=speeds, prefetch=prefetch,
         ack=worker_options.get("ack", "manual"), mode=worker_options.get("mode", "thread"),
         spawn_s=round(spawn_s, 4), kills=len(run.pool.kills), completed_in_time=done,
-        queue=run.spec.name, broker_version=run.broker.version(),
+        queue=run.spec.name, queue_type=run.spec.kind,
+        dead_letter=dead_letter.route(run.spec), broker_version=run.broker.version(),
         publish=published.summary(), **extra)
     df = timing.deliveries(events, t0=published.t_first, durations=durations)
     samples = sampler.frame(t0=published.t_first) if sampler else None
@@ -240,7 +237,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         kill_every: float | None = None, seed: int = 0, timeout: float | None = None,
         queue: str | None = None, broker: broker_mod.Broker | None = None,
         progress=None, save: bool = True, label: str = "run", monitor: bool = False,
-        quorum: bool = False, **worker_options) -> RunResult:
+        queue_type: str = DEFAULT_QUEUE_KIND, quorum: bool | None = None,
+        **worker_options) -> RunResult:
     """Run one experiment and return its ``RunResult``.
 
     Parameters
@@ -250,22 +248,35 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     tasks: the work, published in order with pipelined publisher confirms.
     speeds: optional speed factor per worker (2 = twice as fast).
     kill_every: SIGKILL a random worker every so many seconds and start a replacement.
-    queue: the queue's name (default: a new one per run); ``quorum``: a quorum queue.
+    queue: the queue's name (default: a new one per run); ``queue_type``: ``quorum`` (the
+        default, as in the tutorial) or ``classic``; ``quorum`` (True/False), the older way
+        to say it, wins when given.
     progress: ``progress(done, total)`` called as tasks complete (from a reader thread).
     monitor: sample the queue depth through the management API while it runs.
     """
     validate(workers, prefetch, tasks, kill_every)
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
-    if speeds is not None and not all(_number(v) and 0 < v < math.inf for v in speeds):
+    if speeds is not None and not all(is_number(v) and 0 < v < math.inf for v in speeds):
         raise BadInputError(f"speeds must all be numbers above 0 (got {list(speeds)}).")
     _durations(tasks)  # before the broker is touched
-    kind = "quorum" if quorum else "classic"
-    spec = topology.QueueSpec(queue, kind=kind) if queue else topology.unique_spec(label,
-                                                                                  kind=kind)
+    if quorum is not None:
+        queue_type = "quorum" if quorum else "classic"
+    spec = (topology.QueueSpec(queue, kind=queue_type) if queue
+            else topology.unique_spec(label, kind=queue_type))
     from .faults.worker_kills import WorkerKills
 
     steps = [WorkerKills(kill_every, seed)] if kill_every else []
     return execute(workers, prefetch, tasks, steps=steps, broker=broker, queue=spec,
                    label=label, timeout=timeout, progress=progress, monitor=monitor,
                    save=save, speeds=speeds, ack=ack, mode=mode, **worker_options)
+
+
+def queue_line(summary: dict) -> str:
+    """The run's queue in one line: its type, and where its rejected messages would go."""
+    how = {"policy": "rejected messages dead-lettered by the broker's policy",
+           "worker": "rejected messages moved to the dead-letter queue by the workers (no "
+                     "policy could be set)",
+           "off": "no dead-letter queue"}.get(summary.get("dead_letter"), "")
+    return f"queue {summary.get('queue')}: {summary.get('queue_type')}; {how}"
+

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import BadInputError
+from .settings import POISON_KIND, TASK_KINDS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,7 +27,10 @@ class MalformedTask(ValueError):
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: ``duration`` seconds of sleeping (or CPU when kind='cpu')."""
+    """One unit of work: ``duration`` seconds of sleeping (or CPU when kind='cpu').
+
+    ``kind='crash'`` is a poison message: the worker that takes it dies half-way through.
+    """
 
     id: str
     duration: float
@@ -91,7 +95,7 @@ def _read_csv(path: Path) -> list[Task]:
             where = f"{path.name} line {reader.line_num}"
             duration = _check_duration(row["duration"], where)
             kind = (row.get("kind") or "sleep").strip()
-            if kind not in ("sleep", "cpu"):
+            if kind not in TASK_KINDS:
                 raise BadInputError(f"{where}: kind {kind!r} must be 'sleep' or 'cpu'.")
             task_id = (row.get("id") or "").strip() or f"t{len(tasks) + 1:05d}"
             tasks.append(Task(task_id, duration, kind))
@@ -116,7 +120,7 @@ def decode(body: bytes, unit: float = DOT_UNIT_S) -> tuple[str | None, float, st
         if not math.isfinite(duration) or duration < 0:
             raise MalformedTask(f"bad duration {duration}")
         kind = data.get("kind", "sleep")
-        if kind not in ("sleep", "cpu"):
+        if kind not in TASK_KINDS + (POISON_KIND,):
             raise MalformedTask(f"unknown kind {kind!r}")
         return (str(data["id"]) if "id" in data else None), duration, kind
     return None, text.count(".") * unit, "sleep"

@@ -34,8 +34,8 @@ def deliveries(events: list[dict], t0: float | None = None,
     added relative to it (for plots). ``durations`` (task id -> nominal seconds, or one
     number for all) adds a ``duration`` column, which the timeline colours by.
     ``outcome`` is ``acked``, ``finished`` (work done, no ack seen), ``cut`` (started, never
-    finished: its worker died), ``queued`` (held by the worker, never started) or
-    ``failed``.
+    finished: its worker died), ``queued`` (held by the worker, never started), ``failed``
+    or ``rejected`` (dead-lettered by the worker's guard).
     """
     rows: dict[str, dict] = {}
     for ev in events:
@@ -51,7 +51,7 @@ def deliveries(events: list[dict], t0: float | None = None,
             row["redelivered"] = bool(ev.get("redelivered"))
         elif name == "failed":
             row["failed"] = ev.get("reason", "")
-        elif name in ("crashed", "abandoned"):
+        elif name in ("crashed", "abandoned", "rejected"):
             row[name] = True
     df = pd.DataFrame(list(rows.values()))
     for col in _COLUMNS:
@@ -70,6 +70,8 @@ def deliveries(events: list[dict], t0: float | None = None,
 
 
 def _outcome(row: dict) -> str:
+    if row.get("rejected") is True:  # dead-lettered by the worker's guard, never run
+        return "rejected"
     if pd.notna(row.get("acked_t")):
         return "acked"
     if pd.notna(row.get("finished_t")):

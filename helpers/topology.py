@@ -4,16 +4,32 @@ RabbitMQ refuses to redeclare an existing queue with other arguments (406
 PRECONDITION_FAILED), so producer and workers build their declarations from the same
 ``QueueSpec``, here: every ``queue_declare`` of this package (blocking or asynchronous,
 active or passive) and every ``queue_delete`` is in this module.
+
+The default work queue is declared exactly as the official tutorial declares it:
+``queue_declare("task_queue", durable=True, arguments={"x-queue-type": "quorum"})`` and
+nothing else, so the tutorial's ``new_task.py`` and ``worker.py`` share it with this
+project's ``new-task`` and ``worker``. Dead-lettering therefore takes no queue argument: a
+policy does it (``helpers.dead_letter``), through the exchange ``helpers.dead-letter`` to
+which each ``<queue>.dead`` is bound with its queue's name.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from dataclasses import asdict, dataclass
 
+from . import settings
 from .errors import HelpersError, TopologyError
-from .settings import DEFAULT_QUEUE
+from .settings import DEAD_LETTER_EXCHANGE, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS
+
+#: Who moves a rejected message to ``<queue>.dead``: the broker (a dead-letter policy covers
+#: the queue) or the worker (no policy could be set: it publishes the message there itself).
+DEAD_LETTER_BY = ("broker", "worker")
+#: Reply codes after which declaring again cannot help (the rest, e.g. 541 while a quorum
+#: queue's replica is still starting, are worth a retry).
+FINAL_CODES = (403, 404, 405, 406)
 
 
 @dataclass(frozen=True)
@@ -24,14 +40,26 @@ class QueueSpec:
     ----------
     name: the queue name.
     durable: survive a broker restart (the queue itself; messages need ``persistent``).
-    kind: ``"classic"`` or ``"quorum"`` (quorum queues are always durable).
-    dead_letter: reject poison messages into ``<name>.dead`` instead of dropping them.
+    kind: ``"quorum"`` (the default, as in the tutorial; always durable) or ``"classic"``.
+    dead_letter: keep a ``<name>.dead`` queue for the messages a worker rejects (poison).
+    dead_letter_by: ``"broker"`` (a policy dead-letters them) or ``"worker"`` (the worker
+        republishes them there; where no policy can be set). ``dead_letter.prepare`` picks.
+    delivery_limit: quorum queues only: dead-letter (or drop) a message after this many
+        redeliveries (``x-delivery-limit``; None: the broker's default).
     """
 
     name: str = DEFAULT_QUEUE
     durable: bool = True
-    kind: str = "classic"
+    kind: str = DEFAULT_QUEUE_KIND
     dead_letter: bool = True
+    delivery_limit: int | None = None
+    dead_letter_by: str = "broker"
+
+    def __post_init__(self):
+        if self.kind not in QUEUE_KINDS:
+            from .errors import BadInputError
+            raise BadInputError(f"The queue type must be one of {', '.join(QUEUE_KINDS)} "
+                                f"(got {self.kind!r}).")
 
     @property
     def dead_letter_queue(self) -> str:
@@ -39,20 +67,30 @@ class QueueSpec:
         return f"{self.name}.dead"
 
     def arguments(self) -> dict:
-        """The ``x-`` arguments sent with ``queue_declare``."""
-        args: dict = {}
-        if self.kind == "quorum":
-            args["x-queue-type"] = "quorum"
-        if self.dead_letter:
-            args["x-dead-letter-exchange"] = ""
-            args["x-dead-letter-routing-key"] = self.dead_letter_queue
+        """The ``x-`` arguments sent with ``queue_declare``: the queue type (all the
+        tutorial's queue has), and a delivery limit where one is asked for. Dead-lettering
+        is a policy's (``helpers.dead_letter``), so no argument can clash with it."""
+        args: dict = {"x-queue-type": "quorum"} if self.kind == "quorum" else {}
+        if self.delivery_limit is not None:
+            args["x-delivery-limit"] = self.delivery_limit
         return args
 
-    def declarations(self) -> list[dict]:
-        """The ``queue_declare`` keyword arguments, dead-letter queue first."""
+    def declarations(self) -> list[tuple[str, dict]]:
+        """``(channel method, keyword arguments)`` in order; the work queue's comes last."""
         durable = self.durable or self.kind == "quorum"
-        out = [{"queue": self.dead_letter_queue, "durable": durable}] if self.dead_letter else []
-        return out + [{"queue": self.name, "durable": durable, "arguments": self.arguments()}]
+        if not self.dead_letter:
+            return [("queue_declare", {"queue": self.name, "durable": durable,
+                                       "arguments": self.arguments()})]
+        out = [("queue_declare", {"queue": self.dead_letter_queue, "durable": durable,
+                                  "arguments": self.arguments()})]
+        if self.dead_letter_by == "broker":
+            out = [("exchange_declare", {"exchange": DEAD_LETTER_EXCHANGE,
+                                         "exchange_type": "direct", "durable": True}),
+                   *out,
+                   ("queue_bind", {"queue": self.dead_letter_queue,
+                                   "exchange": DEAD_LETTER_EXCHANGE, "routing_key": self.name})]
+        return out + [("queue_declare", {"queue": self.name, "durable": durable,
+                                         "arguments": self.arguments()})]
 
     def to_json(self) -> str:
         """Serialise, to hand the spec to a worker process on its command line."""
@@ -75,7 +113,8 @@ def explain(exc: Exception, spec: QueueSpec) -> TopologyError:
             f"{detail}): a queue of that name already exists with other arguments; delete it "
             "or use a new queue name.")
     return TopologyError(f"The broker refused queue '{spec.name}' ({code}: {text}): check "
-                         "the user's permissions and the broker's queue settings.")
+                         "the user's permissions and the broker's queue settings.",
+                         final=code in FINAL_CODES)
 
 
 def declare(channel, spec: QueueSpec) -> int:
@@ -87,8 +126,8 @@ def declare(channel, spec: QueueSpec) -> int:
     import pika.exceptions as pe
 
     try:
-        for kwargs in spec.declarations():
-            result = channel.queue_declare(**kwargs)
+        for method, kwargs in spec.declarations():
+            result = getattr(channel, method)(**kwargs)
     except pe.ChannelClosedByBroker as exc:
         raise explain(exc, spec) from exc
     return result.method.message_count
@@ -99,10 +138,10 @@ def declare_async(channel, spec: QueueSpec, on_declared) -> None:
 
     A refusal closes the channel: the channel's close callback sees it (``explain`` it).
     """
-    *first, last = spec.declarations()
-    for kwargs in first:
-        channel.queue_declare(**kwargs)
-    channel.queue_declare(**last, callback=lambda _frame: on_declared())
+    *first, (method, last) = spec.declarations()
+    for name, kwargs in first:
+        getattr(channel, name)(**kwargs)
+    getattr(channel, method)(**last, callback=lambda _frame: on_declared())
 
 
 def setup(url: str, spec: QueueSpec, purge: bool = False) -> None:
@@ -175,3 +214,22 @@ def count(url: str, name: str) -> int | None:
             if exc.reply_code == 404:
                 return None
             raise
+
+
+def count_recovered(url: str, name: str, expected: int,
+                    wait_s: float = settings.RECOVERY_WAIT_S) -> int | None:
+    """``count`` of a queue just after a start, polled until it reaches ``expected`` or
+    ``wait_s`` runs out (a quorum queue's member answers 0 until it has recovered)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        ready = count(url, name)
+        if ready is None or ready >= expected or time.monotonic() > deadline:
+            return ready
+        time.sleep(0.2)
+
+
+def wait_settled_declarations(declared_at: float, settle_s: float = settings.SETTLE_S) -> float:
+    """Sleep until ``settle_s`` seconds after ``declared_at`` (``time.monotonic()``); return
+    the seconds since ``declared_at`` (see ``settings.SETTLE_S``: before a crash)."""
+    time.sleep(max(0.0, declared_at + settle_s - time.monotonic()))
+    return time.monotonic() - declared_at

@@ -16,16 +16,20 @@ heartbeats, and it saves two thread hops per task, which is most of a short task
 overhead. The event lines of one task then leave in two writes: up to ``finished``
 before the ack, ``acked`` after it.
 
-Every event is one JSON line on stdout: ``ready``, ``delivered`` (with ``redelivered``),
-``started``, ``finished``, ``acked``, ``failed``, ``crashed`` (crash injection: it dies
-half-way), ``abandoned`` (a task whose connection went away before the work started: the
-broker has requeued it), ``disconnected``. Each line carries the
-worker name, the wall-clock time ``t`` and, for deliveries, a ``delivery`` key unique in
-this process, so a parent can rebuild one row per delivery.
+In a terminal the worker speaks to a person, as the tutorial's ``worker.py`` does: a line
+when it waits, when a task is received and when it is done (``helpers.console``). With
+``--events`` (what the pool passes) it writes events instead, one JSON line each on stdout:
+``ready``, ``delivered`` (with ``redelivered``, and ``delivery_count``: a quorum queue's
+``x-delivery-count``), ``started``, ``finished``, ``acked``, ``failed``, ``rejected``
+(dead-lettered by the guard of ``task_hooks``), ``crashed`` (crash injection, a poison
+task), ``abandoned`` (its connection went away before the work started: the broker has
+requeued it), ``dead-lettered`` (a malformed body sent to ``<queue>.dead``: by the broker's
+policy, or by the worker itself where no policy could be set), ``cancelled`` (the broker
+cancelled the consumer), ``disconnected``. Each line carries the worker name, the wall-clock
+time ``t`` and, for deliveries, a ``delivery`` key unique in this process.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -35,7 +39,10 @@ import threading
 import time
 
 from . import tasks as task_bodies
-from .settings import ACK_MODES, DEFAULT_QUEUE, INLINE_MAX_S, WORK_MODES, amqp_url
+from .console import human_line
+from .console import preview as _preview
+from .settings import INLINE_MAX_S
+from .task_hooks import TaskHooks
 from .topology import QueueSpec, declare
 
 #: One encoder for every event line (json.dumps with options builds a new one per call).
@@ -48,12 +55,15 @@ class Worker:
     def __init__(self, url: str, spec: QueueSpec, name: str, prefetch: int = 1,
                  ack: str = "manual", mode: str = "thread", speed: float = 1.0,
                  unit: float = task_bodies.DOT_UNIT_S, heartbeat: int | None = None,
-                 crash_after: int = 0, reconnect: bool = True, out=None):
+                 hooks: TaskHooks | None = None, reconnect: bool = True, out=None,
+                 human: bool = False, note: str | None = None):
         self.url, self.spec, self.name = url, spec, name
         self.prefetch, self.ack, self.mode = prefetch, ack, mode
         self.speed, self.unit, self.heartbeat = speed, unit, heartbeat
-        self.crash_after, self.reconnect = crash_after, reconnect
+        self.hooks, self.reconnect = hooks or TaskHooks(), reconnect
         self.out = out or sys.stdout
+        #: lines for a person instead of JSON events; ``note``: said once, at the start
+        self.human, self.note = human, note
         self._out_lock = threading.Lock()
         self._seq = 0
         self._started = 0
@@ -66,7 +76,13 @@ class Worker:
     def emit(self, event: str, flush: bool = True, **fields) -> None:
         """Write one event line (thread-safe); ``flush=False``: the next event carries it."""
         fields.update(event=event, worker=self.name, t=time.time())
-        line = _encode_line(fields) + "\n"
+        if self.human:
+            line = human_line(fields, self)
+            if line is None:
+                return
+            line += "\n"
+        else:
+            line = _encode_line(fields) + "\n"
         with self._out_lock:
             self.out.write(line)
             if flush:
@@ -77,13 +93,19 @@ class Worker:
         self._started += 1
         # A task with no work has no middle to die in: its "started" leaves with "finished".
         self.emit("started", flush=seconds > 0, delivery=delivery, task=task_id)
-        if self.crash_after and self._started >= self.crash_after:
-            # Crash injection: die half-way through this task, as a killed worker would.
-            task_bodies.work(seconds / self.speed / 2, kind)
-            self.emit("crashed", delivery=delivery, task=task_id)
-            os._exit(17)
+        if self.hooks.dies_midway(self._started, kind):
+            # A poison task, or crash injection: die half-way, as a killed worker would.
+            task_bodies.work(seconds / self.speed / 2, "cpu" if kind == "cpu" else "sleep")
+            self._die(delivery, task_id)
         task_bodies.work(seconds / self.speed, kind)
+        self.hooks.record(task_id, self.name)  # the task's side effect is part of its work
         self.emit("finished", delivery=delivery, task=task_id)
+        if self.hooks.dies_before_ack(self._started):
+            self._die(delivery, task_id)
+
+    def _die(self, delivery: str, task_id) -> None:
+        self.emit("crashed", delivery=delivery, task=task_id)
+        os._exit(17)
 
     def _ack(self, channel, tag: int, delivery: str, task_id) -> None:
         try:
@@ -95,25 +117,56 @@ class Worker:
     def _on_message(self, channel, method, props, body) -> None:
         self._seq += 1
         delivery = f"{self.name}:{self._seq}"
+        shown = {"body": _preview(body)} if self.human else {}
         try:
             task_id, seconds, kind = task_bodies.decode(body, self.unit)
         except task_bodies.MalformedTask as exc:
             self.emit("delivered", delivery=delivery, task=props.message_id,
-                      redelivered=method.redelivered)
+                      redelivered=method.redelivered, **shown)
             self.emit("failed", delivery=delivery, task=props.message_id,
                       reason=f"malformed: {exc}")
-            if self.ack != "auto":  # reject to the dead-letter queue, never requeue poison
-                channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+            if self.ack != "auto":  # to the dead-letter queue, never requeue poison
+                self._dead_letter(channel, method, props, body, delivery)
             return
         task_id = task_id or props.message_id or delivery
+        earlier = (props.headers or {}).get("x-delivery-count")  # quorum queues count them
         inline = self.mode == "blocking" or self._inline(seconds)
         self.emit("delivered", flush=not inline, delivery=delivery, task=task_id,
-                  redelivered=method.redelivered)
+                  redelivered=method.redelivered, **shown,
+                  **({} if earlier is None else {"delivery_count": earlier}))
+        reason = self.hooks.reject_reason(earlier)
+        if reason and self.ack != "auto":  # the worker's own poison guard: never run it again
+            channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+            self.emit("rejected", delivery=delivery, task=task_id, reason=reason)
+            return
         job = (self._generation, channel, method.delivery_tag, delivery, task_id, seconds, kind)
         if inline:
             self._run_job(job, threadsafe=False)
         else:
             self._jobs.put(job)
+
+    def _dead_letter(self, channel, method, props, body: bytes, delivery: str) -> None:
+        """Reject a poison message: the broker's policy dead-letters it, or, where no policy
+        could be set, publish it to ``<queue>.dead`` ourselves and ack it."""
+        if self.spec.dead_letter_by == "broker" or not self.spec.dead_letter:
+            channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+            by = "broker" if self.spec.dead_letter else "nobody (dropped)"
+        else:
+            import pika
+
+            headers = dict(props.headers or {})
+            # What the broker would have added, and who did it instead.
+            headers["x-death"] = [{"reason": "rejected", "queue": self.spec.name, "count": 1,
+                                   "exchange": "", "routing-keys": [self.spec.name]}]
+            headers["x-dead-lettered-by"] = "worker"
+            copy = pika.BasicProperties(delivery_mode=props.delivery_mode or 2,
+                                        message_id=props.message_id, headers=headers,
+                                        content_type=props.content_type)
+            channel.basic_publish("", self.spec.dead_letter_queue, body, copy)
+            channel.basic_ack(delivery_tag=method.delivery_tag)
+            by = "worker"
+        self.emit("dead-lettered", delivery=delivery, task=props.message_id, by=by,
+                  queue=self.spec.dead_letter_queue if self.spec.dead_letter else None)
 
     def _run_job(self, job, threadsafe: bool) -> None:
         generation, channel, tag, delivery, task_id, seconds, kind = job
@@ -152,6 +205,8 @@ class Worker:
 
     # -- the consumer --------------------------------------------------------------------
     def _consume_once(self) -> None:
+        import pika.exceptions as pika_errors
+
         from .connection import connect
 
         self._conn = connect(self.url, name=f"worker {self.name}", heartbeat=self.heartbeat)
@@ -160,12 +215,15 @@ class Worker:
         if self.prefetch:
             channel.basic_qos(prefetch_count=self.prefetch)
         channel.basic_consume(self.spec.name, self._on_message, auto_ack=self.ack == "auto")
+        channel.add_on_cancel_callback(lambda _frame: self.emit("cancelled"))
         self._ready_generation = self._generation
         params = self._conn._impl.params  # of the broker that answered, when given several
         self.emit("ready", pid=os.getpid(), prefetch=self.prefetch, ack=self.ack,
                   mode=self.mode, speed=self.speed, generation=self._generation,
                   broker=f"{params.host}:{params.port}")
         channel.start_consuming()
+        self._conn.close()  # it returns once no consumer is left: the broker cancelled ours
+        raise pika_errors.ConsumerCancelled("the broker cancelled the consumer")
 
     def run(self) -> int:
         """Consume until killed; reconnect after a lost connection unless told not to."""
@@ -175,111 +233,46 @@ class Worker:
 
         if self.mode == "thread":
             threading.Thread(target=self._work_loop, name="work", daemon=True).start()
+        if self.human and self.note:
+            print(f" [*] {self.note}", file=self.out, flush=True)
         backoff = 0.1
         while True:
             try:
                 self._consume_once()
                 return 0
-            except (TopologyError, BrokerAuthError) as exc:  # retrying cannot help
-                self.emit("failed", reason=str(exc))
-                print(f"error: {exc}", file=sys.stderr, flush=True)
-                return 2
+            except (TopologyError, BrokerAuthError) as exc:
+                if isinstance(exc, BrokerAuthError) or exc.final:  # retrying cannot help
+                    self.emit("failed", reason=str(exc))
+                    print(f"error: {exc}", file=sys.stderr, flush=True)
+                    return 2
+                problem: Exception = exc  # e.g. a quorum queue still starting after a restart
             except (pe.AMQPError, BrokerConnectionError, OSError) as exc:
-                self._generation += 1
-                self.emit("disconnected", reason=repr(exc)[:300])
-                if not self.reconnect:
-                    return 1
-                if self._ready_generation == self._generation - 1:
-                    # First failure since the last good connection: say so once (on stderr,
-                    # the events stay on stdout), and start the back-off from the bottom.
-                    print(f"worker {self.name}: lost the broker ({type(exc).__name__}); "
-                          "reconnecting until it is back", file=sys.stderr, flush=True)
-                    backoff = 0.1
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                problem = exc
+            self._close_quietly()
+            self._generation += 1
+            self.emit("disconnected", reason=repr(problem)[:300])
+            if not self.reconnect:
+                return 1
+            if self._ready_generation == self._generation - 1:
+                # First failure since the last good connection: say so once (on stderr,
+                # the events stay on stdout), and start the back-off from the bottom.
+                print(f"worker {self.name}: lost the broker ({type(problem).__name__}); "
+                      "reconnecting until it is back", file=sys.stderr, flush=True)
+                backoff = 0.1
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
 
-
-def _exit_with_parent() -> None:
-    """Exit as soon as stdin reaches EOF: the parent (pool, kernel) has gone away."""
-    def watch():
+    def _close_quietly(self) -> None:
+        """Close a connection a refused declaration left open (the broker closed only the
+        channel); one that is already gone is fine."""
         try:
-            while sys.stdin.buffer.read(4096):
-                pass
-        finally:
-            os._exit(0)
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def build_parser(prog: str = "python -m helpers.worker",
-                 add_help: bool = True) -> argparse.ArgumentParser:
-    """Command-line options of a worker (shared with ``python -m helpers worker``)."""
-    p = argparse.ArgumentParser(prog=prog, description="Consume a work queue and print events.",
-                                add_help=add_help)
-    p.add_argument("--url", help="AMQP URL, or several separated by commas: the first that "
-                   "answers is used (default: AMQP_URL, else the broker helpers resolves)")
-    p.add_argument("--queue", default=DEFAULT_QUEUE, help=f"queue name (default {DEFAULT_QUEUE})")
-    p.add_argument("--queue-spec", help="full queue spec as JSON (overrides --queue)")
-    p.add_argument("--name", default=f"worker-{os.getpid()}", help="name shown in events")
-    p.add_argument("--prefetch", type=int, default=1, help="prefetch count; 0 = unlimited")
-    p.add_argument("--ack", choices=ACK_MODES, default="manual")
-    p.add_argument("--mode", choices=WORK_MODES, default="thread")
-    p.add_argument("--speed", type=float, default=1.0, help="2 = twice as fast")
-    p.add_argument("--unit", type=float, default=task_bodies.DOT_UNIT_S,
-                   help="seconds of work per dot in tutorial-style bodies")
-    p.add_argument("--heartbeat", type=int, help="heartbeat interval to ask for (s)")
-    p.add_argument("--crash-after", type=int, default=0,
-                   help="crash half-way through the Nth task (crash injection)")
-    p.add_argument("--no-reconnect", action="store_true")
-    p.add_argument("--exit-with-parent", action="store_true",
-                   help="exit when stdin closes (set by the pool)")
-    return p
-
-
-def worker_from_args(args: argparse.Namespace) -> Worker:
-    """Validate parsed options and build a ``Worker``."""
-    from .errors import BadInputError
-
-    if args.prefetch < 0:
-        raise BadInputError(f"--prefetch must be 0 (unlimited) or more (got {args.prefetch}).")
-    if not args.speed > 0:  # also refuses nan
-        raise BadInputError(f"--speed must be above 0 (got {args.speed}).")
-    if args.heartbeat is not None and args.heartbeat < 0:
-        raise BadInputError(f"--heartbeat must be 0 (off) or more seconds (got {args.heartbeat}).")
-    spec = QueueSpec.from_json(args.queue_spec) if args.queue_spec else QueueSpec(args.queue)
-    # AMQP_URL may list several brokers (the pool's workers get the cluster's nodes so).
-    url = args.url or amqp_url()
-    if not url:
-        from . import broker
-        url = broker.get().url
-    return Worker(url, spec, args.name, prefetch=args.prefetch, ack=args.ack, mode=args.mode,
-                  speed=args.speed, unit=args.unit, heartbeat=args.heartbeat,
-                  crash_after=args.crash_after, reconnect=not args.no_reconnect)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m helpers.worker``."""
-    from .errors import HelpersError
-
-    args = build_parser().parse_args(argv)
-    if args.exit_with_parent:
-        _exit_with_parent()
-    try:
-        worker = worker_from_args(args)
-    except HelpersError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        code = worker.run()
-    except KeyboardInterrupt:
-        code = 0
-    if args.exit_with_parent:
-        # The stdin watcher thread is blocked in a read; a normal interpreter exit would
-        # trip over its buffered stdin lock, so leave directly.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+            if self._conn is not None and self._conn.is_open:
+                self._conn.close()
+        except Exception:  # noqa: BLE001 - whatever state it is in, we are leaving it
+            pass
 
 
 if __name__ == "__main__":
+    from helpers.worker_options import main  # options, checks and start-up live there
+
     sys.exit(main())

@@ -1,10 +1,12 @@
 """Shared fixtures: one real broker per test session, a unique queue per test.
 
 Without any broker the broker tests skip on a laptop but fail under ``CI=true``.
-A private node started by this session is stopped when the session ends.
+A private node started by this session is stopped when the session ends; so is the second
+node without management plugin (``bare_node``) that some tests start.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,11 +15,14 @@ import uuid
 import pytest
 
 from helpers import broker as broker_mod
-from helpers import topology
+from helpers import dead_letter, topology
 from helpers.connection import connect, mask_url
 from helpers.errors import HelpersError
+from helpers.private_node import PrivateBroker
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The session broker's RabbitMQ version, read while it runs, for the closing summary line.
+_SESSION = {}
 
 
 def _cli(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
@@ -60,9 +65,32 @@ def broker():
             pytest.fail(f"CI needs a broker: {exc}")
         pytest.skip(f"no RabbitMQ broker here: {exc}")
     try:
+        with contextlib.suppress(HelpersError):  # an unreachable broker fails its tests, not this
+            _SESSION["version"] = found.version()
         yield found
     finally:
         context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def bare_node(broker, tmp_path_factory):
+    """A second RabbitMQ node without the management plugin, for this session only."""
+    server = broker_mod.find_rabbitmq_server()
+    if server is None:
+        if IN_CI:
+            pytest.fail("CI needs rabbitmq-server installed to start a second node")
+        pytest.skip("no rabbitmq-server here to start a second node from")
+    node = PrivateBroker(server, state_dir=tmp_path_factory.mktemp("bare-node"),
+                         management=False)
+    try:
+        node.start()
+    except HelpersError as exc:
+        node.stop()
+        pytest.fail(f"the second node did not start: {exc}")
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture
@@ -77,9 +105,9 @@ def private_broker(broker):
 
 @pytest.fixture
 def queue(request, broker):
-    """A fresh queue spec named after the test; deleted afterwards."""
+    """A fresh queue spec named after the test (its dead-lettering settled); deleted after."""
     name = f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
-    spec = topology.QueueSpec(name)
+    spec = dead_letter.prepare(broker, topology.QueueSpec(name))
     yield spec
     topology.discard(broker.url, spec)
 
@@ -96,6 +124,9 @@ def channel(broker, request):
 def pytest_collection_modifyitems(items):
     for item in items:  # carry fixture names onto the reports, for the summary below
         item.user_properties.append(("fixtures", tuple(item.fixturenames)))
+        # Whatever uses the broker is broker-facing: `-m broker` (CI on RabbitMQ 4) runs it.
+        if "broker" in item.fixturenames and not item.get_closest_marker("broker"):
+            item.add_marker(pytest.mark.broker)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -111,6 +142,8 @@ def pytest_terminal_summary(terminalreporter):
             where = f"{found.kind} broker {mask_url(found.url)}"
         except HelpersError:
             where = "a broker"
+        if _SESSION.get("version"):
+            where += f" (RabbitMQ {_SESSION['version']})"
         terminalreporter.write_line(
             f"real-broker tests on {where}: " +
             ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())))

@@ -55,8 +55,9 @@ def test_an_unknown_vhost_is_one_sentence(broker, command, cli, one_sentence):
 @pytest.mark.broker
 def test_a_queue_redeclared_with_other_arguments_is_explained_and_keeps_its_messages(
         broker, channel, cli, one_sentence):
-    """The queue exists without the dead-letter arguments helpers declares: 406."""
-    plain = topology.QueueSpec(f"test-redeclare-{uuid.uuid4().hex[:8]}", dead_letter=False)
+    """The queue exists as a classic queue; helpers declares a quorum queue: 406."""
+    plain = topology.QueueSpec(f"test-redeclare-{uuid.uuid4().hex[:8]}", dead_letter=False,
+                               kind="classic")
     topology.declare(channel, plain)
     for body in (b"one.", b"two."):
         channel.basic_publish("", plain.name, body)
@@ -66,7 +67,7 @@ def test_a_queue_redeclared_with_other_arguments_is_explained_and_keeps_its_mess
             proc = cli(*command, env={"AMQP_URL": broker.url})
             one_sentence(proc, "406 PRECONDITION_FAILED",
                                 "already exists with other arguments")
-        with pytest.raises(TopologyError, match="x-dead-letter-exchange"):
+        with pytest.raises(TopologyError, match="x-queue-type"):
             producer.publish(broker.url, topology.QueueSpec(plain.name), ["three."])
         # Nothing lost, nothing added: the queue is as it was, with its two messages.
         with connect(broker.url) as conn:

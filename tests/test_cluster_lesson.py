@@ -187,7 +187,7 @@ def test_the_notebook_asserts_what_its_prose_says():
     path = os.path.join(os.path.dirname(__file__), "..", "notebooks", "07_cluster.ipynb")
     source = "".join("".join(c["source"]) for c in json.load(open(path))["cells"]
                      if c["cell_type"] == "code")
-    for fact in ('["tasks_lost"] == 0', '["confirmed_while_down"] == 0', "cluster.show(",
+    for fact in ('["tasks_lost"] == 0', '["confirmed_while_down"] == 0', "common.source(",
                  '["classic"]["consumed"] == 0', 'startswith("3.")'):
         assert fact in source, fact
 

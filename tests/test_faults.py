@@ -50,9 +50,11 @@ def test_a_worker_killed_every_quarter_second_loses_no_task(broker, tmp_path, re
 def test_no_confirmed_task_is_lost_when_the_broker_goes_down(private_broker, how,
                                                               record_property):
     workers, prefetch = 4, 1
-    work = tasks.equal(300, 0.03)
-    result = faults.run_fault(how, workers, prefetch, work, fault_after_s=1.5,
-                              broker=private_broker, save=False)
+    # 4 workers do 40 tasks/s; publishing takes 3 s or more (30 batches, 0.1 s apart), so a
+    # backlog builds, and the fault waits until it sees 10 confirmed tasks unfinished.
+    work = tasks.equal(300, 0.1)
+    result = faults.run_fault(how, workers, prefetch, work, fault_after_s=0.5, min_held=10,
+                              batch=10, pace_s=0.1, broker=private_broker, save=False)
     s = result.summary
     t_down = s["fault_at_s"] + result.publish.t_first
     first_done: dict = {}
@@ -72,8 +74,8 @@ def test_no_confirmed_task_is_lost_when_the_broker_goes_down(private_broker, how
     assert s["completed_in_time"], s
     assert s["tasks_confirmed"] == 300, s["publish_error"]  # the producer came back by itself
     assert s["tasks_lost"] == 0 and s["tasks_completed"] == 300
-    # Something was at stake: the broker held confirmed, unfinished tasks when it went down,
-    # and more were published after it came back.
+    # Something was at stake: the broker held confirmed, unfinished tasks when it went down
+    # (the step waited to see at least 10), and more were published after it came back.
     assert s["held_at_fault"] >= 10 and s["recovered"] == s["held_at_fault"]
     assert s["confirmed_after_fault"] >= 10 and s["publisher_retries"] >= 1
     assert s["down_s"] >= 3  # it really was away, long enough for every client to notice
@@ -89,7 +91,7 @@ def test_no_confirmed_task_is_lost_when_the_broker_goes_down(private_broker, how
     else:
         # A crash also forgets acks the node had taken but not yet written down; those tasks
         # come back. They are recent ones only: every duplicated task was first done in the
-        # last second before the crash (the run had been going 1.5 s).
+        # last second before the crash.
         assert undone_window < 1.0, undone_window
 
 

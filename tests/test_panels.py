@@ -10,12 +10,12 @@ import pytest  # noqa: E402
 from helpers.errors import BadInputError  # noqa: E402
 from helpers.lessons import (  # noqa: E402
     acks, backlog, common, durability, durability_confirms, fair_dispatch, forgotten_ack,
-    panels, round_robin)
+    panels, pitfalls, round_robin)
 
 FACTORIES = [round_robin.round_robin_panel, acks.kill_panel, forgotten_ack.forgotten_ack_panel,
              durability.survival_panel, durability_confirms.confirms_panel,
              fair_dispatch.fair_dispatch_panel, fair_dispatch.sweep_panel,
-             fair_dispatch.speeds_panel, backlog.backlog_panel]
+             fair_dispatch.speeds_panel, backlog.backlog_panel, pitfalls.pitfall_panel]
 
 
 def _panel(experiment, report=lambda result: [result]):
@@ -47,10 +47,62 @@ def test_run_passes_the_values_and_reports_progress():
     panel = _panel(experiment)
     assert panel.run() == "done"
     assert seen == {"workers": 3, "duration": 0.3}
-    assert (panel.progress.value, panel.progress.max, panel.count.value) == (3, 4, "3/4")
+    assert (panel.progress.value, panel.progress.max, panel.count.value) == (3, 4,
+                                                                          "3/4 tasks")
     panel.run(workers=5)
     assert seen["workers"] == 5
     assert not panel.button.disabled and panel.status.value.startswith("done")
+
+
+def test_a_new_run_starts_from_an_empty_bar_and_counter():
+    seen = []
+
+    def experiment(workers, duration, progress):
+        seen.append((panel.progress.value, panel.count.value, panel.progress.bar_style))
+        progress(12, 12)
+        return "done"
+
+    panel = _panel(experiment)
+    panel.run()
+    panel.run()
+    assert seen == [(0, "", ""), (0, "", "")], "the last run's count beside a new run"
+
+
+def test_a_failed_run_shows_where_it_stopped():
+    def experiment(workers, duration, progress):
+        progress(5, 40)
+        raise BadInputError("the broker went away; start it and run again.")
+
+    panel = _panel(experiment)
+    panel._progress(40, 40)  # what a finished earlier run leaves
+    with pytest.raises(BadInputError):
+        panel.run()
+    assert (panel.progress.value, panel.count.value) == (5, "5/40 tasks")
+    assert panel.progress.bar_style == "danger" and "went away" in panel.status.value
+
+
+def test_a_phase_shows_in_the_status_while_running():
+    def experiment(workers, duration, progress):
+        progress(4, 4, "restarting the broker")
+        seen.append(panel.status.value)
+
+    seen = []
+    panel = _panel(experiment)
+    panel.run()
+    assert seen == ["running: restarting the broker ..."]
+    assert panel.status.value.startswith("done in")
+
+
+@pytest.mark.parametrize("factory", FACTORIES, ids=lambda f: f.__name__)
+def test_labels_fit_their_width(factory):
+    labels = [c.description for c in factory().controls.values()]
+    assert max(map(len, labels)) <= panels.LABEL_CHARS
+
+
+def test_a_label_too_long_to_show_is_refused():
+    with pytest.raises(ValueError, match="cut off"):
+        panels.Panel("t", lambda progress: None, list,
+                     {"x": panels.int_slider("x" * (panels.LABEL_CHARS + 1), 1, 0, 2)})
 
 
 def test_button_runs_in_a_thread_and_fills_the_output():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import monitor, runner, settings, tasks
+from helpers import management, runner, settings, tasks
 from helpers.connection import mask_url
 from helpers.pool import WorkerPool
 from helpers.procs import free_port
@@ -56,7 +56,7 @@ def _listening_sockets(pid: int) -> list[tuple[str, int]]:
 def test_the_private_node_listens_on_loopback_only(broker):
     if broker.kind != "private":
         pytest.skip("only the private node's listeners are ours to choose")
-    listeners = monitor.management_get(broker, "overview")["listeners"]
+    listeners = management.get(broker, "overview")["listeners"]
     protocols = {item["protocol"] for item in listeners}
     assert {"amqp", "http", "clustering"} <= protocols, protocols
     for item in listeners:
@@ -105,7 +105,8 @@ def test_the_cli_never_prints_a_password(cli, one_sentence):
 def test_a_worker_waiting_for_its_broker_logs_no_password():
     """A foreground worker retries a broker that is down; its event log stays clean."""
     url = f"amqp://guest:{SECRET}@127.0.0.1:{free_port()}/%2F"
-    proc = subprocess.Popen([sys.executable, "-m", "helpers", "worker", "--queue", "q"],
+    proc = subprocess.Popen([sys.executable, "-m", "helpers", "worker", "--queue", "q",
+                             "--events"],
                             env=dict(os.environ, AMQP_URL=url), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(30, proc.kill)  # never hang the suite on a silent worker

@@ -4,8 +4,10 @@
 ``run(name, workers, prefetch, tasks, **options) -> RunResult`` (a run of the skeleton in
 ``helpers.runner`` with the fault plugged into it) and ``line(summary) -> str`` (its figures
 in one line, as the CLI prints them). A new scenario is one module here plus its names in
-``FAULTS``; the CLI's choices are read from it. Modules are imported only when run, so the
-CLI starts fast.
+``FAULTS``; the CLI's choices are read from it. A module's ``DEFAULTS`` (optional) sizes
+its run on the command line (``workers``, ``prefetch``, ``tasks``, ``duration``, ``after``),
+over the broker faults' ``DEFAULTS`` below. Modules are imported only when run, so the CLI
+starts fast.
 """
 from __future__ import annotations
 
@@ -17,9 +19,23 @@ from ..errors import BadInputError
 FAULTS: dict[str, str] = {
     "restart": "broker_down",  # the broker is stopped cleanly and started again
     "crash": "broker_down",    # the broker's node is SIGKILLed and started again
+    "heartbeat": "heartbeat",  # a task longer than three heartbeat intervals
+    "consumer-timeout": "consumer_timeout",  # a task longer than the ack timeout
+    "poison": "poison",        # a task that kills every worker that takes it
+    "duplicate": "duplicate",  # workers die between a task's side effect and its ack
+    "alarm": "alarm",          # a disk alarm blocks the publishers for a while
     "leader-kill": "leader_kill",    # a private cluster loses its quorum queue's leader
     "majority-loss": "leader_kill",  # ... and a majority of its nodes, one comes back
 }
+
+
+#: the size of a fault run on the command line, unless the scenario or the user says otherwise
+DEFAULTS = {"workers": 4, "prefetch": 1, "tasks": 300, "duration": 0.05, "after": 1.0}
+
+
+def defaults(name: str) -> dict:
+    """The command-line defaults of fault ``name``."""
+    return {**DEFAULTS, **getattr(scenario(name), "DEFAULTS", {})}
 
 
 def scenario(name: str):

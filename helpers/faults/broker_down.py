@@ -18,7 +18,7 @@ import threading
 import time
 
 from .. import broker as broker_mod
-from .. import runner, settings
+from .. import runner, settings, topology
 from ..connection import mask_url
 from ..errors import BadInputError, BrokerControlError, HelpersError
 from ..monitor import wait_settled
@@ -30,13 +30,17 @@ NAN = float("nan")
 
 
 class BrokerDown(runner.Step):
-    """Take the broker down ``after_s`` seconds after the first confirmed batch."""
+    """Take the broker down once three things hold: ``after_s`` seconds have passed since
+    publishing began; for a crash, ``settings.SETTLE_S`` since the queue was declared (a
+    node SIGKILLed sooner may come back without it); and at least ``min_held`` confirmed
+    tasks are unfinished, as observed (or publishing is over: no more can come). The last
+    makes "something was at stake" a fact of the run, not a bet on the machine's load."""
 
     #: a restart may take two boots' time on top of the work
     extra_s = 2 * settings.BOOT_TIMEOUT_S
 
-    def __init__(self, how: str, after_s: float):
-        self.how, self.after_s = how, after_s
+    def __init__(self, how: str, after_s: float, min_held: int = 0):
+        self.how, self.after_s, self.min_held = how, after_s, min_held
         self.fault: dict = {}
         self.settled = False
         self._thread: threading.Thread | None = None
@@ -55,8 +59,17 @@ class BrokerDown(runner.Step):
     def _inject(self, run: runner.Run) -> None:
         run.publisher.started.wait()
         time.sleep(self.after_s)
-        self.fault["finished_before"] = set(run.pool.finished)
-        self.fault["confirmed_before"] = set(run.publisher.confirmed_t)
+        if self.how == "crash":  # a clean stop writes the declarations down itself
+            topology.wait_settled_declarations(run.declared_at)
+        while True:
+            # Finished first: a task confirmed after this read and done since is not "held".
+            finished = set(run.pool.finished)
+            confirmed = set(run.publisher.confirmed_t.copy())  # the copy is atomic
+            if len(confirmed - finished) >= self.min_held or not run.publisher.is_alive():
+                break
+            time.sleep(0.01)
+        self.fault["finished_before"] = finished
+        self.fault["confirmed_before"] = confirmed
         self.fault["t_down"] = time.time()
         try:
             getattr(run.broker, self.how)()
@@ -91,9 +104,10 @@ class BrokerDown(runner.Step):
 
 
 def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
-        fault_after_s: float = 1.0, batch: int = 10, pace_s: float = 0.05,
+        fault_after_s: float = 1.0, min_held: int = 10, batch: int = 10, pace_s: float = 0.05,
         broker: broker_mod.Broker | None = None, timeout: float | None = None,
-        save: bool = True, label: str | None = None, progress=None) -> runner.RunResult:
+        save: bool = True, label: str | None = None, progress=None,
+        queue_type: str = settings.DEFAULT_QUEUE_KIND) -> runner.RunResult:
     """Run ``tasks`` on ``workers`` workers and restart or crash the broker mid-run.
 
     Parameters
@@ -101,9 +115,12 @@ def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
     how: ``restart`` (clean stop, then start) or ``crash`` (SIGKILL the node, then start).
     fault_after_s: seconds after the first confirmed publish at which the broker goes down;
         publishing and consuming are both still under way then.
+    min_held: then wait until at least this many confirmed tasks are unfinished (or
+        publishing is over), so the fault finds something at stake.
     batch, pace_s: tasks per publish call, and the pause between calls (publishing takes
         ``len(tasks) / batch * pace_s`` seconds or more, so the fault lands in the middle).
     progress: ``progress(done, total)`` called as tasks complete.
+    queue_type: ``quorum`` (the default) or ``classic``.
 
     The summary holds the ``run`` keys plus: ``fault``, ``down_s`` (broker unreachable),
     ``held_at_fault`` (confirmed, not yet done when it went down), ``recovered`` (of those,
@@ -113,11 +130,15 @@ def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
     """
     if how not in HOW:
         raise BadInputError(f"the fault must be one of {', '.join(HOW)} (got {how!r}).")
-    if batch < 1 or pace_s < 0 or fault_after_s < 0:
-        raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
+    if batch < 1 or pace_s < 0 or fault_after_s < 0 or min_held < 0:
+        raise BadInputError("batch must be at least 1; pace_s, fault_after_s and min_held at "
+                            "least 0.")
     pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
-    return runner.execute(workers, prefetch, tasks, steps=[BrokerDown(how, fault_after_s)],
-                          pace=pace, broker=broker, label=label or f"fault-{how}",
+    step = BrokerDown(how, fault_after_s, min_held)
+    label = label or f"fault-{how}"
+    return runner.execute(workers, prefetch, tasks, steps=[step],
+                          pace=pace, broker=broker, label=label,
+                          queue=topology.unique_spec(label, kind=queue_type),
                           timeout=timeout, progress=progress, save=save)
 
 

@@ -234,7 +234,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=No
         kill: str | None = None, fault_after_s: float = 1.0, down_s: float | None = None,
         restore: bool = True, batch: int = 10, pace_s: float = 0.05,
         timeout: float | None = None, save: bool = True, label: str | None = None,
-        progress=None) -> runner.RunResult:
+        progress=None, queue_type: str | None = None) -> runner.RunResult:
     """Run ``tasks`` on a quorum queue of the private cluster and kill nodes mid-run.
 
     Parameters
@@ -245,9 +245,13 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=No
     fault_after_s: seconds after the first confirmed batch at which the nodes die.
     down_s: majority loss: seconds from the kill to starting the first node killed again.
     restore: start every killed node again once the run is over (the cluster is whole again).
+    queue_type: ``quorum`` or None (the only queue these scenarios are about).
     """
     if name not in KILLS:
         raise BadInputError(f"the fault must be one of {', '.join(KILLS)} (got {name!r}).")
+    if queue_type not in (None, "quorum"):
+        raise BadInputError(f"{name} runs on a quorum queue, the kind replicated on every node "
+                            f"(got --queue-type {queue_type}): leave the queue type out.")
     if batch < 1 or pace_s < 0 or fault_after_s < 0:
         raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
     if cluster is None:

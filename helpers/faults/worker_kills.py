@@ -21,14 +21,22 @@ class WorkerKills(Step):
     The pace is kept on a fixed schedule: replacements are not waited for (a worker takes
     longer than a tick to start on a small machine), and one still starting is never the
     victim, since killing it before it holds a task would test nothing.
+
+    The run's waiting budget grows by what the kills cost, as measured (``grace_s``): the
+    seconds each replacement took to start, shared over the pool. On a loaded machine a
+    start takes longer, so the budget follows the load instead of a fixed guess.
     """
 
     def __init__(self, every: float, seed: int = 0):
         self.every, self.rng = every, random.Random(seed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: (spawned at, handle) of every replacement, wall-clock like ``ready_t``
+        self._replacements: list = []
+        self._workers = 1
 
     def started(self, run: Run) -> None:
+        self._workers = max(1, len(run.names))
         self._thread = threading.Thread(target=self._loop, args=(run.pool,), name="killer",
                                         daemon=True)
         self._thread.start()
@@ -37,6 +45,12 @@ class WorkerKills(Step):
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+    def grace_s(self, run: Run) -> float:
+        """Worker-seconds the replacements spent starting (so far), over the pool's size."""
+        now = time.time()
+        lost = sum((h.ready_t or now) - t for t, h in list(self._replacements))
+        return lost / self._workers
 
     def _loop(self, pool: WorkerPool) -> None:
         next_t = time.monotonic() + self.every
@@ -47,7 +61,9 @@ class WorkerKills(Step):
                 continue  # every worker is still starting: nothing worth killing this round
             victim = pool.kill(self.rng.choice(consuming))
             try:
-                pool.add(1, wait=False,
-                         **{k: victim.options[k] for k in ("speed",) if k in victim.options})
+                spawned_t = time.time()
+                (handle,) = pool.add(1, wait=False, **{
+                    k: victim.options[k] for k in ("speed",) if k in victim.options})
+                self._replacements.append((spawned_t, handle))
             except HelpersError:
                 pass  # the next round tries again

@@ -19,8 +19,9 @@ from .. import tasks as task_lists
 from ..connection import connect
 from ..errors import BadInputError, HelpersError
 from ..pool import WorkerPool
+from ..settings import DEFAULT_QUEUE_KIND
 from .common import finish
-from .panels import KillPanel, dropdown, float_slider, int_slider
+from .panels import KillPanel, dropdown, float_slider, int_slider, queue_type
 
 
 #: After a kill, how long to wait before calling a quiet run finished (the broker notices a
@@ -101,8 +102,9 @@ class _KillOnce(runner.Step):
 
 
 def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str = "manual",
-             prefetch: int = 1, victim: str = "w1", kill_after_s: float = 0.75, *,
-             broker=None, progress=None, on_pool=None) -> KillResult:
+             prefetch: int = 1, victim: str = "w1", kill_after_s: float = 0.75,
+             queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None, progress=None,
+             on_pool=None) -> KillResult:
     """K workers, N equal tasks; SIGKILL ``victim`` ``kill_after_s`` after the first publish.
 
     Parameters
@@ -118,6 +120,7 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
         raise BadInputError(f"ack must be 'manual' or 'auto' (got {ack!r}).")
     kill = _KillOnce(victim, kill_after_s, on_pool)
     result = runner.execute(workers, prefetch, work, steps=[kill], broker=broker,
+                            queue=topology.unique_spec(f"kill-{ack}", kind=queue_type),
                             label=f"kill-{ack}", progress=progress, save=False, ack=ack)
     if not kill.settled and not result.summary["completed_in_time"]:
         raise HelpersError("The run did not settle in time: is a worker stuck? Run it again "
@@ -131,6 +134,18 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
     lost = sorted(set(result.publish.confirmed) - set(df.loc[df["finished_t"].notna(), "task"]))
     victim_name = result.kills[0]["worker"] if result.kills else victim
     return KillResult(ack, prefetch, victim_name, killed_at, result.summary, df, lost)
+
+
+def kill_plan(values: dict) -> str:
+    """When the kill panel's values kill the worker, counted in its tasks, in one line."""
+    after, duration, victim = values["kill_after_s"], values["duration"], values["victim"]
+    if not after:
+        return f"{victim} is killed when you press Kill."
+    ordinal = {1: "first", 2: "second", 3: "third"}.get(int(after // duration) + 1,
+                                                       f"task {int(after // duration) + 1}")
+    return (f"{victim} is killed {after:g} s after the first publish; with tasks of "
+            f"{duration:g} s that is {after / duration:.2f} tasks in, during its {ordinal} "
+            "task (its first one starts a moment after the publish).")
 
 
 def fate_table(result: KillResult) -> pd.DataFrame:
@@ -205,5 +220,6 @@ def kill_panel(broker=None) -> KillPanel:
                         "manual"),
         "prefetch": int_slider("prefetch (0 = no limit)", 1, 0, 10),
         "kill_after_s": float_slider("kill after s (0 = by hand)", 0.75, 0.0, 5.0, 0.05),
-        "victim": dropdown("worker to kill", ["w1", "w2", "w3"], "w1")},
+        "victim": dropdown("worker to kill", ["w1", "w2", "w3"], "w1"),
+        "queue_type": queue_type()},
         fixed={"broker": broker})

@@ -2,7 +2,9 @@
 
 Tasks arrive at a steady rate (``helpers.pacing``) faster than the workers take them; the
 queue's ready count grows, exactly (``ReadySampler``, over AMQP) and as the management API
-reports it (``QueueMonitor``, a little late), until more workers join and drain it.
+reports it (``QueueMonitor``, a little late; where no management API answers, the monitor
+counts the unacknowledged messages from the workers' events), until more workers join and
+drain it.
 """
 from __future__ import annotations
 
@@ -10,17 +12,22 @@ import time
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from .. import broker as broker_mod
-from .. import runner, timing, topology
+from .. import plots, runner, timing, topology
 from .. import tasks as task_lists
 from ..errors import BadInputError
 from ..monitor import QueueMonitor, ReadySampler
 from ..pacing import PacedPublisher
 from ..pool import WorkerPool
+from ..settings import DEFAULT_QUEUE_KIND
 from .common import finish, value_table
-from .panels import Panel, float_slider, int_slider
+from .panels import Panel, float_slider, int_slider, queue_type
+
+#: Every worker of this lesson takes one task at a time, so waiting tasks stay in the queue.
+PREFETCH = 1
 
 
 @dataclass
@@ -31,10 +38,13 @@ class BacklogResult:
     ready: pd.DataFrame
     deliveries: pd.DataFrame
     summary: dict
+    #: where ``samples`` came from: ``management`` (the API) or ``amqp`` (and the events)
+    source: str = "management"
 
 
 def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: float = 5.0,
-            duration: float = 0.5, add_after_s: float = 2.5, *, broker=None,
+            duration: float = 0.5, add_after_s: float = 2.5,
+            queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
             progress=None) -> BacklogResult:
     """Tasks arrive at ``rate`` per second for ``seconds``; ``add_workers`` join later.
 
@@ -48,9 +58,9 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     broker = broker or broker_mod.get()
     work = task_lists.equal(max(1, round(rate * seconds)), duration)
     total = len(work)
-    with topology.scratch_queue(broker.url, "backlog") as spec:
-        pool = WorkerPool(broker.url, spec, prefetch=1)
-        sampler = QueueMonitor(broker, spec.name, interval=0.2)
+    with topology.scratch_queue(broker.url, "backlog", kind=queue_type) as spec:
+        pool = WorkerPool(broker.url, spec, prefetch=PREFETCH)
+        sampler = QueueMonitor(broker, spec.name, interval=0.2, pool=pool)
         exact = ReadySampler(broker, spec.name)
         publisher = PacedPublisher(broker.url, spec, work, every_s=1 / rate, fixed_rate=True,
                                    timeout=30)
@@ -70,6 +80,8 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
             budget = seconds + total * duration / workers + 30
             pool.wait_for(lambda p: len(p.finished) >= total, budget,
                           progress=lambda p: progress and progress(len(p.finished), total))
+            if progress is not None:  # the last task may end after the last tick
+                progress(len(pool.finished), total, "letting the management figures catch up")
             # The management figures trail the queue: let them show it empty.
             sampler.wait_for(lambda s: s["messages_ready"] == 0
                              and s["messages_unacknowledged"] == 0, 3)
@@ -83,6 +95,8 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     peak = ready.loc[ready["ready"].idxmax()] if len(ready) else None
     return BacklogResult(samples, ready, df, {
         "workers_before": workers, "workers_added": add_workers if added_at else 0,
+        "prefetch": PREFETCH,
+        "add_after_s": add_after_s,
         "added_at_s": round(added_at, 2) if added_at is not None else None,
         "arrivals_per_s": rate, "published": total, "confirmed": len(publisher.result.confirmed),
         "capacity_before_per_s": round(workers / duration, 2),
@@ -91,7 +105,25 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
         "peak_ready": int(peak["ready"]) if peak is not None else None,
         "peak_at_s": round(float(peak["t_s"]), 2) if peak is not None else None,
         "last_task_done_s": round(float(df["end_s"].max()), 2),
-        "completed": int(df["finished_t"].notna().sum())})
+        "completed": int(df["finished_t"].notna().sum()), "figures_from": sampler.where()},
+        sampler.source)
+
+
+def management_lag_s(result: BacklogResult, longest_s: float = 3.0) -> float | None:
+    """How far the management API's ``messages_ready`` trailed the exact count in this run:
+    the shift (in 0.05 s steps) that best lays the exact curve onto the reported one."""
+    exact, mgmt = result.ready, result.samples
+    if len(exact) < 2 or len(mgmt) < 2:
+        return None
+    times, values = exact["t_s"].to_numpy(), exact["ready"].to_numpy()
+
+    def exact_at(t):
+        return values[np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(values) - 1)]
+
+    shifts = np.arange(0.0, longest_s + 1e-9, 0.05)
+    errors = [np.abs(exact_at(mgmt["t_s"].to_numpy() - d) - mgmt["messages_ready"].to_numpy())
+              .mean() for d in shifts]
+    return round(float(shifts[int(np.argmin(errors))]), 2)
 
 
 def plot_backlog(result: BacklogResult):
@@ -100,25 +132,28 @@ def plot_backlog(result: BacklogResult):
     The solid line is the exact count (AMQP); the dotted ones are what the management API
     reported at the time (``rabbitmqctl list_queues`` would say the same), a little late.
     """
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    fig, ax = plt.subplots(figsize=(11, 3.4))
     s = result.summary
     ax.step(result.ready["t_s"], result.ready["ready"], where="post", color="#1f77b4",
-            linewidth=2, label="waiting in the queue (ready)")
+            linewidth=2, label="waiting in the queue\n(ready, exact)")
     mgmt = result.samples
-    ax.step(mgmt["t_s"], mgmt["messages_ready"], where="post", color="#1f77b4",
-            linestyle=":", label="ready, as the management API saw it")
+    by_api = result.source == "management"
+    if by_api:  # over AMQP it is the solid line again
+        ax.step(mgmt["t_s"], mgmt["messages_ready"], where="post", color="#1f77b4",
+                linestyle=":", label="ready, as the\nmanagement API saw it")
     ax.step(mgmt["t_s"], mgmt["messages_unacknowledged"], where="post", color="#ff7f0e",
-            linestyle=":", label="unacknowledged (in the workers' hands)")
+            linestyle=":", label="unacknowledged\n(in the workers' hands" +
+            ("" if by_api else ",\nby their events") + ")")
     ax.set_title(f"{s['arrivals_per_s']:g} tasks/s arrive; the workers can do "
                  f"{s['capacity_before_per_s']:g}/s, then {s['capacity_after_per_s']:g}/s")
     ax.set_ylabel("messages")
-    ax.legend(fontsize=8, loc="upper right")
-    if s["added_at_s"] is not None:
-        ax.axvline(s["added_at_s"], color="black", linestyle="--", linewidth=0.8)
-        ax.annotate(f" +{s['workers_added']} workers", (s["added_at_s"], ax.get_ylim()[1]),
-                    va="top", fontsize=8)
-    ax.set_xlabel("seconds since the first publish")
+    plots.outside_legend(ax)
     ax.set_xlim(left=0)
+    ax.margins(y=0.2)  # room above the curves for the label of the added workers
+    if s["added_at_s"] is not None:
+        plots.mark_time(ax, s["added_at_s"], f"+{s['workers_added']} workers consuming "
+                                             f"(started at {s['add_after_s']:g} s)")
+    ax.set_xlabel("seconds since the first publish")
     return finish(fig)
 
 
@@ -141,5 +176,6 @@ def backlog_panel(broker=None) -> Panel:
                      "add_after_s": float_slider("added after s", 2.5, 0.0, 10.0, 0.5),
                      "rate": float_slider("tasks arriving per second", 8.0, 1.0, 30.0, 1.0),
                      "seconds": float_slider("arriving for s", 5.0, 1.0, 20.0, 0.5),
-                     "duration": float_slider("seconds per task", 0.5, 0.05, 2.0, 0.05)},
+                     "duration": float_slider("seconds per task", 0.5, 0.05, 2.0, 0.05),
+                     "queue_type": queue_type()},
                  fixed={"broker": broker})

@@ -105,15 +105,6 @@ def figures(result: runner.RunResult) -> pd.Series:
                      name=result.summary["fault"], dtype=object)
 
 
-def show(obj):
-    """The source of ``obj`` as it runs: the pika lines a notebook teaches, never a copy."""
-    import inspect
-
-    from IPython.display import Code
-
-    return Code(inspect.getsource(obj), language="python")
-
-
 def leader_story(result: runner.RunResult) -> Text:
     """What one leader kill did, in sentences, with this run's numbers."""
     s = result.summary

@@ -5,8 +5,15 @@ nothing in the core imports a lesson.
 """
 from __future__ import annotations
 
+import inspect
+import textwrap
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pandas as pd
+
+#: The folder that holds the ``helpers`` package: shown paths start from here.
+_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class Text(str):
@@ -18,6 +25,10 @@ class Text(str):
     def _repr_html_(self) -> str:
         import html
         return f"<pre>{html.escape(str(self))}</pre>"
+
+
+class Skipped(Text):
+    """A part of a lesson that did not run on this broker: the sentence saying why."""
 
 
 def finish(fig):
@@ -42,3 +53,35 @@ def chain_progress(progress, offset: int, grand_total: int):
 def value_table(summary: dict, column: str = "value") -> pd.DataFrame:
     """A run's figures as a one-column table, one row per key."""
     return pd.DataFrame({column: pd.Series(summary, dtype=object)})
+
+
+class Source(str):
+    """Source code that notebooks show highlighted, with the file and lines it comes from."""
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        from IPython.display import Code
+        return Code(str(self), language="python")._repr_html_()
+
+
+def source(*objs, expect: tuple[str, ...] | list[str] = ()) -> Source:
+    """The source of functions or methods of ``helpers`` as they run, each headed by its
+    file and lines; raises if one of the ``expect`` strings (the lines a lesson teaches) is
+    in none of them, so what a notebook shows cannot drift from what runs.
+    """
+    parts = []
+    for obj in objs:
+        lines, first = inspect.getsourcelines(obj)
+        path = Path(inspect.getsourcefile(obj)).resolve()
+        where = path.relative_to(_ROOT) if path.is_relative_to(_ROOT) else path.name
+        parts.append(f"# {where}, lines {first}-{first + len(lines) - 1}: {obj.__qualname__}\n"
+                     + textwrap.dedent("".join(lines)).rstrip() + "\n")
+    text = "\n".join(parts)
+    missing = [line for line in expect if line not in text]
+    if missing:
+        names = ", ".join(obj.__qualname__ for obj in objs)
+        raise AssertionError(f"{names} no longer hold {missing}: the lesson that shows them "
+                             "needs updating to the code that runs.")
+    return Source(text)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import broker as broker_mod
-from .. import producer, topology
+from .. import plots, producer, settings, topology
 from ..errors import BadInputError, TopologyError
 from ..tasks import Task
 from .common import Text, finish
@@ -26,9 +26,9 @@ from .panels import Panel, dropdown, int_slider
 
 #: The four set-ups of the survival table: label, queue options, persistent messages.
 CASES = (
-    ("non-durable queue", {"durable": False}, True),
-    ("durable queue, transient messages", {"durable": True}, False),
-    ("durable queue, persistent messages", {"durable": True}, True),
+    ("non-durable queue", {"durable": False, "kind": "classic"}, True),
+    ("durable queue, transient messages", {"durable": True, "kind": "classic"}, False),
+    ("durable queue, persistent messages", {"durable": True, "kind": "classic"}, True),
     ("quorum queue", {"kind": "quorum"}, True),
 )
 HOW = ("restart", "crash")
@@ -74,60 +74,82 @@ class SurvivalResult:
     how: str
     restart_s: float | None
     note: str
+    #: Seconds from the last queue declaration to the moment the broker went down.
+    declared_before_s: float | None = None
 
     def headline(self) -> str:
         """One sentence: how the broker went down and how long it took, or why it did not."""
         if not self.restarted:
             return self.note
         what = "restarted cleanly" if self.how == "restart" else "crashed (SIGKILL) and started"
-        return f"The broker was {what} in {self.restart_s:.1f} s."
+        text = f"The broker was {what} in {self.restart_s:.1f} s"
+        if self.declared_before_s is None:
+            return text + "."
+        return text + f", {self.declared_before_s:.1f} s after the queues were declared."
 
 
-def survival(messages: int = 100, how: str = "restart", *, broker=None,
-             progress=None) -> SurvivalResult:
-    """Publish ``messages`` to each of the four set-ups, restart the broker once, count."""
+def survival(messages: int = 100, how: str = "restart", *,
+             settle_s: float = settings.SETTLE_S, broker=None, progress=None) -> SurvivalResult:
+    """Publish ``messages`` to each of the four set-ups, restart the broker once, count.
+
+    A crash comes at least ``settle_s`` seconds after the last queue declaration (see
+    ``settings.SETTLE_S``; 0 shows what a crash right after declaring does to a quorum queue).
+    """
     if messages < 1:
         raise BadInputError(f"messages must be at least 1 (got {messages}).")
+    if settle_s < 0:
+        raise BadInputError(f"settle_s must be at least 0 (got {settle_s}).")
     broker = broker or broker_mod.get()
     tag = uuid.uuid4().hex[:6]
     rows, names = [], []
-    step = progress or (lambda done, total: None)
+    declared_at, declared_before_s = time.monotonic(), None
+    say = progress or (lambda done, total, phase=None: None)
+    total = messages * len(CASES)  # the bar counts messages published and confirmed
     try:
         for n, (label, options, persistent) in enumerate(CASES):
             spec = topology.QueueSpec(f"wq-survive-{n + 1}-{tag}", dead_letter=False, **options)
-            row = {"case": label, "queue": spec.name, "published": messages}
+            row = {"case": label, "queue": spec.name, "published": messages,
+                   "quorum": spec.kind == "quorum"}
             try:
                 topology.setup(broker.url, spec)
             except TopologyError as exc:
                 rows.append({**row, "confirmed": 0, "before": "refused", "after": "-",
                              "survived": "-", "why": str(exc)})
                 continue
+            declared_at = time.monotonic()
             names.append(spec.name)
             sent = producer.publish(broker.url, spec, [Task(f"m{i:05d}", 0.0)
                                                       for i in range(messages)],
                                     persistent=persistent, declare_queue=False)
             rows.append({**row, "confirmed": len(sent.confirmed),
                          "before": topology.count(broker.url, spec.name)})
-            step(n + 1, 6)
+            say((n + 1) * messages, total, f"published to {n + 1} of {len(CASES)} queues")
         restart_s, note = None, ""
         if broker.can_restart:
+            say(total, total, "restarting the broker" if how == "restart"
+                else "crashing the broker (SIGKILL), then starting it")
+            # A clean stop writes the declarations down itself; a crash waits for them.
+            declared_before_s = topology.wait_settled_declarations(
+                declared_at, settle_s if how == "crash" else 0.0)
             restart_s = take_down(broker, how)
         else:
             note = cannot_restart_note(broker)
-        step(5, 6)
+        say(total, total, "counting what survived")
         for row in rows:
             if row["before"] == "refused":
                 continue
-            after = topology.count(broker.url, row["queue"]) if restart_s is not None else None
+            after = (None if restart_s is None
+                     else topology.count_recovered(broker.url, row["queue"], row["confirmed"])
+                     if row["quorum"] else topology.count(broker.url, row["queue"]))
             row["after"] = ("queue gone" if after is None and restart_s is not None
                             else after if after is not None else "-")
             row["survived"] = (f"{after}/{row['confirmed']}" if isinstance(after, int)
                                else "0 (no queue)" if restart_s is not None else "-")
-        step(6, 6)
     finally:
         topology.discard(broker.url, *names)
-    table = pd.DataFrame(rows).set_index("case").drop(columns=["queue"])
-    return SurvivalResult(table, restart_s is not None, how, restart_s, note)
+    table = pd.DataFrame(rows).set_index("case").drop(columns=["queue", "quorum"])
+    return SurvivalResult(table, restart_s is not None, how, restart_s, note,
+                          declared_before_s)
 
 
 def plot_survival(result: SurvivalResult):
@@ -136,7 +158,7 @@ def plot_survival(result: SurvivalResult):
     number = lambda v: v if isinstance(v, (int, float)) else 0  # noqa: E731
     before = [number(v) for v in t["before"]]
     after = [number(v) for v in t["after"]]
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    fig, ax = plt.subplots(figsize=(10, 3.2))
     x = range(len(t))
     ax.bar([i - 0.2 for i in x], before, width=0.4, label="before", color="#7570b3")
     ax.bar([i + 0.2 for i in x], after, width=0.4, color="#1b9e77",
@@ -144,13 +166,14 @@ def plot_survival(result: SurvivalResult):
     for i, (b, a) in enumerate(zip(t["before"], t["after"])):
         for dx, value in ((-0.2, b), (0.2, a)):
             ax.annotate(str(value), (i + dx, number(value)), ha="center", va="bottom",
-                        fontsize=8)
-    ax.set_xticks(list(x), [label.replace(", ", ",\n") for label in t.index], fontsize=8)
+                        fontsize=plots.LABEL_SIZE)
+    ax.set_xticks(list(x), [label.replace(", ", ",\n") for label in t.index],
+                  fontsize=plots.LABEL_SIZE)
     ax.set_ylabel("messages in the queue")
     ax.margins(y=0.3)
     ax.set_title("What survives a broker " + ("restart" if result.how == "restart"
                                               else "crash"))
-    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    plots.outside_legend(ax)
     return finish(fig)
 
 
@@ -172,7 +195,8 @@ def redeclare(*, broker=None) -> pd.DataFrame:
     """Declare a durable classic queue, then the same name with other arguments; then the
     usual way out, a new name. One row per attempt with what the broker answered."""
     broker = broker or broker_mod.get()
-    base = topology.QueueSpec(f"wq-orders-{uuid.uuid4().hex[:6]}", dead_letter=False)
+    base = topology.QueueSpec(f"wq-orders-{uuid.uuid4().hex[:6]}", dead_letter=False,
+                              kind="classic")
     renamed = dataclasses.replace(base, name=base.name + "-v2", kind="quorum")
     rows = []
     try:
@@ -202,4 +226,4 @@ def survival_panel(broker=None) -> Panel:
     return Panel("What survives a restart", survival, survival_report, {
         "messages": int_slider("messages per queue", 100, 1, 5000, 1),
         "how": dropdown("how the broker goes down", HOW_OPTIONS, "restart")},
-        fixed={"broker": broker})
+        fixed={"broker": broker}, unit="messages")

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import broker as broker_mod
-from .. import producer, topology
+from .. import plots, producer, topology
 from ..connection import connect
 from ..errors import BadInputError, HelpersError
 from ..tasks import Task
@@ -32,7 +32,7 @@ class ConfirmsResult:
     down_s: float | None
     up_s: float | None
     note: str
-
+    counted_s: float | None = None  #: when the survivors had been counted
 
 def _drain(broker: broker_mod.Broker, name: str) -> list[str]:
     """Take every message out of queue ``name``; return their ids."""
@@ -57,8 +57,9 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
     if lead_s <= 0 or chunk < 1:
         raise BadInputError("lead_s must be above 0 and chunk at least 1.")
     broker = broker or broker_mod.get()
-    spec = topology.unique_spec("confirms", dead_letter=False)
-    step = progress or (lambda done, total: None)
+    # A durable classic queue: what the prose says a confirm means (written to disk).
+    spec = topology.unique_spec("confirms", dead_letter=False, kind="classic")
+    say = progress or (lambda done, total, phase=None: None)
     topology.setup(broker.url, spec)
     restarter, times, note = None, {}, ""
 
@@ -71,6 +72,7 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
 
     confirmed, published, nacked, chunks = set(), [], set(), []
     t0 = time.time()
+    say(0, 0, "publishing with confirms")
     try:
         if broker.can_restart:
             restarter = threading.Timer(lead_s, go_down)
@@ -93,19 +95,20 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
             nacked |= sent.nacked
             chunks.append({"t_s": time.time() - t0, "published": len(published),
                            "confirmed": len(confirmed)})
-            step(1, 3)
+            say(len(confirmed), len(published), "publishing with confirms")
             if sent.error:
                 break
         if restarter is not None:
+            say(len(confirmed), len(published), "waiting for the broker to be back")
             restarter.join()
-        step(2, 3)
+        say(len(confirmed), len(published), "counting the messages that survived")
         survivors = set(_drain(broker, spec.name))
+        times["counted"] = time.time()
     finally:
         if restarter is not None:
             restarter.cancel()
             restarter.join()
         topology.discard(broker.url, spec.name)
-    step(3, 3)
     unconfirmed = set(published) - confirmed - nacked
     summary = {"published": len(set(published)), "confirmed": len(confirmed),
                "nacked": len(nacked), "unconfirmed": len(unconfirmed),
@@ -116,7 +119,8 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
                if "down" in times else "not restarted"}
     down = times["down"] - t0 if "down" in times else None
     up = times["up"] - t0 if "up" in times else None
-    return ConfirmsResult(summary, pd.DataFrame(chunks), down, up, note)
+    return ConfirmsResult(summary, pd.DataFrame(chunks), down, up, note,
+                          times["counted"] - t0)
 
 
 def confirms_table(result: ConfirmsResult) -> pd.DataFrame:
@@ -125,32 +129,39 @@ def confirms_table(result: ConfirmsResult) -> pd.DataFrame:
 
 
 def plot_confirms(result: ConfirmsResult):
-    """Published and confirmed over time with the outage shaded; what survived, as bars."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.2),
+    """Published and confirmed over time, the outage shaded up to the broker's return, and
+    the survivors counted after it; what survived, as bars."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.4),
                                       gridspec_kw={"width_ratios": [1.6, 1]})
     c = pd.concat([pd.DataFrame([{"t_s": 0.0, "published": 0, "confirmed": 0}]),
                    result.chunks], ignore_index=True)
+    s = result.summary
+    end = max([c["t_s"].max()] + [t for t in (result.up_s, result.counted_s) if t])
+    last = c.iloc[-1]  # carry the totals on to the end of the plot
+    c = pd.concat([c, pd.DataFrame([{**last.to_dict(), "t_s": end}])], ignore_index=True)
     left.step(c["t_s"], c["published"], where="post", label="published")
     left.step(c["t_s"], c["confirmed"], where="post", label="confirmed")
     title = "Publishing with confirms"
-    if result.down_s is not None:
-        end = max(c["t_s"].max(), result.down_s) + 0.5
-        left.axvspan(result.down_s, end, color="grey", alpha=0.2, label="broker down")
-        left.set_xlim(0, end)
-        title += f" (broker down at {result.down_s:.1f} s, back at {result.up_s:.1f} s)"
-    left.set_xlabel("seconds")
+    if result.down_s is not None and result.up_s is not None:
+        left.axvspan(result.down_s, result.up_s, color="grey", alpha=0.2,
+                     label="broker down")
+        title += f": broker down at {result.down_s:.1f} s, back at {result.up_s:.1f} s"
+    if result.counted_s is not None:
+        left.plot([result.counted_s], [s["survived"]], marker="o", color="#7570b3",
+                  linestyle="none", label="survived (counted)")
+    left.set_xlim(0, end * 1.03)
+    left.set_xlabel("seconds since publishing began")
     left.set_ylabel("messages")
-    left.set_title(title, fontsize=10)
-    left.legend(fontsize=8, loc="upper left")
-    s = result.summary
+    left.set_title(title)
+    plots.outside_legend(left)
     names = ["confirmed", "unconfirmed", "survived", "confirmed_and_lost"]
-    bars = right.bar(["confirmed", "unconfirmed", "survived", "confirmed\nbut lost"],
+    bars = right.bar(["confirmed", "un-\nconfirmed", "survived", "confirmed\nbut lost"],
                      [s[k] for k in names], color=["#1b9e77", "#d95f02", "#7570b3", "#e7298a"])
     for bar, key in zip(bars, names):
         right.annotate(str(s[key]), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                       ha="center", va="bottom", fontsize=8)
+                       ha="center", va="bottom", fontsize=plots.LABEL_SIZE)
     right.margins(y=0.15)
-    right.set_title("After the restart")
+    right.set_title("After the restart" if result.up_s is not None else "Not restarted")
     return finish(fig)
 
 
@@ -167,4 +178,4 @@ def confirms_panel(broker=None) -> Panel:
                      "lead_s": float_slider("publish for s before", 1.0, 0.2, 5.0, 0.1),
                      "how": dropdown("how the broker goes down", HOW_OPTIONS, "crash"),
                      "chunk": int_slider("messages per connection", 5000, 10, 20000, 10)},
-                 fixed={"broker": broker})
+                 fixed={"broker": broker}, unit="messages confirmed")

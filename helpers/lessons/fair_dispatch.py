@@ -14,11 +14,13 @@ from .. import plots, runner
 from .. import tasks as task_lists
 from ..errors import BadInputError
 from .common import chain_progress, finish, prefetch_name
-from .panels import Panel, float_slider, int_slider, text
+from ..settings import DEFAULT_QUEUE_KIND
+from .panels import Panel, float_slider, int_slider, queue_type, text
 
 
 def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,
-                     light: float = 0.02, prefetch: int = 1, *, broker=None,
+                     light: float = 0.02, prefetch: int = 1,
+                     queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
                      progress=None) -> dict:
     """Round robin (prefetch 0) against ``prefetch`` on odd-heavy tasks: two runs."""
     work = task_lists.odd_heavy(tasks, heavy, light)
@@ -27,7 +29,7 @@ def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,
     for n, p in enumerate((0, prefetch)):
         out[f"prefetch {prefetch_name(p)}"] = runner.run(
             workers, p, work, broker=broker, save=False, label=f"fair-p{p}",
-            progress=chain_progress(progress, n * tasks, 2 * tasks))
+            progress=chain_progress(progress, n * tasks, 2 * tasks), queue_type=queue_type)
     return out
 
 
@@ -45,6 +47,20 @@ def dispatch_table(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run").round(3)
 
 
+def compare_note(results: dict) -> str:
+    """One line per run: its makespan as a multiple of the ideal."""
+    return "\n".join(f"{label}: makespan {r.summary['makespan_s']:.2f} s, "
+                     f"{r.summary['makespan_over_ideal']:.2f}x the ideal "
+                     f"{r.summary['ideal_makespan_s']:.2f} s" for label, r in results.items())
+
+
+def limit_beats_round_robin(results: dict) -> bool:
+    """True when the run with a prefetch limit ended sooner than round robin (prefetch 0)."""
+    rr = results["prefetch unlimited"].summary["makespan_s"]
+    return all(r.summary["makespan_s"] < rr for label, r in results.items()
+               if label != "prefetch unlimited")
+
+
 def plot_compare(results: dict):
     """Timelines on one time axis, with the busy seconds of each worker beside them."""
     return finish(plots.compare_runs(results))
@@ -56,19 +72,30 @@ def fair_dispatch_report(results: dict) -> list:
 
 
 def prefetch_sweep(workers: int = 2, tasks: int = 20, heavy: float = 0.2, light: float = 0.02,
-                   prefetches=(1, 2, 5, 10, 0), *, broker=None, progress=None) -> pd.DataFrame:
+                   prefetches=(1, 2, 5, 10, 0), queue_type: str = DEFAULT_QUEUE_KIND, *,
+                   broker=None, progress=None) -> pd.DataFrame:
     """One run per prefetch value on the same workload; one row of metrics per run."""
     work = task_lists.odd_heavy(tasks, heavy, light)
     rows = []
     for n, p in enumerate(prefetches):
         result = runner.run(workers, p, work, broker=broker, save=False, label=f"sweep-p{p}",
                             progress=chain_progress(progress, n * tasks,
-                                                    len(prefetches) * tasks))
+                                                    len(prefetches) * tasks),
+                            queue_type=queue_type)
         s = result.summary
         rows.append({"prefetch": prefetch_name(p), "makespan_s": s["makespan_s"],
                      "ideal_s": s["ideal_makespan_s"], "efficiency": s["efficiency"],
                      "imbalance": s["imbalance"], "jain": s["jain"]})
-    return pd.DataFrame(rows)
+    sweep = pd.DataFrame(rows)
+    sweep.attrs.update(workers=workers, tasks=tasks)
+    return sweep
+
+
+def share_note(sweep: pd.DataFrame) -> str:
+    """Each worker's round-robin share (N/K tasks) in the sweep's runs, in one line."""
+    n, k = sweep.attrs["tasks"], sweep.attrs["workers"]
+    return (f"round-robin share: N/K = {n}/{k} = {n / k:g} tasks per worker; "
+            f"prefetch values swept: {', '.join(sweep['prefetch'])}")
 
 
 def plot_sweep(sweep: pd.DataFrame):
@@ -110,19 +137,27 @@ def parse_speeds(text: str) -> list[float]:
 
 
 def unequal_speeds(speeds="1, 3", tasks: int = 20, duration: float = 0.2,
-                   prefetches=(0, 1), *, broker=None, progress=None) -> dict:
+                   prefetches=(0, 1), queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
+                   progress=None) -> dict:
     """Workers of different speeds (2 = twice as fast), equal tasks, per prefetch value."""
     speeds = parse_speeds(speeds) if isinstance(speeds, str) else list(speeds)
     work = task_lists.equal(tasks, duration)
     out = {}
     for n, p in enumerate(prefetches):
         result = runner.run(len(speeds), p, work, speeds=speeds, broker=broker, save=False,
-                            label=f"speeds-p{p}",
+                            label=f"speeds-p{p}", queue_type=queue_type,
                             progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
         result.summary.setdefault("speeds", speeds)
         out[f"prefetch {prefetch_name(p)}"] = result
     return out
+
+
+def speeds_note(results: dict) -> str:
+    """The workers' speeds, and how much faster the fastest is than the slowest."""
+    speeds = next(iter(results.values())).summary["speeds"]
+    return (f"speeds {', '.join(f'{v:g}' for v in speeds)}: the fastest worker is "
+            f"{max(speeds) / min(speeds):g}x as fast as the slowest")
 
 
 def speeds_table(results: dict) -> pd.DataFrame:
@@ -150,7 +185,8 @@ def _odd_heavy_controls(workers: int = 2) -> dict:
     return {"workers": int_slider("workers", workers, 1, 8),
             "tasks": int_slider("tasks (odd heavy, even light)", 20, 2, 100),
             "heavy": float_slider("heavy task, s", 0.2, 0.02, 2.0, 0.02),
-            "light": float_slider("light task, s", 0.02, 0.0, 1.0, 0.01)}
+            "light": float_slider("light task, s", 0.02, 0.0, 1.0, 0.01),
+            "queue_type": queue_type()}
 
 
 def fair_dispatch_panel(broker=None) -> Panel:
@@ -174,5 +210,6 @@ def speeds_panel(broker=None) -> Panel:
                      "speeds": text("speed of each worker", "1, 3"),
                      "tasks": int_slider("tasks (all equal)", 20, 1, 100),
                      "duration": float_slider("seconds per task at speed 1", 0.2, 0.02, 2.0,
-                                              0.02)},
+                                              0.02),
+                     "queue_type": queue_type()},
                  fixed={"broker": broker})

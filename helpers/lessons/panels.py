@@ -17,10 +17,14 @@ import time
 import ipywidgets as w
 
 from ..errors import HelpersError
+from ..settings import DEFAULT_QUEUE_KIND
 
-#: Width of the controls' labels, so the sliders line up.
-LABEL_STYLE = {"description_width": "170px"}
-CONTROL_LAYOUT = {"width": "460px"}
+#: Width of the controls' labels, so the sliders line up; wide enough for ``LABEL_CHARS``
+#: characters in JupyterLab's font (the browser test fails on any label it shows cut off).
+LABEL_STYLE = {"description_width": "230px"}
+CONTROL_LAYOUT = {"width": "520px"}
+#: The longest control label a panel may have.
+LABEL_CHARS = 30
 
 
 def int_slider(description: str, value: int, low: int, high: int, step: int = 1):
@@ -42,6 +46,12 @@ def dropdown(description: str, options, value):
                       style=LABEL_STYLE, layout=CONTROL_LAYOUT)
 
 
+def queue_type(value: str = DEFAULT_QUEUE_KIND):
+    """The queue type of a run: quorum (as in today's tutorial, the default) or classic."""
+    return dropdown("queue type", [("quorum (as in the tutorial)", "quorum"),
+                                   ("classic", "classic")], value)
+
+
 def text(description: str, value: str):
     """A one-line text box with the panels' label width."""
     return w.Text(value=value, description=description, style=LABEL_STYLE,
@@ -54,16 +64,23 @@ class Panel:
     Parameters
     ----------
     title: shown above the controls.
-    experiment: called as ``experiment(**values, progress=callback, **fixed)``.
+    experiment: called as ``experiment(**values, progress=callback, **fixed)``; it calls
+        ``progress(done, total)`` as work completes, and ``progress(done, total, phase)``
+        to say what it is doing meanwhile (shown in the status line).
     report: turns the experiment's result into a list of things to display.
     controls: name -> widget; each name is a keyword argument of ``experiment``.
     fixed: keyword arguments passed on every run (e.g. ``broker``).
+    unit: what ``done`` and ``total`` count (``tasks``, ``messages``), shown beside the bar.
     """
 
     def __init__(self, title: str, experiment, report, controls: dict, *,
-                 fixed: dict | None = None):
+                 fixed: dict | None = None, unit: str = "tasks"):
         self.title, self.experiment, self.report = title, experiment, report
-        self.controls, self.fixed = controls, dict(fixed or {})
+        self.controls, self.fixed, self.unit = controls, dict(fixed or {}), unit
+        long = [c.description for c in controls.values() if len(c.description) > LABEL_CHARS]
+        if long:
+            raise ValueError(f"Control labels longer than {LABEL_CHARS} characters are cut "
+                             f"off in the browser: {long}; shorten them.")
         self.button = w.Button(description="Run", button_style="primary", icon="play")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout={"width": "260px"})
         self.count = w.Label("")
@@ -102,10 +119,18 @@ class Panel:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _progress(self, done: int, total: int) -> None:
+    def _progress(self, done: int, total: int, phase: str | None = None) -> None:
         self.progress.max = max(int(total), 1)
         self.progress.value = min(int(done), self.progress.max)
-        self.count.value = f"{done}/{total}"
+        self.count.value = f"{done}/{total} {self.unit}"
+        if phase:
+            self.status.value = f"running: {html.escape(phase)} ..."
+
+    def _reset(self) -> None:
+        """An empty bar and counter: nothing of the last run may show beside the new one."""
+        self.progress.value = 0
+        self.progress.bar_style = ""
+        self.count.value = ""
 
     def _call(self, values: dict):
         return self.experiment(**values, progress=self._progress, **self.fixed)
@@ -115,19 +140,27 @@ class Panel:
         values = {**self.values(), **overrides}
         self.button.disabled = True
         self.notes = []
+        self._reset()
         self.status.value = "running ..."
-        self.progress.value = 0
         started = time.monotonic()
         try:
             self.result = self._call(values)
         except HelpersError as exc:
-            self.status.value = f"<span style='color:#b00020'>{html.escape(str(exc))}</span>"
+            self._failed(str(exc))
+            raise
+        except Exception as exc:
+            self._failed(f"unexpected error: {type(exc).__name__}: {exc}")
             raise
         finally:
             self.button.disabled = False
         self.status.value = "; ".join([f"done in {time.monotonic() - started:.1f} s",
                                        *self.notes])
         return self.result
+
+    def _failed(self, sentence: str) -> None:
+        """The run stopped: say why; the bar turns red where it stopped, counter beside it."""
+        self.progress.bar_style = "danger"
+        self.status.value = f"<span style='color:#b00020'>{html.escape(sentence)}</span>"
 
     def show(self, result=None) -> None:
         """Display the report of ``result`` (default: the last one) in the cell's output."""
@@ -144,6 +177,7 @@ class Panel:
     def _background(self) -> None:
         """The Run button's work: run, then replace the output area with the report."""
         self.error = None
+        self.output.outputs = ()  # the last run's figures do not stay beside a new run
         try:
             result = self.run()
             items = self.report(result)
@@ -152,10 +186,8 @@ class Panel:
             return
         except Exception as exc:  # a bug: say so in one line rather than die silently
             self.error = f"{type(exc).__name__}: {exc}"
-            self.status.value = ("<span style='color:#b00020'>unexpected error: "
-                                 f"{html.escape(self.error)}</span>")
+            self._failed(f"unexpected error: {self.error}")
             return
-        self.output.outputs = ()
         for item in items:
             self.output.append_display_data(item)
 

@@ -12,15 +12,17 @@ import pandas as pd
 from .. import plots, runner
 from .. import tasks as task_lists
 from .common import Text, finish
-from .panels import Panel, float_slider, int_slider
+from ..settings import DEFAULT_QUEUE_KIND
+from .panels import Panel, float_slider, int_slider, queue_type
 
 
-def round_robin(workers: int = 3, tasks: int = 12, duration: float = 0.3, *,
-                broker=None, progress=None) -> runner.RunResult:
+def round_robin(workers: int = 3, tasks: int = 12, duration: float = 0.3,
+                queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
+                progress=None) -> runner.RunResult:
     """Notebook 01: ``workers`` consumers with no prefetch limit, ``tasks`` equal tasks."""
     work = task_lists.equal(tasks, duration)
     return runner.run(workers, 0, work, broker=broker, progress=progress, save=False,
-                      label="round-robin")
+                      label="round-robin", queue_type=queue_type)
 
 
 def first_deliveries(result: runner.RunResult) -> pd.DataFrame:
@@ -75,10 +77,8 @@ def plot_round_robin(result: runner.RunResult):
                          "no prefetch limit")
     left.set_xlim(left=0)
     plots.counts(result.per_worker(), ax=right)
-    right.axhline(s["tasks_published"] / s["workers"], color="black", linestyle="--",
-                  linewidth=0.8, label="N/K")
+    plots.reference_line(right, s["tasks_published"] / s["workers"], "N/K")
     right.margins(y=0.15)
-    right.legend(fontsize=8, loc="lower right")
     return finish(fig)
 
 
@@ -93,5 +93,6 @@ def round_robin_panel(broker=None) -> Panel:
                  round_robin, round_robin_report, {
                      "workers": int_slider("workers (K)", 3, 1, 8),
                      "tasks": int_slider("tasks (N)", 12, 1, 60),
-                     "duration": float_slider("seconds per task", 0.3, 0.05, 2.0, 0.05)},
+                     "duration": float_slider("seconds per task", 0.3, 0.05, 2.0, 0.05),
+                     "queue_type": queue_type()},
                  fixed={"broker": broker})

@@ -1,0 +1,103 @@
+"""A task longer than three heartbeat intervals: the tutorial's blocking worker loses its
+connection, the heartbeat-safe worker does not (``python -m helpers fault heartbeat``).
+
+Two runs side by side, one task each, on two queues: a worker in ``blocking`` mode does the
+work inside pika's delivery callback, as the tutorial's ``worker.py`` does, so pika's I/O
+loop sends no heartbeat until the task ends; a worker in ``thread`` mode does it in a work
+thread and acks through ``connection.add_callback_threadsafe``. Beside them, a silent
+connection measures after how long the broker gives up on a client it does not hear from.
+The blocking run is cut at ``window_s``; whatever it has not finished is still in its queue.
+
+Own keys: ``heartbeat_s``, ``task_s``, ``broker_cut_s`` (a silent connection was closed by
+the broker after this long), and for each mode (``_blocking``, ``_thread``): ``deliveries``,
+``disconnects``, ``times_done`` (the work done), ``acked``, ``still_queued`` (at the end);
+``window_s``.
+"""
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+from .. import broker as broker_mod
+from .. import runner
+from ..tasks import Task
+from .steps import Leftovers, Window, combine, in_parallel
+
+MODES = ("blocking", "thread")
+#: one task of 4 s per run (the CLI's --duration is the task's length)
+DEFAULTS = {"workers": 1, "prefetch": 1, "tasks": 1, "duration": 4.0}
+
+
+def silent_connection_cut(url: str, heartbeat_s: int, limit_s: float = 30.0) -> float | None:
+    """Open a connection asking for ``heartbeat_s``, then say nothing: seconds until the
+    broker closes it (None if it did not within ``limit_s``, or pika's socket is not found)."""
+    from ..connection import connect
+
+    conn = connect(url, name="silent client", heartbeat=heartbeat_s)
+    sock = getattr(getattr(conn._impl, "_transport", None), "_sock", None)  # pika's own socket
+    if not isinstance(sock, socket.socket):
+        conn.close()
+        return None
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < limit_s:
+            if select.select([sock], [], [], 0.05)[0] and not sock.recv(65536):
+                return round(time.monotonic() - t0, 2)  # read by us, not pika: no heartbeat sent
+    except OSError:  # reset by the broker
+        return round(time.monotonic() - t0, 2)
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    return None
+
+
+def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
+         broker: broker_mod.Broker | None = None) -> tuple[dict, float | None]:
+    """The blocking and the thread run, side by side; and the silent connection's cut."""
+    broker = broker or broker_mod.get()
+
+    def one(mode: str):
+        steps = [Window(window_s, hold=mode == "blocking"), Leftovers()]
+        return runner.execute(1, 1, [Task(f"long-{mode}", task_s)], steps=steps,
+                              broker=broker, label=f"heartbeat-{mode}", save=False,
+                              mode=mode, heartbeat=heartbeat_s, timeout=window_s + 30)
+
+    results = in_parallel({mode: (lambda m=mode: one(m)) for mode in MODES}
+                          | {"cut": lambda: silent_connection_cut(broker.url, heartbeat_s)})
+    cut = results.pop("cut")
+    return results, cut
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list, *, heartbeat_s: int = 1,
+        window_s: float | None = None, broker=None, **_ignored) -> runner.RunResult:
+    """Both runs as one result: one worker each, one task each as long as the longest of
+    ``tasks``; the blocking run is cut at ``window_s`` (default: two tasks' time, and a bit)."""
+    task_s = max(t.duration for t in tasks)
+    window_s = window_s or 2 * task_s + 0.5
+    results, cut = runs(heartbeat_s, task_s, window_s, broker=broker)
+    own = {"heartbeat_s": heartbeat_s, "task_s": task_s, "window_s": window_s,
+           "broker_cut_s": cut}
+    for mode, result in results.items():
+        events = result.events
+        own[f"disconnects_{mode}"] = sum(e["event"] == "disconnected" for e in events)
+        own[f"deliveries_{mode}"] = sum(e["event"] == "delivered" for e in events)
+        own[f"times_done_{mode}"] = sum(e["event"] == "finished" for e in events)
+        own[f"acked_{mode}"] = sum(e["event"] == "acked" for e in events)
+        own[f"still_queued_{mode}"] = result.summary["still_queued"]
+    durations = {f"long-{mode}": task_s for mode in MODES}
+    return combine(name, results, durations, own)
+
+
+def line(summary: dict) -> str:
+    """The figures in one line, as the CLI prints them."""
+    s = summary
+    return (f"heartbeat {s['heartbeat_s']} s, task {s['task_s']} s (the broker closed a silent "
+            f"connection after {s['broker_cut_s']} s): blocking worker disconnected "
+            f"{s['disconnects_blocking']} times in {s['window_s']} s, task delivered "
+            f"{s['deliveries_blocking']} times, done {s['times_done_blocking']}, acked "
+            f"{s['acked_blocking']}; thread worker disconnected {s['disconnects_thread']} times, "
+            f"done {s['times_done_thread']}, acked {s['acked_thread']}; redeliveries "
+            f"{s['redeliveries']}, lost {s['tasks_lost']}")

@@ -1,0 +1,289 @@
+"""The notebooks in a real browser: JupyterLab in headless Chromium, driven by Playwright.
+
+For every notebook in ``notebooks/``: open it, run all cells, check that no cell printed an
+error and no widget failed to display, then do what ``CLICKS`` says in one panel (move a
+slider, press Run, in 02 press Kill during the run), wait for the run to finish and its new
+figure to appear, and check the text the run must show. The browser's console errors fail
+the test. A screenshot per notebook lands in ``build/browser/<notebook>.png`` (the panel
+that was clicked), and one per output area in ``build/browser/<notebook>/``, to look at.
+
+It needs Chromium (``.ci/ensure-chromium`` installs Debian's package); without one it skips
+with a sentence, except under ``CI=true``, where it fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from browser_lab import Lab, find_chromium, launch_chromium
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+SHOTS = ROOT / "build" / "browser"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class Clicks:
+    """What the test does in one panel of a notebook."""
+
+    panel: str          #: the start of the panel's bold title
+    slider: str         #: the label of the slider to move, exactly as shown
+    value: float        #: where to move it (with the arrow keys)
+    expect: str         #: text the panel's output must show after the run
+    kill: bool = False  #: press Kill once the run has finished its first task
+
+
+#: One entry per notebook: adding a notebook is adding its line here.
+CLICKS = {
+    "01_round_robin": Clicks("Round robin", "workers (K)", 4, expect="w4"),
+    "02_acknowledgements": Clicks("Kill a worker", "kill after s (0 = by hand)", 0,
+                                  expect="redelivered=True", kill=True),
+    "03_durability": Clicks("What survives", "messages per queue", 90, expect="90/90"),
+    "04_fair_dispatch": Clicks("Round robin (prefetch 0)", "workers", 3, expect="w3"),
+    "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
+}
+
+
+class _Timings:
+    """Prints the seconds each notebook took in the browser, at the end of the run."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.seconds:
+            terminalreporter.section("browser")
+            for name, seconds in self.seconds.items():
+                terminalreporter.write_line(f"{name}: {seconds:.1f} s")
+            terminalreporter.write_line(f"all notebooks in the browser: "
+                                        f"{sum(self.seconds.values()):.1f} s")
+
+
+@pytest.fixture(scope="module")
+def timings(request):
+    manager = request.config.pluginmanager
+    plugin = manager.get_plugin("browser-timings")
+    if plugin is None:
+        plugin = _Timings()
+        manager.register(plugin, "browser-timings")
+    return plugin
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    found = find_chromium()
+    if found is None:
+        message = ("No Chromium found (set CHROMIUM, or run .ci/ensure-chromium to install "
+                   "Debian's chromium), so the notebooks were not tried in a browser.")
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def _kernel_env(found) -> dict[str, str]:
+    """What the kernels need to find the session's broker (as in test_notebooks)."""
+    if found.kind == "private":
+        return {"HELPERS_STATE_DIR": str(found.state_dir)}
+    if found.kind != "external":
+        return {}
+    env = {"AMQP_URL": found.url}
+    if found.management_url:
+        env["RABBITMQ_MANAGEMENT_URL"] = found.management_url
+    return env
+
+
+@pytest.fixture(scope="module")
+def lab(broker, chromium, tmp_path_factory):
+    """A JupyterLab server and a browser page factory, both ended when the module ends."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    workdir = tmp_path_factory.mktemp("lab")
+    env = _kernel_env(broker)
+    server = Lab(NOTEBOOKS, workdir, env)
+    if "AMQP_URL" not in env:  # a private node: found through its state folder only
+        server.env.pop("AMQP_URL", None)
+    playwright = context = None
+    try:
+        server.start()
+        playwright = playwright_api.sync_playwright().start()
+        context = launch_chromium(playwright, chromium, workdir / "chromium-profile")
+        yield server, context
+    finally:
+        if context is not None:
+            context.close()
+        if playwright is not None:
+            playwright.stop()
+        server.stop()
+
+
+# -- what the test does on a page -----------------------------------------------------------
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+PROMPTS_JS = """() => Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt'),
+    e => e.textContent.trim())"""
+
+
+def run_all_cells(page, code_cells: int, idle, timeout: float = 240) -> None:
+    """Run > Run All Cells, then wait until every code cell has its execution number, or
+    until the kernel is idle with cells left unrun (an error stopped the run)."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    time.sleep(1)
+
+    def done():
+        prompts = page.evaluate(PROMPTS_JS)
+        if len(prompts) == code_cells and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts):
+            return True
+        if error_outputs(page) and idle():
+            raise AssertionError(f"a cell failed: {error_outputs(page)[0][-1500:]}")
+        return False
+    try:
+        _wait(done, timeout, "every cell to run")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the prompts read {page.evaluate(PROMPTS_JS)}") from None
+
+
+def error_outputs(page) -> list[str]:
+    """The text of every error or stderr output shown in the notebook."""
+    return page.locator(".jp-OutputArea-output[data-mime-type="
+                        "'application/vnd.jupyter.stderr']").all_inner_texts()
+
+
+CUT_LABELS_JS = """() => Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .widget-label'))
+    .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.textContent)"""
+
+
+def cut_labels(page) -> list[str]:
+    """Widget labels too long for their box (the browser shows them cut, with an ellipsis)."""
+    return page.evaluate(CUT_LABELS_JS)
+
+
+def move_slider(panel, label: str, value: float) -> None:
+    """Focus the slider named ``label`` and press arrow keys until it shows ``value``."""
+    slider = panel.locator(".widget-slider").filter(
+        has=panel.page.locator(".widget-label", has_text=re.compile(f"^{re.escape(label)}$")))
+    handle = slider.locator(".noUi-handle")
+    handle.focus()
+    for _ in range(200):
+        now = float(handle.get_attribute("aria-valuenow"))
+        if abs(now - value) < 1e-6:
+            return
+        handle.press("ArrowRight" if now < value else "ArrowLeft")
+    raise AssertionError(f"the slider {label!r} did not reach {value}")
+
+
+def counter(panel) -> tuple[int, int] | None:
+    """The ``done/total`` figures beside the panel's progress bar."""
+    found = re.search(r"(\d+)/(\d+)", panel.locator(".widget-hbox").first.inner_text())
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def press_run(panel, clicks: Clicks, timeout: float = 240) -> str:
+    """Press Run (and Kill, if asked), wait for the run to end; the status line's text."""
+    status = panel.locator(":scope > .widget-html").last
+    output = panel.locator(":scope > .widget-output")
+    images_before = set(output.locator("img").evaluate_all("els => els.map(e => e.src)"))
+    before = counter(panel)
+    panel.get_by_role("button", name="Run").click()
+    _wait(lambda: "running" in status.inner_text(), 30, "the run to start")
+    assert before is None or counter(panel) != before, \
+        f"the counter still shows the last run's {before[0]}/{before[1]} after Run"
+    if clicks.kill:
+        kill = panel.get_by_role("button", name="Kill")
+        _wait(lambda: kill.is_enabled() and (counter(panel) or (0, 0))[0] >= 1, 60,
+              "the first task to finish, to press Kill")
+        kill.click()
+        _wait(lambda: "killed" in status.inner_text(), 30, "the kill to be reported")
+    _wait(lambda: "done in" in status.inner_text() or "error" in status.inner_text(),
+          timeout, "the run to finish")
+    text = status.inner_text()
+    assert "done in" in text, f"the run ended with: {text}"
+    images = _wait(lambda: set(output.locator("img").evaluate_all(
+        "els => els.map(e => e.src)")) - images_before, 30, "a new figure")
+    assert images, "no new figure after Run"
+    return text
+
+
+def save_output_shots(page, folder: Path) -> None:
+    """One screenshot per output area that shows something, to look at."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell")
+    for i in range(cells.count()):
+        area = cells.nth(i).locator(".jp-Cell-outputWrapper")
+        if area.count() and area.inner_text().strip() or area.locator("img").count():
+            area.screenshot(path=str(folder / f"cell-{i + 1:02d}.png"))
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+@pytest.mark.browser
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_in_the_browser(path, lab, timings, record_property):
+    server, context = lab
+    clicks = CLICKS.get(path.stem)
+    assert clicks is not None, f"add what to click in {path.name} to CLICKS in {__name__}"
+    code_cells = sum(c["cell_type"] == "code" for c in json.loads(path.read_text())["cells"])
+    console: list[str] = []
+    started = time.monotonic()
+    page = context.new_page()
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.append(f"page error: {e}"))
+    try:
+        page.goto(server.url(path.name))
+        _wait(lambda: server.kernel_state(path.name) == "idle", 90, "the notebook's kernel")
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                               timeout=90_000)
+        page.keyboard.press("Control+b")  # fold the file browser away: more room to look
+        run_all_cells(page, code_cells, lambda: server.kernel_state(path.name) == "idle")
+        assert not error_outputs(page), f"{path.name}: {error_outputs(page)[0][:500]}"
+        body = page.locator("body").inner_text()
+        assert "Error displaying widget" not in body, f"{path.name}: a widget failed"
+        assert not cut_labels(page), f"{path.name}: labels cut off: {cut_labels(page)}"
+        panel = page.locator(".widget-vbox").filter(
+            has=page.locator(".widget-html-content b", has_text=clicks.panel)).first
+        panel.scroll_into_view_if_needed()
+        move_slider(panel, clicks.slider, clicks.value)
+        status = press_run(panel, clicks)
+        output = panel.locator(":scope > .widget-output").inner_text()
+        assert clicks.expect in output, f"{path.name}: {clicks.expect!r} not in the output"
+        done, total = counter(panel)
+        assert done == total, f"{path.name}: the counter ended at {done}/{total}"
+        panel.scroll_into_view_if_needed()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{path.stem}.png"))
+        save_output_shots(page, SHOTS / path.stem)
+        assert not error_outputs(page), f"{path.name}: {error_outputs(page)[0][:500]}"
+        assert not console, f"{path.name}: console errors: {console[:3]}"
+        record_property("status", status)
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{path.stem}-failed.png"))
+        raise
+    finally:
+        took = time.monotonic() - started
+        timings.seconds[path.name] = took
+        try:
+            server.shut_down_kernels()
+        finally:
+            page.close()

@@ -1,0 +1,259 @@
+"""Notebook 06's scenarios, each against the real broker, asserted per RabbitMQ version.
+
+Each scenario runs through its command-line twin, ``python -m helpers fault NAME --json``,
+so the JSON contract (the common keys and each scenario's own) is checked on the way; the
+figures are printed at the end of the run (``record_property("figures", ...)``). Where the
+broker's behaviour changed between versions, the test says which version does what.
+"""
+import json
+import time
+
+import pytest
+
+from helpers import dedup, faults, node_control, producer, task_hooks, tasks, topology
+from helpers.broker import Broker
+from helpers.errors import BrokerControlError
+from helpers.pool import WorkerPool
+
+pytestmark = pytest.mark.broker
+
+COMMON = ("fault", "tasks_confirmed", "tasks_completed", "tasks_lost", "duplicates",
+          "redeliveries")
+
+
+def fault_json(cli, broker, tmp_path, name: str, *args: str) -> dict:
+    """Run ``fault NAME --json`` against the session's broker; its summary."""
+    out = tmp_path / f"{name}.json"  # the CLI resolves the session's broker, as tests do
+    proc = cli("fault", name, "--json", str(out), *args, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(out.read_text())
+    assert set(COMMON) <= set(summary) and summary["fault"] == name
+    assert faults.line(summary) in proc.stdout
+    return summary
+
+
+def record(record_property, summary: dict, *keys: str) -> None:
+    record_property("figures", {k: summary[k] for k in ("broker_version", *keys)})
+
+
+def version(summary: dict) -> tuple:
+    return tuple(int(p) for p in summary["broker_version"].split(".")[:2])
+
+
+# -- 1. a long task and heartbeats --------------------------------------------------------
+
+def test_a_long_task_cuts_the_blocking_worker_off_again_and_again(cli, broker, tmp_path,
+                                                                   record_property):
+    s = fault_json(cli, broker, tmp_path, "heartbeat")
+    record(record_property, s, "heartbeat_s", "task_s", "broker_cut_s", "disconnects_blocking",
+           "deliveries_blocking", "disconnects_thread", "tasks_lost")
+    # The broker gives up on a client it has not heard from for three intervals.
+    assert 2.5 <= s["broker_cut_s"] <= 3 * s["heartbeat_s"] + 0.6, s["broker_cut_s"]
+    assert s["task_s"] > s["broker_cut_s"]
+    # Blocking: each attempt is cut off, the ack is lost, the task comes back, again.
+    assert s["disconnects_blocking"] >= 2
+    assert s["deliveries_blocking"] == s["disconnects_blocking"] + 1
+    assert s["redeliveries"] == s["disconnects_blocking"]
+    assert s["times_done_blocking"] >= s["disconnects_blocking"] and s["acked_blocking"] == 0
+    assert s["still_queued_blocking"] == 1  # never acked: still in its queue at the end
+    # Thread mode: one delivery, done and acked once, connection kept.
+    assert s["disconnects_thread"] == 0 and s["deliveries_thread"] == 1
+    assert s["times_done_thread"] == s["acked_thread"] == 1
+    assert s["still_queued_thread"] == 0
+    assert s["tasks_lost"] == 0
+
+
+# -- 2. the consumer timeout ----------------------------------------------------------------
+
+def test_a_task_longer_than_the_ack_timeout_comes_back_until_split_or_given_more_time(
+        cli, private_broker, tmp_path, record_property):
+    before = node_control.get_env(private_broker, "consumer_timeout", "channel_tick_interval")
+    s = fault_json(cli, private_broker, tmp_path, "consumer-timeout")
+    record(record_property, s, "timeout_s", "task_s", "per_queue_timeout",
+           "channel_closed_or_cancelled", "acked_too_long", "acked_split", "acked_longer")
+    if version(s) >= (3, 12):  # per-queue consumer timeouts came in 3.12
+        assert s["per_queue_timeout"] is True and s["per_queue_refusal"] is None
+    else:  # 3.10 knows only the node-wide setting, and says so when given the policy
+        assert s["per_queue_timeout"] is False
+        assert "not recognised" in s["per_queue_refusal"]
+    if version(s) < (4, 3):  # 3.x and 4.0 close the channel (4.3 cancels the consumer)
+        assert s["closed_because"].startswith("406 PRECONDITION_FAILED - delivery "
+                                              "acknowledgement on channel 1 timed out")
+        assert f"Timeout value used: {int(s['timeout_s'] * 1000)} ms" in s["closed_because"]
+    assert s["channel_closed_or_cancelled"] >= 2 and s["redeliveries"] >= 2
+    assert s["acked_too_long"] == 0
+    assert s["acked_split"] == s["pieces"] >= 2 and s["acked_longer"] == 1
+    assert s["tasks_lost"] == 0
+    # The node is given back as it was.
+    after = node_control.get_env(private_broker, "consumer_timeout", "channel_tick_interval")
+    assert after == before
+
+
+@pytest.mark.slow
+def test_the_x_consumer_timeout_argument_is_ignored_before_3_12(private_broker, channel):
+    """The queue argument (not the policy): 3.10 takes it and does nothing with it."""
+    spec = topology.unique_spec("ct-argument")
+    channel.queue_declare(spec.name, arguments={"x-consumer-timeout": 1000})
+    try:
+        with node_control.node_env(private_broker, channel_tick_interval=250):
+            from helpers.connection import connect
+            with connect(private_broker.url, name="held") as conn:
+                held = conn.channel()
+                held.basic_publish("", spec.name, b"x")
+                held.basic_consume(spec.name, lambda *a: None)  # never acks
+                deadline = time.monotonic() + 3.0  # three times the argument's timeout
+                while time.monotonic() < deadline and not held.is_closed:
+                    conn.process_data_events(0.2)
+                closed = held.is_closed
+    finally:
+        channel.queue_delete(spec.name)
+    assert closed is (private_broker.version_tuple() >= (3, 12))
+
+
+# -- 3. a poison message ---------------------------------------------------------------------
+
+def test_a_poison_message_loops_on_a_classic_queue_and_is_dead_lettered_by_a_limit(
+        cli, broker, tmp_path, record_property):
+    s = fault_json(cli, broker, tmp_path, "poison")
+    record(record_property, s, "classic_deliveries", "classic_deliveries_per_s",
+           "attempts_per_poison", "dead_lettered", "guard_attempts", "default_delivery_limit",
+           "limit_counts_reject", "limit_counts_nack")
+    # The broker's default limit on quorum queues: none before 4.0, 20 since.
+    assert s["default_delivery_limit"] == (20 if version(s) >= (4, 0) else None)
+    if version(s) < (4, 3):  # both requeueing settlements count on 3.10 and 4.0
+        assert s["limit_counts_reject"] and s["limit_counts_nack"]
+    # Classic queue: it keeps coming back, killing a worker each time, and is still there.
+    assert s["classic_deliveries"] >= 3 and s["classic_still_queued"] >= 1
+    # Quorum queue with a limit: limit + 1 deliveries, then dead-lettered; the rest done.
+    assert s["attempts_per_poison"] == s["delivery_limit"] + 1
+    assert s["dead_lettered"] == s["injected"] == 1
+    assert s["dead_letter_reasons"] == {"delivery_limit": 1}
+    assert s["good_completed"] == 20
+    # The worker's guard: max_attempts runs, then rejected to the dead-letter queue.
+    assert s["guard_attempts"] == s["max_attempts"] + 1
+    assert s["guard_dead_letter_reasons"] == {"rejected": 1}
+    assert s["tasks_lost"] == 0
+
+
+# -- 4. duplicates and idempotency -----------------------------------------------------------
+
+def test_workers_dying_before_the_ack_make_duplicates_and_the_store_absorbs_them(
+        cli, broker, tmp_path, record_property):
+    s = fault_json(cli, broker, tmp_path, "duplicate")
+    record(record_property, s, "crashes", "duplicates_delivered", "side_effects_twice",
+           "side_effects_twice_dedup", "effects_plain", "effects_dedup")
+    assert s["crashes"] == s["workers_replaced"] == 3
+    # Each crash came after the work and its effect, before the ack: one duplicate each.
+    assert s["duplicates_delivered"] == s["duplicates"] == s["crashes"]
+    assert s["side_effects_twice"] == s["crashes"]
+    assert s["effects_plain"] == s["tasks_confirmed"] + s["crashes"]
+    # Through the store: each effect exactly once, delivery still at-least-once.
+    assert s["side_effects_twice_dedup"] == 0 and s["effects_dedup"] == s["tasks_confirmed"]
+    assert s["tasks_completed"] == s["tasks_confirmed"] == 30 and s["tasks_lost"] == 0
+
+
+def test_the_dedup_store_runs_an_effect_once_and_forgets_a_failed_one(tmp_path):
+    store = dedup.DedupStore(tmp_path / "store.sqlite")
+    with store.once("t1") as db:
+        assert db is not None
+        db.execute("INSERT INTO effects VALUES ('t1', 'w', 0)")
+    with store.once("t1") as db:
+        assert db is None  # done before: skip
+    with pytest.raises(ZeroDivisionError):
+        with store.once("t2") as db:
+            db.execute("INSERT INTO effects VALUES ('t2', 'w', 0)")
+            1 / 0  # the worker fails between effect and commit: neither stays
+    with store.once("t2") as db:
+        assert db is not None
+    rows = store.db.execute("SELECT task FROM effects ORDER BY task").fetchall()
+    assert rows == [("t1",)]
+
+
+# -- 5. the broker runs out of room ----------------------------------------------------------
+
+def test_a_disk_alarm_blocks_the_producer_which_says_so_and_resumes(cli, private_broker,
+                                                                     tmp_path, record_property):
+    limit_before = node_control.ctl(private_broker, "eval",
+                                    "rabbit_disk_monitor:get_disk_free_limit().")
+    s = fault_json(cli, private_broker, tmp_path, "alarm")
+    record(record_property, s, "alarm_raised_at_s", "alarm_cleared_at_s", "blocked_s",
+           "completed_while_blocked", "confirmed_after_alarm", "tasks_lost")
+    # Blocked from its first publish into the alarm until the alarm cleared, then at once
+    # unblocked (the node's clock and ours are the same machine's).
+    assert s["alarm_raised_at_s"] <= s["blocked_at_s"] < s["alarm_cleared_at_s"]
+    assert -0.05 <= s["unblocked_at_s"] - s["alarm_cleared_at_s"] < 1.0
+    assert s["blocked_s"] >= 0.9 * s["hold_s"]
+    assert s["producer_said"].startswith("The broker is blocking publishers (low on disk")
+    assert s["completed_while_blocked"] >= 1  # the consumers kept draining
+    assert s["resumed"] and s["confirmed_after_alarm"] >= 1
+    assert s["tasks_confirmed"] == s["tasks_completed"] == 60 and s["tasks_lost"] == 0
+    # The node is given back as it was: no alarm, the same limit.
+    assert node_control.ctl(private_broker, "eval", "rabbit_alarm:get_alarms().") == "[]"
+    assert node_control.ctl(private_broker, "eval",
+                            "rabbit_disk_monitor:get_disk_free_limit().") == limit_before
+
+
+# -- what these scenarios need from the worker and the broker --------------------------------
+
+def test_a_worker_whose_consumer_the_broker_cancels_consumes_again(broker, queue, channel):
+    """Deleting the queue makes the broker cancel its consumers; the worker starts over."""
+    with WorkerPool(broker.url, queue) as pool:
+        pool.start(1)
+        channel.queue_delete(queue.name)
+        assert pool.wait_for(lambda p: any(e["event"] == "ready" and e["generation"] == 1
+                                           for e in p.log.events), 15)
+        events = [e["event"] for e in pool.snapshot()]
+        producer.publish(broker.url, queue, [tasks.Task("after", 0.01)], declare_queue=False)
+        assert pool.wait_for(lambda p: p.finished["after"], 10)
+    assert "cancelled" in events and "disconnected" in events
+
+
+def test_the_hooks_read_the_delivery_count_and_the_crash_points():
+    hooks = task_hooks.TaskHooks(crash_after=2, crash_at="before-ack", max_attempts=2)
+    assert hooks.reject_reason(None) is None and hooks.reject_reason(1) is None
+    assert hooks.reject_reason(2) == "delivered 3 times (--max-attempts 2)"
+    assert not hooks.dies_before_ack(1) and hooks.dies_before_ack(2)
+    assert not hooks.dies_midway(2, "sleep") and hooks.dies_midway(1, "crash")
+    assert tasks.decode(tasks.Task("p", 0.1, "crash").body()) == ("p", 0.1, "crash")
+
+
+@pytest.mark.parametrize("name", ["consumer-timeout", "alarm"])
+def test_a_scenario_that_needs_node_settings_refuses_an_external_broker(name):
+    external = Broker(url="amqp://guest:guest@127.0.0.1:1/%2F", kind="external")
+    with pytest.raises(BrokerControlError) as caught:
+        faults.run_fault(name, 1, 1, tasks.equal(2, 0.1), broker=external)
+    said = str(caught.value)
+    assert "rabbitmqctl" in said and "unset AMQP_URL" in said and said.count(". ") == 0
+
+
+def test_the_producer_reports_a_block_in_one_sentence():
+    result = producer.PublishResult()
+    said = []
+
+    class Conn:  # the two pika callbacks the producer registers, called as pika would
+        def add_on_connection_blocked_callback(self, cb):
+            self.blocked = cb
+
+        def add_on_connection_unblocked_callback(self, cb):
+            self.unblocked = cb
+
+    conn = Conn()
+    producer.watch_blocked(conn, result, said.append)
+    frame = type("F", (), {"method": type("M", (), {"reason": "low on memory"})()})()
+    conn.blocked(conn, frame)
+    time.sleep(0.05)
+    conn.unblocked(conn, frame)
+    assert said[0].startswith("The broker is blocking publishers (low on memory") and \
+        said[0].endswith(").") and said[1] is None
+    assert 0.04 <= result.blocked_s < 1
+
+
+def test_the_panel_starts_each_scenario_from_its_own_defaults():
+    from helpers.lessons import pitfalls as lesson
+
+    panel = lesson.pitfall_panel()
+    assert panel.values() == {"name": "poison", "workers": 3, "duration": 0.1}
+    panel.controls["name"].value = "heartbeat"
+    assert panel.values() == {"name": "heartbeat", "workers": 1, "duration": 4.0}
+    panel.controls["name"].value = "alarm"
+    assert (panel.values()["workers"], panel.values()["duration"]) == (2, 0.25)

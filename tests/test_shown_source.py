@@ -1,0 +1,45 @@
+"""The pika lines the notebooks teach are shown from the code that runs (no broker)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers import confirms, producer, topology
+from helpers.lessons import common
+from helpers.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+#: What each notebook must show, as the source of the package: the lines it teaches.
+TAUGHT = {
+    "01_round_robin": ["basic_consume("],
+    "02_acknowledgements": ["auto_ack=", "basic_ack(delivery_tag="],
+    "03_durability": ["durable", "delivery_mode=", "confirm_delivery("],
+    "04_fair_dispatch": ["basic_qos(prefetch_count="],
+}
+
+
+def test_source_names_file_and_lines_and_is_the_running_code():
+    shown = common.source(Worker._ack, expect=["basic_ack(delivery_tag=tag)"])
+    header, body = shown.split("\n", 1)
+    assert re.fullmatch(r"# helpers/worker\.py, lines \d+-\d+: Worker\._ack", header)
+    assert body.startswith("def _ack(self")  # dedented, as a reader expects
+    assert "<pre" in shown._repr_html_() or "highlight" in shown._repr_html_()
+
+
+def test_source_refuses_when_a_taught_line_is_gone():
+    with pytest.raises(AssertionError, match="no longer hold"):
+        common.source(producer.message_properties, expect=["basic_qos("])
+
+
+@pytest.mark.parametrize("name", sorted(TAUGHT))
+def test_each_notebook_shows_the_lines_it_teaches(name):
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    calls = [("".join(c["source"])) for c in nb["cells"]
+             if c["cell_type"] == "code" and "common.source(" in "".join(c["source"])]
+    assert calls, f"{name} shows no source"
+    scope = {"common": common, "Worker": Worker, "confirms": confirms,
+             "producer": producer, "topology": topology}
+    shown = "\n".join(str(eval(call.strip(), scope)) for call in calls)  # noqa: S307
+    for line in TAUGHT[name]:
+        assert line in shown, f"{name} does not show {line!r}"
