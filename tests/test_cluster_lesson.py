@@ -179,8 +179,7 @@ def test_cli_cluster_stop_leaves_no_node_and_no_epmd(lab, cli):
     assert not any(pid_alive(pid) for pid in pids)
     after = cli("cluster", "status", env=env, timeout=60)
     assert after.returncode == 1 and not json.loads(after.stdout)["running"]
-    started = cli("cluster", "start", env=env, timeout=300)  # whole again for what follows
-    assert started.returncode == 0, started.stderr
+    # (a later test of this module would start it again with lab.heal())
 
 
 def test_the_notebook_asserts_what_its_prose_says():
