@@ -94,7 +94,8 @@ def test_a_leader_kill_with_300_confirmed_tasks_loses_none(lab):
     result = faults.run_fault("leader-kill", 6, 1, tasks.equal(300, 0.05), cluster=lab.cluster,
                               fault_after_s=0.8, save=False)
     s = result.summary
-    assert (s["tasks_confirmed"], s["tasks_completed"], s["tasks_lost"]) == (300, 300, 0)
+    assert (s["tasks_confirmed"], s["tasks_completed"], s["tasks_lost"]) == (300, 300, 0), \
+        s["publish_error"]
     assert s["killed_node"] == s["leader_before"] and s["new_leader"] not in (None,
                                                                             s["killed_node"])
     assert 0 < s["leaderless_s"] <= s["recovery_s"] < 30
@@ -118,12 +119,14 @@ def test_a_majority_loss_confirms_nothing_and_the_restart_recovers_everything(la
     assert s["confirmed_while_down"] == 0  # no confirm arrives without a majority
     assert s["revived_node"] == s["killed_nodes"][0] and s["down_s"] >= 3.0
     assert s["first_confirm_after_kill_s"] >= s["down_s"] - 0.5  # batch-level timestamps
-    assert (s["tasks_confirmed"], s["tasks_completed"], s["tasks_lost"]) == (150, 150, 0)
+    assert (s["tasks_confirmed"], s["tasks_completed"], s["tasks_lost"]) == (150, 150, 0), \
+        s["publish_error"]
     assert s["held_at_fault"] == s["recovered"]
     if _on_3(lab):
         assert s["nacks"] > 0  # 3.10 refuses publishes it cannot replicate
     else:
-        assert s["nacks"] == 0 and s["republished"] == 0  # 4.0 holds them unconfirmed
+        assert s["nacks"] == 0  # 4.0 holds them unconfirmed (a batch cut with the producer's
+        # connection is still published again: republished may be above 0)
     lab.heal()
 
 
