@@ -48,6 +48,7 @@ CLICKS = {
     "03_durability": Clicks("What survives", "messages per queue", 90, expect="90/90"),
     "04_fair_dispatch": Clicks("Round robin (prefetch 0)", "workers", 3, expect="w3"),
     "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
+    "07_cluster": Clicks("Kill a node of the cluster", "workers", 4, expect="leader-kill"),
 }
 
 

@@ -14,6 +14,7 @@ same accounting (confirmed, completed, lost, duplicated, recovered):
 """
 from __future__ import annotations
 
+import atexit
 import time
 
 import pandas as pd
@@ -27,7 +28,12 @@ from .common import Text
 from .panels import Panel, dropdown, float_slider, int_slider
 
 class Lab:
-    """The private cluster for one notebook: started in parallel, left as it was found."""
+    """The private cluster for one notebook: started in parallel, left as it was found.
+
+    A cluster this lab started (or started again, all nodes down, for a panel run after
+    ``finish``) is its to stop: ``finish`` does, and so does the kernel's exit, so a
+    notebook closed without running its last cell leaves no node behind.
+    """
 
     def __init__(self, nodes: int = 3, progress=None, cluster: PrivateCluster | None = None):
         self.cluster = cluster or PrivateCluster(nodes)
@@ -35,6 +41,7 @@ class Lab:
         self.started = self.cluster.start(progress=progress)
         self.boot_s = round(time.monotonic() - t0, 1)
         self.version = cluster_broker(self.cluster).version()
+        atexit.register(self._at_exit)
 
     def describe(self) -> Text:
         """One line: nodes, version, how long they took to be a cluster."""
@@ -42,10 +49,15 @@ class Lab:
         return Text(f"{self.cluster.size} nodes ({', '.join(self.cluster.names)}), RabbitMQ "
                     f"{self.version}, {how}")
 
+    def _running(self) -> list[str]:
+        return [m.nodename for m in self.cluster.members() if m.node_pid()]
+
     def heal(self) -> list[str]:
         """Start every node that is down (in parallel); return their names."""
-        down = [m.nodename for m in self.cluster.members() if not m.node_pid()]
+        down = [name for name in self.cluster.names if name not in self._running()]
         if down:
+            if len(down) == self.cluster.size:
+                self.started = True  # booted again from nothing: ours to stop
             self.cluster.start()
         return down
 
@@ -56,6 +68,10 @@ class Lab:
             return Text("cluster stopped")
         healed = self.heal()
         return Text(f"started again: {', '.join(healed)}" if healed else "cluster left running")
+
+    def _at_exit(self) -> None:
+        if self.started and self._running():
+            self.cluster.stop()
 
 
 # -- the experiments -------------------------------------------------------------------------
