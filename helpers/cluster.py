@@ -18,7 +18,6 @@ status (management API ``/api/nodes``) lists every member as running.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -32,6 +31,7 @@ from .cluster_procs import end_process, in_parallel, server_major
 from .connection import mask_url
 from .errors import BadInputError, BrokerControlError, HelpersError, NoBrokerError
 from .private_node import PrivateBroker, start_epmd
+from .state_folder import locked, read_state, write_state
 from .procs import free_port, pid_alive, port_open
 
 #: What to do when the cluster's shared epmd does not start.
@@ -59,27 +59,16 @@ class PrivateCluster:
 
     # -- state ---------------------------------------------------------------------------
     def _read_state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.state_file)
 
     def _write_state(self, state: dict) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.state_file)
+        write_state(self.state_file, state)
 
     @contextlib.contextmanager
     def _lock(self):
         """Serialise start/stop/kill across processes, as ``PrivateBroker`` does."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with locked(self.state_dir):
+            yield
 
     def _prepare(self) -> dict:
         """The recorded state, or a new one: node count, cookie, epmd port, members' ports."""

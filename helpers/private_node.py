@@ -8,9 +8,7 @@ system-wide RabbitMQ. A small ``state.json`` records ports and pids, so every pr
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -23,6 +21,7 @@ from .broker import Broker
 from .connection import can_connect
 from .errors import BrokerControlError
 from .private_config import node_env, write_config
+from .state_folder import locked, read_state, write_state
 from .procs import free_port, pid_alive, port_bindable, port_open, wait_gone, wait_until
 
 
@@ -57,16 +56,10 @@ class PrivateBroker(Broker):
 
     # -- state ---------------------------------------------------------------------------
     def _read_state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.state_file)
 
     def _write_state(self, state: dict) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.state_file)
+        write_state(self.state_file, state)
         self.url, self.management_url = self._url(state), self._mgmt(state)
 
     @staticmethod
@@ -81,13 +74,8 @@ class PrivateBroker(Broker):
     @contextlib.contextmanager
     def _lock(self):
         """Serialise start/stop across processes (two kernels must not boot two nodes)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with locked(self.state_dir):
+            yield
 
     @property
     def can_restart(self) -> bool:

@@ -83,14 +83,16 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def wait_until(condition, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition()`` until it is true or ``timeout`` seconds pass; return which."""
+def wait_until(condition, timeout: float, interval: float = 0.05):
+    """Poll ``condition()`` until it returns something true or ``timeout`` seconds pass;
+    return its last value (true when it held in time)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
-            return True
+        value = condition()
+        if value:
+            return value
         time.sleep(interval)
-    return bool(condition())
+    return condition()
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

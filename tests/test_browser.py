@@ -13,7 +13,6 @@ with a sentence, except under ``CI=true``, where it fails.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -22,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from browser_lab import Lab, find_chromium, launch_chromium
+from conftest import IN_CI, eventually, kernel_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 SHOTS = ROOT / "build" / "browser"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -89,24 +88,12 @@ def chromium():
     return found
 
 
-def _kernel_env(found) -> dict[str, str]:
-    """What the kernels need to find the session's broker (as in test_notebooks)."""
-    if found.kind == "private":
-        return {"HELPERS_STATE_DIR": str(found.state_dir)}
-    if found.kind != "external":
-        return {}
-    env = {"AMQP_URL": found.url}
-    if found.management_url:
-        env["RABBITMQ_MANAGEMENT_URL"] = found.management_url
-    return env
-
-
 @pytest.fixture(scope="module")
 def lab(broker, chromium, tmp_path_factory):
     """A JupyterLab server and a browser page factory, both ended when the module ends."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     workdir = tmp_path_factory.mktemp("lab")
-    env = _kernel_env(broker)
+    env = kernel_environment(broker)
     server = Lab(NOTEBOOKS, workdir, env)
     if "AMQP_URL" not in env:  # a private node: found through its state folder only
         server.env.pop("AMQP_URL", None)
@@ -125,16 +112,6 @@ def lab(broker, chromium, tmp_path_factory):
 
 
 # -- what the test does on a page -----------------------------------------------------------
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
 
 PROMPTS_JS = """() => Array.from(document.querySelectorAll(
     '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt'),
@@ -156,7 +133,7 @@ def run_all_cells(page, code_cells: int, idle, timeout: float = 240) -> None:
             raise AssertionError(f"a cell failed: {error_outputs(page)[0][-1500:]}")
         return False
     try:
-        _wait(done, timeout, "every cell to run")
+        eventually(done, timeout, "every cell to run")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; the prompts read {page.evaluate(PROMPTS_JS)}") from None
 
@@ -205,20 +182,20 @@ def press_run(panel, clicks: Clicks, timeout: float = 240) -> str:
     images_before = set(output.locator("img").evaluate_all("els => els.map(e => e.src)"))
     before = counter(panel)
     panel.get_by_role("button", name="Run").click()
-    _wait(lambda: "running" in status.inner_text(), 30, "the run to start")
+    eventually(lambda: "running" in status.inner_text(), 30, "the run to start")
     assert before is None or counter(panel) != before, \
         f"the counter still shows the last run's {before[0]}/{before[1]} after Run"
     if clicks.kill:
         kill = panel.get_by_role("button", name="Kill")
-        _wait(lambda: kill.is_enabled() and (counter(panel) or (0, 0))[0] >= 1, 60,
+        eventually(lambda: kill.is_enabled() and (counter(panel) or (0, 0))[0] >= 1, 60,
               "the first task to finish, to press Kill")
         kill.click()
-        _wait(lambda: "killed" in status.inner_text(), 30, "the kill to be reported")
-    _wait(lambda: "done in" in status.inner_text() or "error" in status.inner_text(),
+        eventually(lambda: "killed" in status.inner_text(), 30, "the kill to be reported")
+    eventually(lambda: "done in" in status.inner_text() or "error" in status.inner_text(),
           timeout, "the run to finish")
     text = status.inner_text()
     assert "done in" in text, f"the run ended with: {text}"
-    images = _wait(lambda: set(output.locator("img").evaluate_all(
+    images = eventually(lambda: set(output.locator("img").evaluate_all(
         "els => els.map(e => e.src)")) - images_before, 30, "a new figure")
     assert images, "no new figure after Run"
     return text
@@ -252,7 +229,7 @@ def test_notebook_in_the_browser(path, lab, timings, record_property):
     page.on("pageerror", lambda e: console.append(f"page error: {e}"))
     try:
         page.goto(server.url(path.name))
-        _wait(lambda: server.kernel_state(path.name) == "idle", 90, "the notebook's kernel")
+        eventually(lambda: server.kernel_state(path.name) == "idle", 90, "the notebook's kernel")
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                timeout=90_000)
         page.keyboard.press("Control+b")  # fold the file browser away: more room to look

@@ -20,20 +20,9 @@ from helpers.cluster import PrivateCluster
 from helpers.connection import connect
 from helpers.errors import BadInputError, BrokerConnectionError, NoBrokerError
 
-from conftest import IN_CI
+from conftest import IN_CI, eventually
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-def eventually(condition, timeout: float = 30.0, interval: float = 0.05):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"not true within {timeout} s: {condition.__doc__ or condition}")
 
 
 @pytest.fixture(scope="module")
