@@ -117,7 +117,7 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
             pace: dict | None = None, broker: broker_mod.Broker | None = None,
             queue: topology.QueueSpec | None = None, label: str = "run",
             timeout: float | None = None, progress=None, monitor: bool = False,
-            save: bool = True, speeds=None, **worker_options) -> RunResult:
+            save: bool = True, speeds=None, discard=None, **worker_options) -> RunResult:
     """The run skeleton (see the module docstring); returns the run's ``RunResult``.
 
     Parameters
@@ -130,6 +130,8 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
         here (``dead_letter.prepare``: the broker's policy, or the workers themselves).
     speeds: a speed factor per worker (2 = twice as fast); ``worker_options`` go to every
         worker (prefetch is the second argument; ``ack``, ``mode``, ``heartbeat`` ...).
+    discard: called as ``discard(url, spec)`` to delete the run's queue at the end (default
+        ``topology.discard``, at once); a caller may defer it (notebook 07's ``Lab``).
     """
     validate(workers, prefetch, tasks)
     durations = _durations(tasks)
@@ -177,7 +179,7 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
             pool.stop()
             if sampler:
                 sampler.stop()
-            topology.discard(broker.url, spec)
+            (discard or topology.discard)(broker.url, spec)
     return _result(run, durations, prefetch, spawn_s, done, label, save, steps, speeds,
                    sampler, worker_options)
 

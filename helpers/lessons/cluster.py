@@ -10,16 +10,20 @@ same accounting (confirmed, completed, lost, duplicated, recovered):
 * ``majority_loss``: nodes die until a minority is left, so no leader can be elected; the
   node down longest comes back a few seconds later.
 
-``Lab`` starts the cluster (its nodes in parallel) and puts it back as it found it.
+``Lab`` starts the cluster (its nodes in parallel) and puts it back as it found it. It
+also deletes the experiments' queues, at the end and all at once: RabbitMQ takes 5 s to
+delete a quorum queue while one of its members is down (it waits for the missing member),
+and after the first kill a node stays down until the end of the notebook.
 """
 from __future__ import annotations
 
 import atexit
+import threading
 import time
 
 import pandas as pd
 
-from .. import faults, runner
+from .. import faults, runner, topology
 from .. import tasks as task_lists
 from ..cluster import PrivateCluster
 from ..faults.leader_kill import cluster_broker
@@ -41,6 +45,7 @@ class Lab:
         self.started = self.cluster.start(progress=progress)
         self.boot_s = round(time.monotonic() - t0, 1)
         self.version = cluster_broker(self.cluster).version()
+        self.pending: list[tuple] = []  # (urls, queue specs) to delete at the end
         atexit.register(self._at_exit)
 
     def describe(self) -> Text:
@@ -61,17 +66,40 @@ class Lab:
             self.cluster.start()
         return down
 
+    def discard_later(self, urls, *queues) -> None:
+        """Note queues to delete at ``finish`` (a ``discard`` for ``runner.execute``)."""
+        self.pending.append((urls, queues))
+
+    def discard_pending(self) -> int:
+        """Delete the queues noted so far, all at once (in threads); return how many."""
+        pending, self.pending = self.pending, []
+        urls = self.cluster.urls(running_only=True)
+        if not urls:
+            return 0
+        threads = [threading.Thread(target=topology.discard, args=(urls, *queues), daemon=True)
+                   for _, queues in pending]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(len(queues) for _, queues in pending)
+
     def finish(self) -> Text:
-        """Stop the cluster if this lab started it; otherwise start the nodes it killed."""
+        """Delete the experiments' queues; stop the cluster if this lab started it, otherwise
+        start the nodes it killed."""
+        healed = [] if self.started else self.heal()  # (then the deletes are quick)
+        deleted = self.discard_pending()
         if self.started:
             self.cluster.stop()
-            return Text("cluster stopped")
-        healed = self.heal()
-        return Text(f"started again: {', '.join(healed)}" if healed else "cluster left running")
+            return Text(f"{deleted} queues deleted, cluster stopped")
+        return Text(f"{deleted} queues deleted; "
+                    + (f"started again: {', '.join(healed)}" if healed else "cluster left running"))
 
     def _at_exit(self) -> None:
-        if self.started and self._running():
-            self.cluster.stop()
+        if self._running():
+            self.discard_pending()
+            if self.started:
+                self.cluster.stop()
 
 
 # -- the experiments -------------------------------------------------------------------------
@@ -81,7 +109,8 @@ def leader_kill(lab: Lab, tasks: int = 200, duration: float = 0.05, workers: int
     """Run ``tasks`` on a quorum queue and SIGKILL ``kill`` (default: its leader) mid-run."""
     return faults.run_fault("leader-kill", workers, 1, task_lists.equal(tasks, duration),
                             cluster=lab.cluster, kill=kill, fault_after_s=after_s,
-                            restore=restore, progress=progress, save=False)
+                            restore=restore, progress=progress, save=False,
+                            discard=lab.discard_later)
 
 
 def majority_loss(lab: Lab, tasks: int = 150, duration: float = 0.05, workers: int = 6,
@@ -89,7 +118,8 @@ def majority_loss(lab: Lab, tasks: int = 150, duration: float = 0.05, workers: i
     """Kill nodes until a minority runs; ``down_s`` later start the node down longest."""
     return faults.run_fault("majority-loss", workers, 1, task_lists.equal(tasks, duration),
                             cluster=lab.cluster, fault_after_s=after_s, down_s=down_s,
-                            restore=False, progress=progress, save=False)
+                            restore=False, progress=progress, save=False,
+                            discard=lab.discard_later)
 
 
 # -- the accounting ---------------------------------------------------------------------------

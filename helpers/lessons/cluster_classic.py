@@ -98,10 +98,8 @@ class Parked:
             "recovered": min(self.consumed(kind), self.confirmed[kind])} for kind in KINDS}
 
     def discard(self, lab) -> None:
-        """Delete both queues (through any running node)."""
-        urls = [m.url for m in lab.cluster.members() if m.node_pid()]
-        if urls:
-            topology.discard(urls, *self.specs.values())
+        """Have ``lab`` delete both queues with the experiments' (``Lab.finish``)."""
+        lab.discard_later(lab.cluster.urls(running_only=True), *self.specs.values())
 
 
 def park(lab, messages: int = 50) -> Parked:
