@@ -3,16 +3,16 @@
 Top: one row per worker, one bar per task (hatched: redelivered), coloured by the node the
 worker was connected to; a cross where a worker lost its connection, a triangle where it
 consumed again; the producer's row shows which node took each batch. Bottom: tasks
-confirmed and completed so far. Vertical lines: the kill, the new leader, a node's return.
+confirmed and completed so far. Vertical lines: the kill, the new leader, a node started
+again and back in the cluster. One legend under both says what each colour and mark is.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-
-from .common import finish
 
 NODE_COLOURS = ("#1b9e77", "#7570b3", "#d95f02", "#66a61e", "#e6ab02")
 KILL, LEADER, BACK = "#b00020", "#1f4e9c", "#2e7d32"
@@ -42,12 +42,17 @@ def _node_at(connections: list, t: float) -> str:
 
 def node_loss_figure(result, title: str | None = None) -> Figure:
     """The timeline and the confirmed/completed counts of one node-loss run (see above)."""
-    fig = plt.figure(figsize=(11, 5.2))
-    _draw(fig, result, title)
-    return finish(fig)
+    fig = plt.figure(figsize=(11, 6))
+    colours, marks = _draw(fig, result, title)
+    for row, handles in enumerate((colours, marks)):  # two rows under the axes
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.035 - 0.035 * row),
+                   ncol=len(handles), fontsize=8, frameon=False, handlelength=1.5)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    plt.close(fig)  # shown once, where the notebook displays it
+    return fig
 
 
-def _draw(fig, result, title: str | None = None) -> None:
+def _draw(fig, result, title: str | None = None) -> tuple[list, list]:
     s, df, t0 = result.summary, result.deliveries, result.publish.t_first
     colours = {n: NODE_COLOURS[i % len(NODE_COLOURS)]
                for i, n in enumerate(sorted(set(s.get("node_of", {}).values())))}
@@ -80,26 +85,39 @@ def _draw(fig, result, title: str | None = None) -> None:
                 label="completed")
     bottom.set_ylabel("tasks")
     bottom.set_xlabel("seconds since the first publish")
-    # The nodes' colours in the lower panel's empty corner (the counts start low on the left).
-    handles = [Patch(color=c, label=f"worker on {_short(n)}") for n, c in colours.items()]
-    bottom.add_artist(bottom.legend(handles=handles, fontsize=8, loc="upper left",
-                                    ncol=len(handles), frameon=False))
     bottom.legend(fontsize=8, loc="lower right")
     for ax in (top, bottom):
         _marks(ax, s, t0, label=ax is top)
+    return [*(Patch(color=c, label=f"a task, by a worker on {_short(n)}")
+              for n, c in colours.items()),
+            Patch(facecolor="white", edgecolor="black", hatch="//", label="redelivered task")], [
+            Line2D([], [], marker="x", color=KILL, mew=2, ls="none",
+                   label="worker's connection lost"),
+            Line2D([], [], marker=">", color="black", ls="none",
+                   label="worker consuming again, on another node"),
+            Line2D([], [], marker="|", color="grey", mew=2, ls="none",
+                   label="producer: a batch, by node")]
 
 
 def _marks(ax, s: dict, t0: float, label: bool) -> None:
-    marks = [(s.get("t_kill"), KILL, "-", "SIGKILL " + ", ".join(map(_short, s["killed_nodes"]))),
+    already = s.get("down_before") or []
+    kill = "SIGKILL " + ", ".join(map(_short, s["killed_nodes"])) + (
+        f" ({', '.join(map(_short, already))} already down)" if already else "")
+    revived = _short(s.get("revived_node"))
+    marks = [(s.get("t_kill"), KILL, "-", kill),
              (s.get("t_leader"), LEADER, "--", f"{_short(s.get('new_leader'))} leads"),
-             (s.get("t_restarted"), BACK, "-.", f"{_short(s.get('revived_node'))} back")]
-    for height, (t, colour, style, text) in zip((0.97, 0.88, 0.79), marks):
+             (s.get("t_restart"), BACK, ":", f"{revived} started again"),
+             (s.get("t_restarted"), BACK, "-.", f"{revived} back in the cluster")]
+    left, right = ax.get_xlim()
+    for height, (t, colour, style, text) in zip((0.97, 0.88, 0.79, 0.70), marks):
         if t is None or pd.isna(t):
             continue
         ax.axvline(t - t0, color=colour, linestyle=style, linewidth=1.2)
         if label:  # one height per mark: lines close together keep their labels apart
-            ax.text(t - t0, height, " " + text, transform=ax.get_xaxis_transform(),
-                    color=colour, fontsize=8, va="top", ha="left",
+            late = t - t0 > left + 0.75 * (right - left)  # label on the left of the line
+            ax.text(t - t0, height, f"{text} " if late else f" {text}", color=colour,
+                    transform=ax.get_xaxis_transform(), fontsize=8, va="top",
+                    ha="right" if late else "left",
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
 
 
