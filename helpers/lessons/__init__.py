@@ -15,6 +15,8 @@ module                     notebook
 ``skew``                   05: the price of a large prefetch on skewed tasks
 ``scaling``                05: more workers; a backlog drained; zero-length tasks
 ``queue_types``            04, 05: prefetch 0 and redeliveries, quorum against classic
+``pitfalls``               06: each production pitfall run, measured, and its fix
+``pitfalls_plots``         06: the pitfalls' figures
 ``common``, ``panels``     what the lessons share; the panel machinery (ipywidgets)
 =========================  ===========================================================
 
