@@ -14,10 +14,11 @@ Modules: ``settings`` (paths, HELPERS_* variables, mode names), ``broker`` and
 ``management`` (the management HTTP API, where one answers), ``topology`` (the one place
 that declares queues), ``dead_letter`` (the dead-letter policy, or the worker doing it),
 ``tasks``, ``worker`` (with ``worker_options`` and ``console``), ``pool``, ``producer`` and
-``confirms``, ``pacing``, ``runner`` (the one run skeleton), ``faults`` (named fault
-scenarios), ``node_control`` (a private node's settings, for a few seconds), ``task_hooks``
-(crash injection, the poison guard, side effects) and ``dedup`` (idempotency), ``timing``,
-``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
+``confirms``, ``pacing``, ``proxy`` and ``relay`` (a worker "on a host N ms away"),
+``prefetch`` (the arithmetic of prefetch and distance), ``runner`` (the one run skeleton),
+``faults`` (named fault scenarios), ``node_control`` (a private node's settings, for a few
+seconds), ``task_hooks`` (crash injection, the poison guard, side effects) and ``dedup``
+(idempotency), ``timing``, ``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
 are in ``helpers.lessons``, which the rest never imports.
 """
 from __future__ import annotations
@@ -36,6 +37,8 @@ _API = {
     "from_csv": ("tasks", "from_csv"), "WorkerPool": ("pool", "WorkerPool"),
     "publish": ("producer", "publish"), "PublishResult": ("producer", "PublishResult"),
     "run": ("runner", "run"), "RunResult": ("runner", "RunResult"),
+    "LatencyProxy": ("proxy", "LatencyProxy"),
+    "recommend_prefetch": ("prefetch", "recommend_prefetch"),
     "run_fault": ("faults", "run_fault"), "FAULTS": ("faults", "FAULTS"),
     "summarize": ("timing", "summarize"), "table": ("timing", "table"),
     "DedupStore": ("dedup", "DedupStore"),

@@ -84,6 +84,7 @@ def _new_task(args) -> int:
 
 def _run(args) -> int:
     from . import runner, tasks, timing
+    from .proxy import check_round_trip
 
     if args.workload:
         work = tasks.from_csv(args.workload)
@@ -92,21 +93,25 @@ def _run(args) -> int:
             raise BadInputError("Give --tasks N (with --heavy and --light) or --workload CSV.")
         work = tasks.odd_heavy(args.tasks, args.heavy, args.light, kind=args.kind)
     runner.validate(args.workers, args.prefetch, work, args.kill_every)
+    check_round_trip(args.latency)
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():
             print(f"\r{done}/{total} tasks done", end="", file=sys.stderr, flush=True)
 
+    far = f", workers {args.latency:g} ms round trip away" if args.latency else ""
     print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
-          f"{len(work)} tasks ...", file=sys.stderr)
+          f"{len(work)} tasks{far} ...", file=sys.stderr)
     result = runner.run(args.workers, args.prefetch, work, ack=args.ack, mode=args.mode,
                         kill_every=args.kill_every, seed=args.seed, progress=progress,
                         label=f"k{args.workers}-p{args.prefetch}", heartbeat=args.heartbeat,
-                        queue_type=args.queue_type)
+                        queue_type=args.queue_type, latency_ms=args.latency)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(timing.table(result.summary))
     print(runner.queue_line(result.summary))
+    print(f"throughput {result.summary['throughput_tps']:.1f} tasks/s, "
+          f"round trip added {args.latency:g} ms")
     if result.summary["kills"]:
         print(f"kills {result.summary['kills']}")
     print(f"saved to {result.folder}")
@@ -200,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default="manual")
     p.add_argument("--mode", choices=settings.WORK_MODES, default="thread")
     p.add_argument("--heartbeat", type=int)
+    p.add_argument("--latency", type=float, default=0, metavar="MS",
+                   help="round trip (ms) added between each worker and the broker; 0 = none")
     p.add_argument("--seed", type=int, default=0)
     _queue_type(p)
     p.add_argument("--json", help="write the summary as JSON here")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from .connection import mask_url, rotated, url_list
 from .errors import BadInputError, HelpersError
 from .events import EventLog, parse_lines
+from .proxy import LatencyProxy
 from .settings import CHECKOUT
 from .topology import QueueSpec
 
@@ -65,23 +66,24 @@ class WorkerPool:
 
     Parameters
     ----------
-    url: AMQP URL the workers connect to; or several (a list, or separated by commas), of
-        which worker i tries the i-th first, then the others in turn: the workers spread
-        over a cluster's nodes and move to another node when theirs goes away.
+    url: AMQP URL(s) the workers connect to; of several (a cluster), worker i tries the i-th first.
     spec: the queue they consume (declared by each worker with the same arguments).
     prefetch: prefetch count per worker, 0 for unlimited.
     ack: ``manual``, ``auto`` or ``never``.
     mode: ``thread`` (heartbeat-safe) or ``blocking`` (tutorial-style).
     on_event: called with each event dict, from a reader thread.
+    latency_ms: a round trip (ms) added between each worker and the broker by a
+        ``LatencyProxy`` the pool starts and stops (workers "on a far host"); 0: none.
     worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
-    def __init__(self, url: str | list[str], spec: QueueSpec, prefetch: int = 1, ack: str = "manual",
-                 mode: str = "thread", on_event=None, **worker_options):
+    def __init__(self, url: str | list[str], spec: QueueSpec, prefetch: int = 1,
+                 ack: str = "manual", mode: str = "thread", on_event=None, latency_ms: float = 0,
+                 **worker_options):
         if prefetch < 0:
             raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
-        url_list(url)  # refuse an empty list here, not in every worker
-        self.url, self.spec = url, spec
+        self.url, self.spec = ",".join(url_list(url)), spec  # (an empty list is refused)
+        self.proxy = LatencyProxy(url, latency_ms) if latency_ms else None
         self.defaults = dict(prefetch=prefetch, ack=ack, mode=mode, **worker_options)
         self.log = EventLog(on_event)
         self.workers: dict[str, WorkerHandle] = {}
@@ -110,8 +112,9 @@ class WorkerPool:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
                                                           env.get("PYTHONPATH")]))
-        # Read by the worker when --url is not given; rotated, so worker i starts on node i.
-        env["AMQP_URL"] = ",".join(rotated(self.url, self._counter - 1))
+        # Read by the worker when --url is not given: the proxy's, or every URL, rotated.
+        env["AMQP_URL"] = self.proxy.start() if self.proxy else \
+            ",".join(rotated(self.url, self._counter - 1))
         proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 bufsize=0)
@@ -258,12 +261,13 @@ class WorkerPool:
                     stream.close()
                 except (OSError, ValueError):
                     pass
+        if self.proxy is not None:  # after the workers: none of them loses its broker early
+            self.proxy.stop()
         _LIVE_POOLS.discard(self)
 
     def __repr__(self) -> str:
         alive = sum(h.alive for h in self.workers.values())
-        urls = ", ".join(mask_url(u) for u in url_list(self.url))
-        return (f"WorkerPool(queue={self.spec.name!r}, url={urls!r}, "
+        return (f"WorkerPool(queue={self.spec.name!r}, url={mask_url(self.url)!r}, "
                 f"workers={len(self.workers)}, alive={alive})")
 
     def __enter__(self) -> "WorkerPool":

@@ -22,6 +22,7 @@ from .monitor import QueueMonitor
 from .pacing import PacedPublisher
 from .checks import is_number, validate
 from .pool import WorkerPool
+from .proxy import check_round_trip
 from .settings import DEFAULT_QUEUE_KIND
 from .tasks import Task
 
@@ -117,7 +118,8 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
             pace: dict | None = None, broker: broker_mod.Broker | None = None,
             queue: topology.QueueSpec | None = None, label: str = "run",
             timeout: float | None = None, progress=None, monitor: bool = False,
-            save: bool = True, speeds=None, discard=None, **worker_options) -> RunResult:
+            save: bool = True, speeds=None, latency_ms: float = 0, discard=None,
+            **worker_options) -> RunResult:
     """The run skeleton (see the module docstring); returns the run's ``RunResult``.
 
     Parameters
@@ -130,21 +132,28 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
         here (``dead_letter.prepare``: the broker's policy, or the workers themselves).
     speeds: a speed factor per worker (2 = twice as fast); ``worker_options`` go to every
         worker (prefetch is the second argument; ``ack``, ``mode``, ``heartbeat`` ...).
+    latency_ms: a round trip (ms) added between each worker and the broker by a latency
+        proxy the pool owns (workers "on a far host"); the publisher and the queue's set-up
+        connect directly.
     discard: called as ``discard(url, spec)`` to delete the run's queue at the end (default
         ``topology.discard``, at once); a caller may defer it (notebook 07's ``Lab``).
     """
     validate(workers, prefetch, tasks)
+    check_round_trip(latency_ms)
     durations = _durations(tasks)
     broker = broker or broker_mod.get()
     for step in steps:
         step.check(broker)
     spec = dead_letter.prepare(broker, queue or topology.unique_spec(label))
     topology.setup(broker.url, spec, purge=True)
-    pool = WorkerPool(broker.url, spec, prefetch=prefetch, **worker_options)
+    pool = WorkerPool(broker.url, spec, prefetch=prefetch, latency_ms=latency_ms,
+                      **worker_options)
     run = Run(broker, spec, pool, list(tasks), declared_at=time.monotonic())
     sampler = QueueMonitor(broker, spec.name) if monitor else None
     ideal = timing.ideal_makespan(durations.values(), workers, speeds)
-    budget = timeout or (3 * ideal + 30 + sum(step.extra_s for step in steps))
+    # A far worker at prefetch 1 waits one round trip per task: allow for that too.
+    far_s = latency_ms / 1000 * len(tasks) / workers
+    budget = timeout or (3 * (ideal + far_s) + 30 + sum(step.extra_s for step in steps))
     begun: list[Step] = []
     done = False
     try:
@@ -181,7 +190,7 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
                 sampler.stop()
             (discard or topology.discard)(broker.url, spec)
     return _result(run, durations, prefetch, spawn_s, done, label, save, steps, speeds,
-                   sampler, worker_options)
+                   sampler, dict(worker_options, latency_ms=latency_ms))
 
 
 def _wait(run: Run, budget: float, progress, steps) -> bool:
@@ -227,7 +236,8 @@ def _result(run: Run, durations: dict, prefetch: int, spawn_s: float, done: bool
         spawn_s=round(spawn_s, 4), kills=len(run.pool.kills), completed_in_time=done,
         queue=run.spec.name, queue_type=run.spec.kind,
         dead_letter=dead_letter.route(run.spec), broker_version=run.broker.version(),
-        publish=published.summary(), **extra)
+        publish=published.summary(), latency_ms=worker_options.get("latency_ms", 0),
+        **extra)
     df = timing.deliveries(events, t0=published.t_first, durations=durations)
     samples = sampler.frame(t0=published.t_first) if sampler else None
     folder = timing.save_run(summary, df, label) if save else None
@@ -240,7 +250,7 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         queue: str | None = None, broker: broker_mod.Broker | None = None,
         progress=None, save: bool = True, label: str = "run", monitor: bool = False,
         queue_type: str = DEFAULT_QUEUE_KIND, quorum: bool | None = None,
-        **worker_options) -> RunResult:
+        latency_ms: float = 0, **worker_options) -> RunResult:
     """Run one experiment and return its ``RunResult``.
 
     Parameters
@@ -255,8 +265,10 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
         to say it, wins when given.
     progress: ``progress(done, total)`` called as tasks complete (from a reader thread).
     monitor: sample the queue depth through the management API while it runs.
+    latency_ms: round trip (ms) added between each worker and the broker (see ``execute``).
     """
     validate(workers, prefetch, tasks, kill_every)
+    check_round_trip(latency_ms)
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
     if speeds is not None and not all(is_number(v) and 0 < v < math.inf for v in speeds):
@@ -271,7 +283,8 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     steps = [WorkerKills(kill_every, seed)] if kill_every else []
     return execute(workers, prefetch, tasks, steps=steps, broker=broker, queue=spec,
                    label=label, timeout=timeout, progress=progress, monitor=monitor,
-                   save=save, speeds=speeds, ack=ack, mode=mode, **worker_options)
+                   save=save, speeds=speeds, ack=ack, mode=mode, latency_ms=latency_ms,
+                   **worker_options)
 
 
 def queue_line(summary: dict) -> str:

@@ -37,6 +37,10 @@ BLOCKED_TIMEOUT_S = float(os.environ.get("HELPERS_BLOCKED_TIMEOUT", "60"))
 #: Longest task (seconds, after the speed factor) a thread-mode worker runs in its I/O thread
 #: (``HELPERS_INLINE_MAX_S``); capped at a quarter of the heartbeat interval. 0 turns it off.
 INLINE_MAX_S = float(os.environ.get("HELPERS_INLINE_MAX_S", "0.25"))
+#: Most bytes the latency proxy holds per direction of a connection before it stops reading,
+#: as a full TCP window would (``HELPERS_PROXY_MAX_HELD_BYTES``): far above what any prefetch
+#: here puts in flight, low enough that a stuck reader cannot eat the memory.
+PROXY_MAX_HELD_BYTES = int(os.environ.get("HELPERS_PROXY_MAX_HELD_BYTES", str(8 << 20)))
 
 # -- the private node --------------------------------------------------------------------
 

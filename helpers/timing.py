@@ -5,6 +5,7 @@ Definitions (used by the CLI, the notebooks and the benchmarks alike):
 * makespan: first publish to last completion.
 * ideal makespan: ``max(sum(durations) / workers, max(durations))``, a lower bound
   (with unequal speeds: total work over total speed, or the longest task on the fastest).
+* throughput: completed tasks / makespan (tasks per second).
 * efficiency: ideal / makespan; imbalance: max busy / mean busy;
   Jain's index: ``(sum busy)^2 / (n * sum busy^2)`` (1 = perfectly even).
 * lost: published and confirmed but never completed; duplicates: completions beyond the
@@ -126,7 +127,7 @@ def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
     """
     df = deliveries(events)
     completions = df[df["finished_t"].notna()].groupby("task").size()
-    completed = set(completions.index)
+    completed = set(completions.index) & set(published_ids)
     confirmed = set(confirmed_ids)
     last = df["finished_t"].max()
     makespan = float(last - t_publish) if pd.notna(last) else float("nan")
@@ -138,7 +139,7 @@ def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
         "workers": len(workers),
         "tasks_published": len(set(published_ids)),
         "tasks_confirmed": len(confirmed),
-        "tasks_completed": len(completed & set(published_ids)),
+        "tasks_completed": len(completed),
         "tasks_lost": len(confirmed - completed),
         "duplicates": int((completions - 1).clip(lower=0).sum()),
         "redeliveries": int(df["redelivered"].astype(bool).sum()),
@@ -146,6 +147,7 @@ def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
         "ideal_makespan_s": round(ideal, 4),
         "efficiency": round(ideal / makespan, 4) if makespan > 0 else float("nan"),
         "makespan_over_ideal": round(makespan / ideal, 4) if ideal > 0 else float("nan"),
+        "throughput_tps": round(len(completed) / makespan, 2) if makespan > 0 else float("nan"),
         "imbalance": round(float(busy.max() / mean_busy), 4) if mean_busy > 0 else float("nan"),
         "jain": round(jain(busy), 4),
         "per_worker": [{"worker": r.worker, "tasks": int(r.tasks), "busy_s": round(r.busy_s, 4),

@@ -46,6 +46,7 @@ CLICKS = {
                                   expect="redelivered=True", kill=True),
     "03_durability": Clicks("What survives", "messages per queue", 90, expect="90/90"),
     "04_fair_dispatch": Clicks("Round robin (prefetch 0)", "workers", 3, expect="w3"),
+    "05_scaling": Clicks("Workers on a far host", "round trip added, ms", 23, expect="23.0"),
     "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
     "07_cluster": Clicks("Kill a node of the cluster", "workers", 4, expect="leader-kill"),
 }

@@ -9,13 +9,24 @@ import pytest  # noqa: E402
 
 from helpers.errors import BadInputError  # noqa: E402
 from helpers.lessons import (  # noqa: E402
-    acks, backlog, common, durability, durability_confirms, fair_dispatch, forgotten_ack,
-    panels, pitfalls, round_robin)
+    acks, backlog, common, distance, durability, durability_confirms, fair_dispatch,
+    forgotten_ack, panels, pitfalls, round_robin)
+
+
+def far_panel():
+    """Notebook 05's panel draws on a measured grid; two made-up rows stand in for it."""
+    import pandas as pd
+    grid = pd.DataFrame({"round_trip_ms": [0, 0], "prefetch": [1, 5], "workers": [1, 1],
+                         "task_ms": [5.0, 5.0], "tasks_per_s_per_worker": [150.0, 190.0],
+                         "busy": [0.8, 0.97], "task_took_ms": [5.3, 5.2]})
+    return distance.far_panel(grid)
+
 
 FACTORIES = [round_robin.round_robin_panel, acks.kill_panel, forgotten_ack.forgotten_ack_panel,
              durability.survival_panel, durability_confirms.confirms_panel,
              fair_dispatch.fair_dispatch_panel, fair_dispatch.sweep_panel,
-             fair_dispatch.speeds_panel, backlog.backlog_panel, pitfalls.pitfall_panel]
+             fair_dispatch.speeds_panel, backlog.backlog_panel, far_panel,
+             pitfalls.pitfall_panel]
 
 
 def _panel(experiment, report=lambda result: [result]):

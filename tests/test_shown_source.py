@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import confirms, producer, topology
-from helpers.lessons import common
+from helpers import confirms, prefetch, producer, topology
+from helpers.lessons import common, queue_types
 from helpers.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +16,8 @@ TAUGHT = {
     "02_acknowledgements": ["auto_ack=", "basic_ack(delivery_tag="],
     "03_durability": ["durable", "delivery_mode=", "confirm_delivery("],
     "04_fair_dispatch": ["basic_qos(prefetch_count="],
+    "05_scaling": ["basic_qos(prefetch_count=", "(round_trip_s + task_s) / task_s",
+                   "channel.basic_consume(spec.name"],
 }
 
 
@@ -39,7 +41,8 @@ def test_each_notebook_shows_the_lines_it_teaches(name):
              if c["cell_type"] == "code" and "common.source(" in "".join(c["source"])]
     assert calls, f"{name} shows no source"
     scope = {"common": common, "Worker": Worker, "confirms": confirms,
-             "producer": producer, "topology": topology}
+             "producer": producer, "topology": topology, "prefetch": prefetch,
+             "queue_types": queue_types}
     shown = "\n".join(str(eval(call.strip(), scope)) for call in calls)  # noqa: S307
     for line in TAUGHT[name]:
         assert line in shown, f"{name} does not show {line!r}"

@@ -11,6 +11,12 @@ module                     notebook
 ``durability_confirms``    03: publisher confirms while the broker goes down
 ``fair_dispatch``          04: prefetch 0 against a limit; a sweep; unequal speeds
 ``backlog``                04: tasks arriving faster than the workers take them
+``distance``               05: prefetch against the round trip to the broker; its panel
+``skew``                   05: the price of a large prefetch on skewed tasks
+``scaling``                05: more workers; a backlog drained; zero-length tasks
+``queue_types``            04, 05: prefetch 0 and redeliveries, quorum against classic
+``pitfalls``               06: each production pitfall run, measured, and its fix
+``pitfalls_plots``         06: the pitfalls' figures
 ``cluster``                07: a private cluster loses its quorum queue's leader, then
                            its majority; ``Lab``, the accounting, the panel
 ``cluster_classic``        07: confirmed messages in a classic and a quorum queue on a node
