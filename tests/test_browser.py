@@ -266,3 +266,18 @@ def test_notebook_in_the_browser(path, lab, timings, record_property):
             server.shut_down_kernels()
         finally:
             page.close()
+    if path.stem == "07_cluster":
+        no_cluster_node_left(server.env)
+
+
+def no_cluster_node_left(env: dict) -> None:
+    """Notebook 07's kernel, ended, leaves no node of its cluster running: its panel run,
+    after the last cell had stopped the cluster, started it again."""
+    from helpers import settings
+    from helpers.cluster import PrivateCluster
+
+    state_dir = env.get("HELPERS_STATE_DIR")
+    cluster = PrivateCluster(state_dir=Path(state_dir) / "cluster" if state_dir else
+                             settings.CLUSTER_DIR)
+    eventually(lambda: not any(m.node_pid() for m in cluster.members()), 60,
+               "notebook 07's cluster to stop once its kernel had ended")

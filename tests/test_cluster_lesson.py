@@ -115,8 +115,8 @@ def test_a_majority_loss_confirms_nothing_and_the_restart_recovers_everything(la
     lab.heal()
     result = lesson.majority_loss(lab, tasks=150, down_s=3.0)
     s = result.summary
-    assert len(s["killed_nodes"]) == 2 and s["down_before"] == []
     assert s["confirmed_while_down"] == 0  # no confirm arrives without a majority
+    assert len(s["killed_nodes"]) == 2 and s["down_before"] == []
     assert s["revived_node"] == s["killed_nodes"][0] and s["down_s"] >= 3.0
     assert s["first_confirm_after_kill_s"] >= s["down_s"] - 0.5  # batch-level timestamps
     assert (s["tasks_confirmed"], s["tasks_completed"], s["tasks_lost"]) == (150, 150, 0), \

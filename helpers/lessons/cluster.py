@@ -18,8 +18,11 @@ and after the first kill a node stays down until the end of the notebook.
 from __future__ import annotations
 
 import atexit
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -36,7 +39,9 @@ class Lab:
 
     A cluster this lab started (or started again, all nodes down, for a panel run after
     ``finish``) is its to stop: ``finish`` does, and so does the kernel's exit, so a
-    notebook closed without running its last cell leaves no node behind.
+    notebook closed without running its last cell leaves no node behind. (At the exit, in a
+    process of its own: Jupyter kills a kernel that takes over 5 s to exit, and a clean stop
+    of the nodes takes longer.)
     """
 
     def __init__(self, nodes: int = 3, progress=None, cluster: PrivateCluster | None = None):
@@ -73,16 +78,7 @@ class Lab:
     def discard_pending(self) -> int:
         """Delete the queues noted so far, all at once (in threads); return how many."""
         pending, self.pending = self.pending, []
-        urls = self.cluster.urls(running_only=True)
-        if not urls:
-            return 0
-        threads = [threading.Thread(target=topology.discard, args=(urls, *queues), daemon=True)
-                   for _, queues in pending]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return sum(len(queues) for _, queues in pending)
+        return _discard_all(self.cluster, [q for _, queues in pending for q in queues])
 
     def finish(self) -> Text:
         """Delete the experiments' queues; stop the cluster if this lab started it, otherwise
@@ -96,10 +92,36 @@ class Lab:
                     + (f"started again: {', '.join(healed)}" if healed else "cluster left running"))
 
     def _at_exit(self) -> None:
-        if self._running():
-            self.discard_pending()
-            if self.started:
-                self.cluster.stop()
+        names = [getattr(q, "name", q) for _, queues in self.pending for q in queues]
+        if self._running() and (names or self.started):
+            code = "import sys; from helpers.lessons.cluster import tidy; tidy(*sys.argv[1:])"
+            subprocess.Popen([sys.executable, "-c", code, str(self.cluster.state_dir),
+                              "stop" if self.started else "keep", *names],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _discard_all(cluster: PrivateCluster, queues: list) -> int:
+    """Delete ``queues`` through the running nodes, each in a thread; return how many."""
+    urls = cluster.urls(running_only=True)
+    if not urls:
+        return 0
+    threads = [threading.Thread(target=topology.discard, args=(urls, q), daemon=True)
+               for q in queues]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(queues)
+
+
+def tidy(state_dir: str, stop: str, *queues: str) -> None:
+    """What a ``Lab`` leaves to do at the kernel's exit: delete ``queues``, then stop the
+    cluster in ``state_dir`` if ``stop`` is ``"stop"``."""
+    cluster = PrivateCluster(state_dir=Path(state_dir))
+    _discard_all(cluster, list(queues))
+    if stop == "stop":
+        cluster.stop()
 
 
 # -- the experiments -------------------------------------------------------------------------
