@@ -1,26 +1,28 @@
 """Notebook 07's measurements on a real three-node cluster, and the several-URL clients.
 
-The unit tests need no broker. The others share one private cluster per module, in a
-temporary folder (never the checkout's own ``.broker/cluster``), and assert what the broker
-does per version where versions differ (3.10 refuses publishes to a quorum queue without a
-majority with nacks; 4.0 holds them unconfirmed).
+The unit tests need no broker. The others use the session's private cluster
+(``three_nodes`` in conftest, shared with tests/test_cluster.py), in a temporary folder
+(never the checkout's own ``.broker/cluster``), and assert what the broker does per version
+where versions differ (3.10 refuses publishes to a quorum queue without a majority with
+nacks; 4.0 holds them unconfirmed). The last test stops the cluster.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
 from helpers import faults, producer, tasks, topology
 from helpers.connection import connect, first_to, mask_url, rotated, url_list
-from helpers.errors import BadInputError, BrokerConnectionError, NoBrokerError
+from helpers.errors import BadInputError, BrokerConnectionError
 from helpers.lessons import cluster as lesson
 from helpers.pool import WorkerPool
 from helpers.procs import free_port, pid_alive
 
-from conftest import IN_CI
 
 #: A URL nobody listens on (a port just freed), first in lists to show the fallback.
 DEAD = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
@@ -67,20 +69,9 @@ def test_clients_skip_a_dead_url_and_use_the_next(broker, queue):
 
 # -- the cluster ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """The lesson's lab on three private nodes, stopped and deleted after the module."""
-    from helpers.cluster import PrivateCluster
-
-    try:
-        found = PrivateCluster(3, state_dir=tmp_path_factory.mktemp("cluster"))
-    except NoBrokerError as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs rabbitmq-server for the cluster tests: {exc}")
-        pytest.skip(f"no rabbitmq-server here: {exc}")
-    try:
-        yield lesson.Lab(cluster=found)
-    finally:
-        found.stop(reset=True)
+def lab(three_nodes):
+    """The lesson's lab on the session's three private nodes (started if they are not)."""
+    return lesson.Lab(cluster=three_nodes)
 
 
 def _on_3(lab) -> bool:
@@ -172,17 +163,30 @@ def test_cli_fault_leader_kill_writes_the_contract_keys(lab, cli, tmp_path):
 @pytest.mark.broker
 @pytest.mark.slow
 def test_cli_cluster_stop_leaves_no_node_and_no_epmd(lab, cli):
+    """Last in the module (and the session's cluster tests): it stops the shared cluster."""
     env = {"HELPERS_CLUSTER_DIR": str(lab.cluster.state_dir)}
     lab.heal()
     status = json.loads(cli("cluster", "status", env=env, timeout=60).stdout)
-    pids = [m["pid"] for m in status["members"]] + [status["epmd_pid"]]
-    assert status["running"] and all(pids)
+    beams = [m["pid"] for m in status["members"]]
+    assert status["running"] and all(beams) and status["epmd_pid"]
+    children = []
+    for pid in beams:  # erl_child_setup and friends, started by each VM
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    ours = beams + children + [status["epmd_pid"]]
     stopped = cli("cluster", "stop", env=env, timeout=180)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
-    assert not any(pid_alive(pid) for pid in pids)
+    assert [pid for pid in ours if pid_alive(pid)] == [], "still running after stop"
+    folder = str(lab.cluster.state_dir)
+    strays = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if folder in cmdline.read_bytes().decode(errors="replace"):
+                strays.append(cmdline.parent.name)
+    assert strays == [], f"processes still naming {folder}: {strays}"
     after = cli("cluster", "status", env=env, timeout=60)
     assert after.returncode == 1 and not json.loads(after.stdout)["running"]
-    # (a later test of this module would start it again with lab.heal())
+    assert lab.cluster.stop() is False  # a second stop finds nothing to stop
 
 
 def test_the_notebook_asserts_what_its_prose_says():
