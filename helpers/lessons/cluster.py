@@ -34,6 +34,7 @@ from .cluster_classic import Parked, park  # noqa: F401  (the notebook calls clu
 from .common import Text
 from .panels import Panel, dropdown, float_slider, int_slider
 
+
 class Lab:
     """The private cluster for one notebook: started in parallel, left as it was found.
 
@@ -50,7 +51,7 @@ class Lab:
         self.started = self.cluster.start(progress=progress)
         self.boot_s = round(time.monotonic() - t0, 1)
         self.version = cluster_broker(self.cluster).version()
-        self.pending: list[tuple] = []  # (urls, queue specs) to delete at the end
+        self.pending: list = []  # queues (specs or names) to delete at the end
         atexit.register(self._at_exit)
 
     def describe(self) -> Text:
@@ -72,13 +73,14 @@ class Lab:
         return down
 
     def discard_later(self, urls, *queues) -> None:
-        """Note queues to delete at ``finish`` (a ``discard`` for ``runner.execute``)."""
-        self.pending.append((urls, queues))
+        """Note ``queues`` to delete at ``finish`` (a ``discard`` for ``runner.execute``; they
+        are deleted through the nodes running then, whatever ``urls`` says now)."""
+        self.pending.extend(queues)
 
     def discard_pending(self) -> int:
         """Delete the queues noted so far, all at once (in threads); return how many."""
         pending, self.pending = self.pending, []
-        return _discard_all(self.cluster, [q for _, queues in pending for q in queues])
+        return _discard_all(self.cluster, pending)
 
     def finish(self) -> Text:
         """Delete the experiments' queues; stop the cluster if this lab started it, otherwise
@@ -92,7 +94,7 @@ class Lab:
                     + (f"started again: {', '.join(healed)}" if healed else "cluster left running"))
 
     def _at_exit(self) -> None:
-        names = [getattr(q, "name", q) for _, queues in self.pending for q in queues]
+        names = [getattr(q, "name", q) for q in self.pending]
         if self._running() and (names or self.started):
             code = "import sys; from helpers.lessons.cluster import tidy; tidy(*sys.argv[1:])"
             subprocess.Popen([sys.executable, "-c", code, str(self.cluster.state_dir),
