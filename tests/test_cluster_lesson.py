@@ -20,6 +20,7 @@ from helpers import faults, producer, tasks, topology
 from helpers.connection import connect, first_to, mask_url, rotated, url_list
 from helpers.errors import BadInputError, BrokerConnectionError
 from helpers.lessons import cluster as lesson
+from helpers.lessons import cluster_plots
 from helpers.pool import WorkerPool
 from helpers.procs import free_port, pid_alive
 
@@ -98,6 +99,12 @@ def test_a_leader_kill_with_300_confirmed_tasks_loses_none(lab):
     assert s["held_at_fault"] == s["recovered"] > 0
     # restore (the default) started the killed node again: the cluster is whole
     assert lab.heal() == []
+    # The figure marks the kill and draws each cut worker's loss and reconnection.
+    top = cluster_plots.node_loss_figure(result).axes[0]
+    assert any(t.get_text().strip() == f"SIGKILL {s['killed_node'].split('@')[0]}"
+               for t in top.texts)
+    assert sum(line.get_marker() == "x" for line in top.lines) == s["worker_disconnects"]
+    assert sum(line.get_marker() == ">" for line in top.lines) == s["worker_reconnects"]
 
 
 @pytest.mark.broker

@@ -122,6 +122,9 @@ def _marks(ax, s: dict, t0: float, label: bool) -> None:
 
 
 def _title(s: dict) -> str:
+    if not s["killed_nodes"]:
+        return (f"Nothing killed (RabbitMQ {s['broker_version']}): the run was over before the "
+                f"kill was due; lost {s['tasks_lost']} of {s['tasks_confirmed']} confirmed")
     if s["fault"] == "majority-loss":
         return (f"Majority lost (RabbitMQ {s['broker_version']}): no confirm for "
                 f"{s['first_confirm_after_kill_s']:.1f} s, lost {s['tasks_lost']} of "
