@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -161,6 +163,17 @@ def channel(broker, request):
     yield conn.channel()
     if conn.is_open:
         conn.close()
+
+
+def pytest_configure(config):
+    """A SIGTERM (a CI runner's or a user's kill) ends the run as Ctrl-C does: pytest then
+    tears the fixtures down, so JupyterLab, kernels, workers and nodes they started end too."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_collection_modifyitems(items):

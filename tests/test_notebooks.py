@@ -7,7 +7,12 @@ notebook runs a second time against a broker like many users' own: a second node
 here with the private-node code in a state folder of its own and no plugin at all (no
 management API), reached through ``AMQP_URL``. The time each notebook took is printed in a
 "notebooks" section at the end of the test run.
+
+Where this run's browser test executes a notebook (Chromium found, the test selected), the
+headless run of it against the session's broker is skipped: the browser test runs it on the
+same broker and fails on any error output, so the second run would only add minutes to CI.
 """
+import importlib.util
 import json
 import re
 import time
@@ -18,6 +23,7 @@ import pytest
 from helpers import notebooks as nbrun
 from helpers.broker import find_rabbitmq_server
 
+from browser_lab import find_chromium
 from conftest import IN_CI, kernel_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,13 +105,24 @@ def test_committed_clean_and_short(path):
 @pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_headless(path, kernel_env, timings, record_property):
+def test_notebook_runs_headless(path, kernel_env, timings, record_property, request):
     if path.stem == "07_cluster" and find_rabbitmq_server() is None:
         if IN_CI:
             pytest.fail("CI needs rabbitmq-server for notebook 07's private cluster")
         pytest.skip("notebook 07 runs a private cluster: no rabbitmq-server here")
+    if _in_the_browser(request, path.stem):
+        pytest.skip(f"{path.stem} ran top to bottom in this run's browser test, on the same "
+                    "broker, which fails on any error output (CI's time: one run, not two)")
     _outputs, took = _run_checked(path, timings, path.name)
     record_property("seconds", round(took, 1))
+
+
+def _in_the_browser(request, stem: str) -> bool:
+    """Whether this session's browser test executes notebook ``stem`` (Chromium found)."""
+    if find_chromium() is None or importlib.util.find_spec("playwright") is None:
+        return False
+    return any(item.nodeid.startswith("tests/test_browser.py::")
+               and item.nodeid.endswith(f"[{stem}]") for item in request.session.items)
 
 
 def _run_checked(path: Path, timings, label: str):
@@ -136,6 +153,7 @@ NO_MANAGEMENT_SKIP = {
 
 @pytest.mark.slow
 @pytest.mark.broker
+@pytest.mark.no_management
 @pytest.mark.parametrize("path", [
     pytest.param(p, marks=pytest.mark.xfail(reason="open defect: fails without a management "
                                              "API (see NO_MANAGEMENT_OPEN)", strict=False))
