@@ -244,8 +244,10 @@ def test_notebook_in_the_browser(path, lab, timings, record_property):
         panel.scroll_into_view_if_needed()
         move_slider(panel, clicks.slider, clicks.value)
         status = press_run(panel, clicks)
-        output = panel.locator(":scope > .widget-output").inner_text()
-        assert clicks.expect in output, f"{path.name}: {clicks.expect!r} not in the output"
+        output = panel.locator(":scope > .widget-output")
+        # The report's parts arrive one by one (a figure, then tables): wait for the text.
+        eventually(lambda: clicks.expect in output.inner_text(), 30,
+                   f"{path.name}: {clicks.expect!r} in the panel's output")
         done, total = counter(panel)
         assert done == total, f"{path.name}: the counter ended at {done}/{total}"
         panel.scroll_into_view_if_needed()

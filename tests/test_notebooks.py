@@ -148,7 +148,7 @@ NO_MANAGEMENT_OPEN = {"02_acknowledgements", "06_pitfalls"}
 NO_MANAGEMENT_SKIP = {
     "07_cluster": "notebook 07 kills and starts nodes, so it runs on its own private cluster "
                   "(management API included: it asks which node leads the queue), never on a "
-                  "broker named by AMQP_URL; test_notebook_runs_headless covers it"}
+                  "broker named by AMQP_URL; the headless pass (or the browser test) covers it"}
 
 
 @pytest.mark.slow
