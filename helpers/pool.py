@@ -20,7 +20,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from .connection import mask_url
+from .connection import mask_url, rotated, url_list
 from .errors import BadInputError, HelpersError
 from .events import EventLog, parse_lines
 from .proxy import LatencyProxy
@@ -66,7 +66,7 @@ class WorkerPool:
 
     Parameters
     ----------
-    url: AMQP URL the workers connect to.
+    url: AMQP URL(s) the workers connect to; of several (a cluster), worker i tries the i-th first.
     spec: the queue they consume (declared by each worker with the same arguments).
     prefetch: prefetch count per worker, 0 for unlimited.
     ack: ``manual``, ``auto`` or ``never``.
@@ -77,12 +77,12 @@ class WorkerPool:
     worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
-    def __init__(self, url: str, spec: QueueSpec, prefetch: int = 1, ack: str = "manual",
-                 mode: str = "thread", on_event=None, latency_ms: float = 0,
+    def __init__(self, url: str | list[str], spec: QueueSpec, prefetch: int = 1,
+                 ack: str = "manual", mode: str = "thread", on_event=None, latency_ms: float = 0,
                  **worker_options):
         if prefetch < 0:
             raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
-        self.url, self.spec = url, spec
+        self.url, self.spec = ",".join(url_list(url)), spec  # (an empty list is refused)
         self.proxy = LatencyProxy(url, latency_ms) if latency_ms else None
         self.defaults = dict(prefetch=prefetch, ack=ack, mode=mode, **worker_options)
         self.log = EventLog(on_event)
@@ -112,8 +112,9 @@ class WorkerPool:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
                                                           env.get("PYTHONPATH")]))
-        # Read by the worker when --url is not given; through the proxy when there is one.
-        env["AMQP_URL"] = self.proxy.start() if self.proxy else self.url
+        # Read by the worker when --url is not given: the proxy's, or every URL, rotated.
+        env["AMQP_URL"] = self.proxy.start() if self.proxy else \
+            ",".join(rotated(self.url, self._counter - 1))
         proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 bufsize=0)

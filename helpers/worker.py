@@ -217,8 +217,10 @@ class Worker:
         channel.basic_consume(self.spec.name, self._on_message, auto_ack=self.ack == "auto")
         channel.add_on_cancel_callback(lambda _frame: self.emit("cancelled"))
         self._ready_generation = self._generation
+        params = self._conn._impl.params  # of the broker that answered, when given several
         self.emit("ready", pid=os.getpid(), prefetch=self.prefetch, ack=self.ack,
-                  mode=self.mode, speed=self.speed, generation=self._generation)
+                  mode=self.mode, speed=self.speed, generation=self._generation,
+                  broker=f"{params.host}:{params.port}")
         channel.start_consuming()
         self._conn.close()  # it returns once no consumer is left: the broker cancelled ours
         raise pika_errors.ConsumerCancelled("the broker cancelled the consumer")

@@ -2,7 +2,8 @@
 
 Without any broker the broker tests skip on a laptop but fail under ``CI=true``.
 A private node started by this session is stopped when the session ends; so is the second
-node without management plugin (``bare_node``) that some tests start.
+node without management plugin (``bare_node``) that some tests start, and the three-node
+cluster (``three_nodes``) the cluster tests share.
 """
 from __future__ import annotations
 
@@ -75,6 +76,26 @@ def cli():
 def one_sentence():
     """``one_sentence(proc, *fragments)``: the CLI failed with one sentence naming them."""
     return _one_sentence
+
+
+@pytest.fixture(scope="session")
+def three_nodes(tmp_path_factory):
+    """A private three-node cluster in a temporary folder (never the checkout's own
+    ``.broker/cluster``), shared by tests/test_cluster*.py: one boot per session. Not started
+    here: each test starts what it needs (``start`` boots only the nodes that are down)."""
+    from helpers.cluster import PrivateCluster
+    from helpers.errors import NoBrokerError
+
+    try:
+        found = PrivateCluster(3, state_dir=tmp_path_factory.mktemp("cluster"))
+    except NoBrokerError as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs rabbitmq-server for the cluster tests: {exc}")
+        pytest.skip(f"no rabbitmq-server here: {exc}")
+    try:
+        yield found
+    finally:
+        found.stop(reset=True)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,11 @@ module                     notebook
 ``queue_types``            04, 05: prefetch 0 and redeliveries, quorum against classic
 ``pitfalls``               06: each production pitfall run, measured, and its fix
 ``pitfalls_plots``         06: the pitfalls' figures
+``cluster``                07: a private cluster loses its quorum queue's leader, then
+                           its majority; ``Lab``, the accounting, the panel
+``cluster_classic``        07: confirmed messages in a classic and a quorum queue on a node
+                           that dies (``probe``: the consumer run with a deadline)
+``cluster_plots``          07: the node-loss timeline
 ``common``, ``panels``     what the lessons share; the panel machinery (ipywidgets)
 =========================  ===========================================================
 
