@@ -289,9 +289,6 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
 
 def queue_line(summary: dict) -> str:
     """The run's queue in one line: its type, and where its rejected messages would go."""
-    how = {"policy": "rejected messages dead-lettered by the broker's policy",
-           "worker": "rejected messages moved to the dead-letter queue by the workers (no "
-                     "policy could be set)",
-           "off": "no dead-letter queue"}.get(summary.get("dead_letter"), "")
+    how = dead_letter.ROUTE_WORDS.get(summary.get("dead_letter"), "")
     return f"queue {summary.get('queue')}: {summary.get('queue_type')}; {how}"
 

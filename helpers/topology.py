@@ -24,9 +24,12 @@ from . import settings
 from .errors import HelpersError, TopologyError
 from .settings import DEAD_LETTER_EXCHANGE, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS
 
-#: Who moves a rejected message to ``<queue>.dead``: the broker (a dead-letter policy covers
-#: the queue) or the worker (no policy could be set: it publishes the message there itself).
-DEAD_LETTER_BY = ("broker", "worker")
+#: Who moves a rejected message to ``<queue>.dead``: the broker, because a dead-letter policy
+#: covers the queue (``broker``) or because the queue names its dead-letter exchange in its own
+#: arguments (``arguments``: no policy could be set, and the queue has a delivery limit, past
+#: which the broker would otherwise drop the message); or the worker (``worker``: no policy
+#: could be set, so it publishes a rejected message there itself).
+DEAD_LETTER_BY = ("broker", "arguments", "worker")
 #: Reply codes after which declaring again cannot help (the rest, e.g. 541 while a quorum
 #: queue's replica is still starting, are worth a retry).
 FINAL_CODES = (403, 404, 405, 406)
@@ -42,8 +45,9 @@ class QueueSpec:
     durable: survive a broker restart (the queue itself; messages need ``persistent``).
     kind: ``"quorum"`` (the default, as in the tutorial; always durable) or ``"classic"``.
     dead_letter: keep a ``<name>.dead`` queue for the messages a worker rejects (poison).
-    dead_letter_by: ``"broker"`` (a policy dead-letters them) or ``"worker"`` (the worker
-        republishes them there; where no policy can be set). ``dead_letter.prepare`` picks.
+    dead_letter_by: ``"broker"`` (a policy dead-letters them), ``"arguments"`` (the queue's
+        own ``x-dead-letter-exchange`` does) or ``"worker"`` (the worker republishes them
+        there); see ``DEAD_LETTER_BY``. ``dead_letter.prepare`` picks.
     delivery_limit: quorum queues only: dead-letter (or drop) a message after this many
         redeliveries (``x-delivery-limit``; None: the broker's default).
     """
@@ -83,14 +87,17 @@ class QueueSpec:
                                        "arguments": self.arguments()})]
         out = [("queue_declare", {"queue": self.dead_letter_queue, "durable": durable,
                                   "arguments": self.arguments()})]
-        if self.dead_letter_by == "broker":
+        work_arguments = self.arguments()
+        if self.dead_letter_by == "arguments":
+            work_arguments["x-dead-letter-exchange"] = DEAD_LETTER_EXCHANGE
+        if self.dead_letter_by in ("broker", "arguments"):
             out = [("exchange_declare", {"exchange": DEAD_LETTER_EXCHANGE,
                                          "exchange_type": "direct", "durable": True}),
                    *out,
                    ("queue_bind", {"queue": self.dead_letter_queue,
                                    "exchange": DEAD_LETTER_EXCHANGE, "routing_key": self.name})]
         return out + [("queue_declare", {"queue": self.name, "durable": durable,
-                                         "arguments": self.arguments()})]
+                                         "arguments": work_arguments})]
 
     def to_json(self) -> str:
         """Serialise, to hand the spec to a worker process on its command line."""
