@@ -36,7 +36,7 @@ run: broker-ready $(STAMP)
 
 # The browser test drives the system's chromium: .ci/ensure-chromium installs it where that
 # needs no question, or says the browser test will skip (NO_BROWSER=1 leaves it out: CI's
-# RabbitMQ 4 part runs `-m "broker and not browser"`).
+# RabbitMQ 4 part runs `-m "broker and not browser and not no_management"`).
 # PYTEST_ARGS narrows the run, e.g. `make test PYTEST_ARGS="-m broker"` (CI's RabbitMQ 4 part).
 test: broker-ready $(STAMP)
 	@[ -n "$$NO_BROWSER" ] || bash .ci/ensure-chromium
@@ -54,7 +54,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: broker-ready $(BENCH_STAMP)
 	@$(BIN)/python -m helpers broker status > /dev/null 2>&1; was_up=$$?; status=0; \
-	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS) || status=1; \
+	HELPERS_FORK_SERVER=$${HELPERS_FORK_SERVER:-1} $(BIN)/python -m benchmarks.bench $(BENCH_ARGS) || status=1; \
 	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
 	exit $$status
 

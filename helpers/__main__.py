@@ -1,4 +1,4 @@
-"""The command line: ``python -m helpers broker|worker|new-task|run|fault|notebooks``.
+"""The command line: ``python -m helpers broker|cluster|worker|new-task|run|fault|notebooks``.
 
 Errors a user can cause print one sentence on stderr and exit with status 2, never a
 traceback; anything else is a bug and keeps its traceback.
@@ -15,6 +15,9 @@ from .errors import BadInputError, HelpersError
 
 #: What ``broker`` can do (each kind of broker answers every one, or says why it cannot).
 BROKER_ACTIONS = ("start", "stop", "restart", "crash", "status", "url")
+#: What ``cluster`` can do (``leader QUEUE`` names the node leading a quorum queue; ``urls``
+#: prints every node's AMQP URL, password included, for scripts).
+CLUSTER_ACTIONS = ("start", "stop", "status", "kill", "start-node", "leader", "urls")
 
 
 def _broker(args) -> int:
@@ -43,6 +46,15 @@ def _broker(args) -> int:
         print(json.dumps(status, indent=2))
         return 0 if status["running"] else 1
     return 0
+
+
+def _cluster(args) -> int:
+    from .cluster import main as cluster_main
+
+    argv = [args.action, *([args.target] if args.target else []),
+            *(["--nodes", str(args.nodes)] if args.nodes else []),
+            *(["--reset"] if args.reset else [])]
+    return cluster_main(argv)  # one implementation: ``python -m helpers.cluster``
 
 
 def _worker(args) -> int:
@@ -159,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=BROKER_ACTIONS)
     p.set_defaults(func=_broker)
 
+    p = sub.add_parser("cluster", help="a private cluster of N nodes on 127.0.0.1: start, "
+                                       "stop, status, kill or start one node")
+    p.add_argument("action", choices=CLUSTER_ACTIONS)
+    p.add_argument("target", nargs="?", metavar="NODE",
+                   help="kill, start-node: the node (2, rabbit2 or rabbit2@localhost); "
+                        "leader: a queue's name")
+    p.add_argument("--nodes", type=int, help="start: how many nodes (default 3)")
+    p.add_argument("--reset", action="store_true",
+                   help="stop: also delete the cluster's data, ports and cookie")
+    p.set_defaults(func=_cluster)
+
     p = sub.add_parser("worker", help="run one worker in the foreground",
                        parents=[worker_parser(add_help=False)])
     p.set_defaults(func=_worker)
@@ -197,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fault", help="run a named fault scenario: count what survived")
     p.add_argument("how", choices=list(FAULTS), metavar="NAME",
                    help=f"one of {', '.join(FAULTS)} (restart: clean stop then start; crash: "
-                        "SIGKILL the node then start; the others: notebook 06)")
+                        "SIGKILL the node then start; leader-kill, majority-loss: nodes of the "
+                        "private cluster die, notebook 07; the others: notebook 06)")
     p.add_argument("--workers", type=int, help="default: the scenario's (restart/crash: 4)")
     p.add_argument("--prefetch", type=int, help="0 = unlimited (default 1)")
     p.add_argument("--tasks", type=int, help="default: the scenario's (restart/crash: 300)")

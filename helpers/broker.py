@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import settings
-from .connection import can_connect, connect, mask_url
+from .connection import can_connect, connect, mask_url, url_list
 from .errors import BrokerControlError, NoBrokerError
 from .procs import port_open, wait_until
 
@@ -82,13 +82,13 @@ class Broker:
         """User and password for the management HTTP API (by default those of the AMQP URL)."""
         if self.management_credentials:
             return self.management_credentials
-        parts = urllib.parse.urlsplit(self.url)
+        parts = urllib.parse.urlsplit(url_list(self.url)[0])  # a cluster's: of its first node
         return (urllib.parse.unquote(parts.username or "guest"),
                 urllib.parse.unquote(parts.password or "guest"))
 
     def vhost(self) -> str:
         """The virtual host of the AMQP URL (``/`` by default)."""
-        path = urllib.parse.urlsplit(self.url).path
+        path = urllib.parse.urlsplit(url_list(self.url)[0]).path
         return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
 
     def _refuse(self, action: str):

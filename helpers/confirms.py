@@ -12,7 +12,7 @@ import re
 import time
 
 from . import topology
-from .connection import describe_error, explain_connect_error, refusal_is_final
+from .connection import describe_error, explain_connect_error, refusal_is_final, url_list
 from .producer import PublishResult, blocked_sentence, message_properties, watch_blocked
 from .settings import BLOCKED_TIMEOUT_S
 from .topology import QueueSpec
@@ -89,6 +89,7 @@ class _Pipeline:
             self.conn.ioloop.stop()
 
     def _on_open(self, conn) -> None:
+        self.result.connections.append((time.time(), f"{conn.params.host}:{conn.params.port}"))
         conn.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel) -> None:
@@ -166,17 +167,23 @@ def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishRes
                       persistent: bool, window: int, mandatory: bool, timeout: float,
                       declare_queue: bool, retry_for: float, name: str,
                       on_blocked=None) -> None:
-    """Publish ``pairs`` into ``result``; after a lost connection, republish what is left."""
+    """Publish ``pairs`` into ``result``; after a lost connection, republish what is left.
+
+    ``url`` may list several brokers: each run uses the next one after a failed or lost
+    connection, and publishing gives up only once every one has failed in a row.
+    """
+    urls = url_list(url)
     deadline = time.monotonic() + retry_for
     todo = pairs
     size_error = None
+    failures = 0  # in a row: every broker of the list gets its turn before we give up
     while True:
         confirmed_before = len(result.confirmed)
-        run = _Pipeline(url, spec, todo, persistent, window, mandatory, timeout, declare_queue,
-                        result, name, on_blocked)
+        run = _Pipeline(urls[failures % len(urls)], spec, todo, persistent, window, mandatory,
+                        timeout, declare_queue, result, name, on_blocked)
         run.run()
         result.error = run.failed
-        _raise_if_hopeless(run, url, spec)
+        _raise_if_hopeless(run, run.url, spec)
         too_large = _too_large(run.channel_error, todo)
         if too_large:
             result.refused |= too_large
@@ -185,7 +192,10 @@ def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishRes
             break
         if len(result.confirmed) > confirmed_before:  # this run got somewhere: clock restarts
             deadline = time.monotonic() + retry_for
-        if not too_large and time.monotonic() >= deadline:
+            failures = 0
+        if not too_large:
+            failures += 1
+        if not too_large and time.monotonic() >= deadline and failures >= len(urls):
             if not result.published and run.open_error is not None:
                 raise explain_connect_error(url, run.open_error) from run.open_error
             break
@@ -196,7 +206,8 @@ def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishRes
             break
         if not too_large:  # an oversized message is dropped and the rest go on at once
             result.reconnects += 1
-            time.sleep(0.2)
+            if failures % len(urls) == 0:  # pause once every broker of the list has failed
+                time.sleep(0.2)
     if result.refused and not result.unconfirmed:
         result.error = _too_large_sentence(size_error, pairs, result.refused)
 

@@ -12,7 +12,12 @@ from .errors import BadInputError, BrokerAuthError, BrokerConnectionError
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***`` (safe to print or log)."""
+    """Return ``url`` with its password replaced by ``***`` (safe to print or log).
+
+    Several URLs separated by commas come back so, each masked.
+    """
+    if "," in url:
+        return ",".join(mask_url(one) for one in url.split(","))
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
         return url
@@ -25,26 +30,49 @@ def mask_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def _urls(url: str | Sequence[str]) -> list[str]:
-    urls = [url] if isinstance(url, str) else list(url)
-    if not urls:
-        raise BadInputError("No broker URL given: pass one AMQP URL or a list of them.")
-    return urls
+def url_list(urls: str | Sequence[str]) -> list[str]:
+    """Broker URLs as a list: a sequence, or one string listing them separated by commas."""
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    found = [url.strip() for url in urls if url and url.strip()]
+    if not found:
+        raise BadInputError("No broker URL given: pass one AMQP URL or a list of them "
+                            "(AMQP_URL may list several, separated by commas).")
+    return found
+
+
+
+def rotated(urls: str | Sequence[str], k: int) -> list[str]:
+    """``urls`` starting from the ``k``-th (modulo their number): spreads clients over nodes."""
+    found = url_list(urls)
+    k %= len(found)
+    return found[k:] + found[:k]
+
+
+def first_to(urls: str | Sequence[str], host_port: str) -> list[str]:
+    """``urls`` with the one(s) at ``host_port`` (``"127.0.0.1:5672"``) moved to the front."""
+    def at(url: str) -> bool:
+        parts = urllib.parse.urlsplit(url)
+        default = 5671 if parts.scheme == "amqps" else 5672
+        return f"{parts.hostname}:{parts.port or default}" == host_port
+    found = url_list(urls)
+    return sorted(found, key=lambda url: not at(url))
 
 
 def connect(url: str | Sequence[str], name: str = "helpers", heartbeat: int | None = None,
             attempts: int = 1):
     """Open a ``pika.BlockingConnection`` to ``url``, named ``name`` in the management UI.
 
-    ``url`` may be a list of URLs (the nodes of a cluster): the connection goes to the first
-    that answers, in order; ``attempts`` counts passes over the whole list. Connection
-    failures become one-sentence ``BrokerConnectionError``s.
+    ``url`` may be a list of URLs (the nodes of a cluster), or one string of them separated
+    by commas: the connection goes to the first that answers, in order; ``attempts`` counts
+    passes over the whole list. Connection failures become one-sentence
+    ``BrokerConnectionError``s.
     """
     import pika
     import pika.exceptions as pe
 
     every = []
-    for one in _urls(url):
+    for one in url_list(url):
         params = pika.URLParameters(one)
         params.client_properties = {"connection_name": name}
         params.connection_attempts = attempts  # pika reads the last one's, for the whole list
@@ -79,7 +107,7 @@ def explain_connect_error(url: str | Sequence[str], exc: Exception) -> BrokerCon
     import pika
     import pika.exceptions as pe
 
-    urls = _urls(url)
+    urls = url_list(url)
     where = (f"the broker at {mask_url(urls[0])}" if len(urls) == 1 else
              "the brokers at " + ", ".join(mask_url(one) for one in urls))
     if isinstance(exc, pe.ProbableAccessDeniedError) and "is down" in str(exc):

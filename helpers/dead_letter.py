@@ -10,7 +10,11 @@ project's ``wq-``, ``test-`` and ``bench-`` queues), the first way that works:
 1. over the management HTTP API, when one answers (``helpers.management``);
 2. with ``rabbitmqctl set_policy``, on a private node (ours, so its CLI can reach it);
 3. not at all: then the worker moves a rejected message to ``<queue>.dead`` itself
-   (publish there, then ack), so dead-lettering still works, and says so.
+   (publish there, then ack), so dead-lettering still works, and says so. A queue with a
+   delivery limit (``x-delivery-limit``) instead names the dead-letter exchange in its own
+   arguments: past the limit the broker, not a worker, lets the message go, and would drop
+   it. That argument clashes with nothing new: the limit already sets the queue apart from
+   the tutorial's declaration.
 
 ``prepare(broker, spec)`` returns the spec with ``dead_letter_by`` set to what holds for that
 queue on that broker, and ``describe`` says it in one sentence.
@@ -89,7 +93,12 @@ def prepare(broker: Broker, spec: QueueSpec) -> QueueSpec:
     """``spec`` with ``dead_letter_by`` set to what works for it on ``broker``."""
     if not spec.dead_letter:
         return spec
-    by = "broker" if covers(spec.name) and ensure(broker) else "worker"
+    if covers(spec.name) and ensure(broker):
+        by = "broker"
+    elif spec.delivery_limit is not None:
+        by = "arguments"
+    else:
+        by = "worker"
     return dataclasses.replace(spec, dead_letter_by=by)
 
 
@@ -106,12 +115,27 @@ def describe(spec: QueueSpec, broker: Broker | None = None) -> str:
     reason = ("no policy could be set on this broker (no management API answered and "
               "rabbitmqctl cannot reach it)" if covers(spec.name)
               else f"the policy {DEAD_LETTER_POLICY} does not cover this queue name")
+    if spec.dead_letter_by == "arguments":
+        return (f"Rejected messages go to {spec.dead_letter_queue}: the broker dead-letters "
+                "them through the queue's own x-dead-letter-exchange argument, since "
+                f"{reason} and past its delivery limit it would drop them.")
     return (f"Rejected messages go to {spec.dead_letter_queue}: the worker publishes them "
             f"there itself, since {reason}.")
 
 
+#: The short name of each path (``route``), in words.
+ROUTE_WORDS = {
+    "policy": "rejected messages dead-lettered by the broker's policy",
+    "arguments": "rejected messages dead-lettered by the broker, through the queue's own "
+                 "x-dead-letter-exchange argument (no policy could be set)",
+    "worker": "rejected messages moved to the dead-letter queue by the workers (no policy "
+              "could be set)",
+    "off": "no dead-letter queue"}
+
+
 def route(spec: QueueSpec) -> str:
-    """``policy``, ``worker`` or ``off``: the short name of the path, for summaries."""
+    """``policy``, ``arguments``, ``worker`` or ``off``: the short name of the path."""
     if not spec.dead_letter:
         return "off"
-    return "policy" if spec.dead_letter_by == "broker" else "worker"
+    return {"broker": "policy"}.get(spec.dead_letter_by, spec.dead_letter_by)
+

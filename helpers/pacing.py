@@ -17,8 +17,13 @@ import threading
 import time
 
 from . import producer
+from .connection import first_to
 from .errors import HelpersError
 from .topology import QueueSpec
+
+
+#: Pause before a nacked message is published again (seconds).
+NACK_PAUSE_S = 0.2
 
 
 class PacedPublisher(threading.Thread):
@@ -38,6 +43,8 @@ class PacedPublisher(threading.Thread):
         self.result = producer.PublishResult(queue=spec.name)
         #: task id -> wall-clock time its batch was confirmed
         self.confirmed_t: dict[str, float] = {}
+        #: nacks received in all (a message nacked twice counts twice)
+        self.nacks = 0
         #: why publishing stopped before the last task, in one sentence (None: it did not)
         self.error: str | None = None
         #: set once the first batch has been answered (or publishing gave up)
@@ -67,7 +74,10 @@ class PacedPublisher(threading.Thread):
                     self.gate(n)
                 todo = self.tasks[i:i + self.batch]
                 while todo:  # a nacked message is republished like an unconfirmed one
-                    part = producer.publish(self.url, self.spec, todo, declare_queue=False,
+                    # Of several brokers, start where the last batch went (not a dead one).
+                    urls = (first_to(self.url, self.result.connections[-1][1])
+                            if self.result.connections else self.url)
+                    part = producer.publish(urls, self.spec, todo, declare_queue=False,
                                             retry_for=self.retry_for, timeout=self.timeout,
                                             name=f"producer {self.spec.name}",
                                             on_blocked=self.on_blocked)
@@ -76,6 +86,10 @@ class PacedPublisher(threading.Thread):
                         self.error = part.error or "messages left unconfirmed"
                         return
                     todo = [t for t in todo if t.id in part.nacked]
+                    # A queue that cannot take messages (a quorum queue without a majority,
+                    # on RabbitMQ 3.10) nacks at once: pause instead of spinning.
+                    if todo and self._halt.wait(NACK_PAUSE_S):
+                        return
         except HelpersError as exc:
             self.error = str(exc)
         finally:
@@ -88,6 +102,8 @@ class PacedPublisher(threading.Thread):
         r.confirmed |= part.confirmed
         r.nacked = (r.nacked | part.nacked) - r.confirmed
         r.reconnects += part.reconnects
+        r.connections += part.connections
+        self.nacks += len(part.nacked)
         r.blocked += part.blocked
         if r.t_first is None:
             r.t_first = part.t_first

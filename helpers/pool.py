@@ -20,7 +20,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from .connection import mask_url
+from .connection import mask_url, rotated, url_list
 from .errors import BadInputError, HelpersError
 from .events import EventLog, parse_lines
 from . import forked
@@ -67,7 +67,7 @@ class WorkerPool:
 
     Parameters
     ----------
-    url: AMQP URL the workers connect to.
+    url: AMQP URL(s) the workers connect to; of several (a cluster), worker i tries the i-th first.
     spec: the queue they consume (declared by each worker with the same arguments).
     prefetch: prefetch count per worker, 0 for unlimited.
     ack: ``manual``, ``auto`` or ``never``.
@@ -75,18 +75,17 @@ class WorkerPool:
     on_event: called with each event dict, from a reader thread.
     latency_ms: a round trip (ms) added between each worker and the broker by a
         ``LatencyProxy`` the pool starts and stops (workers "on a far host"); 0: none.
-    fork_server: fork each worker from a warm process (``helpers.forkserver``: consuming
-        in a fraction of a fresh interpreter's time); False: ``python -m helpers.worker``
-        each. Default: ``settings.FORK_SERVER`` (``HELPERS_FORK_SERVER``).
+    fork_server: True: fork each worker from a warm process (``helpers.forkserver``, consuming
+        sooner); False: ``python -m helpers.worker`` each. Default ``HELPERS_FORK_SERVER``.
     worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
-    def __init__(self, url: str, spec: QueueSpec, prefetch: int = 1, ack: str = "manual",
-                 mode: str = "thread", on_event=None, latency_ms: float = 0,
+    def __init__(self, url: str | list[str], spec: QueueSpec, prefetch: int = 1,
+                 ack: str = "manual", mode: str = "thread", on_event=None, latency_ms: float = 0,
                  fork_server: bool | None = None, **worker_options):
         if prefetch < 0:
             raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
-        self.url, self.spec = url, spec
+        self.url, self.spec = ",".join(url_list(url)), spec  # (an empty list is refused)
         self.proxy = LatencyProxy(url, latency_ms) if latency_ms else None
         self.defaults = dict(prefetch=prefetch, ack=ack, mode=mode, **worker_options)
         self.log = EventLog(on_event)
@@ -94,8 +93,8 @@ class WorkerPool:
         self._counter = 0
         self._threads: list[threading.Thread] = []
         self.kills: list[dict] = []
-        self.fork_server = (forked.shared(forked.worker_environment())
-                            if (FORK_SERVER if fork_server is None else fork_server) else None)
+        use_fork = FORK_SERVER if fork_server is None else fork_server
+        self.fork_server = forked.shared(forked.worker_environment()) if use_fork else None
         _LIVE_POOLS.add(self)
 
     # -- spawning ------------------------------------------------------------------------
@@ -116,8 +115,9 @@ class WorkerPool:
         name = overrides.pop("name", None) or f"w{self._counter}"
         options = {**self.defaults, **overrides}
         env = forked.worker_environment()
-        # Read by the worker when --url is not given; through the proxy when there is one.
-        env["AMQP_URL"] = self.proxy.start() if self.proxy else self.url
+        # Read by the worker when --url is not given: the proxy's, or every URL, rotated.
+        env["AMQP_URL"] = self.proxy.start() if self.proxy else \
+            ",".join(rotated(self.url, self._counter - 1))
         proc = forked.start_worker(self._command(name, options), env, self.fork_server)
         handle = WorkerHandle(name, proc, options)
         self.workers[name] = handle

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import settings
+from .boot_log import known_cause
 from .broker import Broker
 from .connection import can_connect
 from .errors import BrokerControlError
@@ -136,6 +137,7 @@ class PrivateBroker(Broker):
             write_config(self.state_dir, state, self.extra_config, self.cookie,
                          management=self.management)
             log = open(self.state_dir / "log" / "console.log", "ab")
+            log_from = log.tell()  # what this boot writes (the log keeps earlier boots)
             started = time.monotonic()
             if progress:
                 progress(f"starting a private RabbitMQ node ({self.server}) ...")
@@ -148,9 +150,9 @@ class PrivateBroker(Broker):
             deadline = started + settings.BOOT_TIMEOUT_S
             while not can_connect(self.url):
                 if proc.poll() is not None:
-                    raise BrokerControlError(
+                    raise BrokerControlError(known_cause(self._log_text(log_from)) or (
                         f"The private RabbitMQ node exited during boot (code {proc.returncode}); "
-                        f"see {self.state_dir / 'log'}: {self._log_tail()}")
+                        f"see {self.state_dir / 'log'}: {self._log_tail(start=log_from)}"))
                 if time.monotonic() > deadline:
                     self._kill_node(proc.pid)
                     raise BrokerControlError(
@@ -162,12 +164,19 @@ class PrivateBroker(Broker):
             _CHILDREN[proc.pid] = proc
             return True
 
-    def _log_tail(self, lines: int = 3) -> str:
+    def _log_text(self, start: int = 0) -> str:
         try:
-            text = (self.state_dir / "log" / "console.log").read_text(errors="replace")
-            return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+            with open(self.state_dir / "log" / "console.log", "rb") as log:
+                log.seek(start)
+                return log.read().decode(errors="replace")
         except OSError:
+            return ""
+
+    def _log_tail(self, lines: int = 3, start: int = 0) -> str:
+        text = self._log_text(start)
+        if not text:
             return "(no log)"
+        return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
     def _kill_node(self, pid: int, sig: int = signal.SIGKILL) -> None:
         with contextlib.suppress(ProcessLookupError):

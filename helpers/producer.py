@@ -41,6 +41,9 @@ class PublishResult:
     refused: set[str] = field(default_factory=set)
     #: the queue published to (named in ``explain()``).
     queue: str | None = None
+    #: ``(wall-clock time, "host:port")`` of each connection opened (pipelined mode): which
+    #: broker of several took the messages, and when the producer moved to another.
+    connections: list[tuple[float, str]] = field(default_factory=list)
     #: each time the broker blocked publishing (a resource alarm): ``{"t", "until", "reason"}``
     blocked: list[dict] = field(default_factory=list)
 

@@ -118,7 +118,7 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
             pace: dict | None = None, broker: broker_mod.Broker | None = None,
             queue: topology.QueueSpec | None = None, label: str = "run",
             timeout: float | None = None, progress=None, monitor: bool = False,
-            save: bool = True, speeds=None, latency_ms: float = 0,
+            save: bool = True, speeds=None, latency_ms: float = 0, discard=None,
             **worker_options) -> RunResult:
     """The run skeleton (see the module docstring); returns the run's ``RunResult``.
 
@@ -135,6 +135,8 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
     latency_ms: a round trip (ms) added between each worker and the broker by a latency
         proxy the pool owns (workers "on a far host"); the publisher and the queue's set-up
         connect directly.
+    discard: called as ``discard(url, spec)`` to delete the run's queue at the end (default
+        ``topology.discard``, at once); a caller may defer it (notebook 07's ``Lab``).
     """
     validate(workers, prefetch, tasks)
     check_round_trip(latency_ms)
@@ -186,7 +188,7 @@ def execute(workers: int, prefetch: int, tasks: list[Task], *, steps=(),
             pool.stop()
             if sampler:
                 sampler.stop()
-            topology.discard(broker.url, spec)
+            (discard or topology.discard)(broker.url, spec)
     return _result(run, durations, prefetch, spawn_s, done, label, save, steps, speeds,
                    sampler, dict(worker_options, latency_ms=latency_ms))
 
@@ -292,9 +294,6 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
 
 def queue_line(summary: dict) -> str:
     """The run's queue in one line: its type, and where its rejected messages would go."""
-    how = {"policy": "rejected messages dead-lettered by the broker's policy",
-           "worker": "rejected messages moved to the dead-letter queue by the workers (no "
-                     "policy could be set)",
-           "off": "no dead-letter queue"}.get(summary.get("dead_letter"), "")
+    how = dead_letter.ROUTE_WORDS.get(summary.get("dead_letter"), "")
     return f"queue {summary.get('queue')}: {summary.get('queue_type')}; {how}"
 

@@ -24,9 +24,12 @@ from . import settings
 from .errors import HelpersError, TopologyError
 from .settings import DEAD_LETTER_EXCHANGE, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS
 
-#: Who moves a rejected message to ``<queue>.dead``: the broker (a dead-letter policy covers
-#: the queue) or the worker (no policy could be set: it publishes the message there itself).
-DEAD_LETTER_BY = ("broker", "worker")
+#: Who moves a rejected message to ``<queue>.dead``: the broker, because a dead-letter policy
+#: covers the queue (``broker``) or because the queue names its dead-letter exchange in its own
+#: arguments (``arguments``: no policy could be set, and the queue has a delivery limit, past
+#: which the broker would otherwise drop the message); or the worker (``worker``: no policy
+#: could be set, so it publishes a rejected message there itself).
+DEAD_LETTER_BY = ("broker", "arguments", "worker")
 #: Reply codes after which declaring again cannot help (the rest, e.g. 541 while a quorum
 #: queue's replica is still starting, are worth a retry).
 FINAL_CODES = (403, 404, 405, 406)
@@ -42,8 +45,9 @@ class QueueSpec:
     durable: survive a broker restart (the queue itself; messages need ``persistent``).
     kind: ``"quorum"`` (the default, as in the tutorial; always durable) or ``"classic"``.
     dead_letter: keep a ``<name>.dead`` queue for the messages a worker rejects (poison).
-    dead_letter_by: ``"broker"`` (a policy dead-letters them) or ``"worker"`` (the worker
-        republishes them there; where no policy can be set). ``dead_letter.prepare`` picks.
+    dead_letter_by: ``"broker"`` (a policy dead-letters them), ``"arguments"`` (the queue's
+        own ``x-dead-letter-exchange`` does) or ``"worker"`` (the worker republishes them
+        there); see ``DEAD_LETTER_BY``. ``dead_letter.prepare`` picks.
     delivery_limit: quorum queues only: dead-letter (or drop) a message after this many
         redeliveries (``x-delivery-limit``; None: the broker's default).
     """
@@ -83,14 +87,17 @@ class QueueSpec:
                                        "arguments": self.arguments()})]
         out = [("queue_declare", {"queue": self.dead_letter_queue, "durable": durable,
                                   "arguments": self.arguments()})]
-        if self.dead_letter_by == "broker":
+        work_arguments = self.arguments()
+        if self.dead_letter_by == "arguments":
+            work_arguments["x-dead-letter-exchange"] = DEAD_LETTER_EXCHANGE
+        if self.dead_letter_by in ("broker", "arguments"):
             out = [("exchange_declare", {"exchange": DEAD_LETTER_EXCHANGE,
                                          "exchange_type": "direct", "durable": True}),
                    *out,
                    ("queue_bind", {"queue": self.dead_letter_queue,
                                    "exchange": DEAD_LETTER_EXCHANGE, "routing_key": self.name})]
         return out + [("queue_declare", {"queue": self.name, "durable": durable,
-                                         "arguments": self.arguments()})]
+                                         "arguments": work_arguments})]
 
     def to_json(self) -> str:
         """Serialise, to hand the spec to a worker process on its command line."""
@@ -233,3 +240,25 @@ def wait_settled_declarations(declared_at: float, settle_s: float = settings.SET
     the seconds since ``declared_at`` (see ``settings.SETTLE_S``: before a crash)."""
     time.sleep(max(0.0, declared_at + settle_s - time.monotonic()))
     return time.monotonic() - declared_at
+
+
+def reject_for_good(channel, spec: QueueSpec, method, props, body: bytes) -> str:
+    """Reject a message for good: the broker dead-letters it (a policy, or the queue's own
+    argument), or, where neither is set, publish it to ``<queue>.dead`` ourselves and ack
+    it. Returns who did it."""
+    if spec.dead_letter_by != "worker" or not spec.dead_letter:
+        channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+        return "broker" if spec.dead_letter else "nobody (dropped)"
+    import pika
+
+    headers = dict(props.headers or {})
+    # What the broker would have added, and who did it instead.
+    headers["x-death"] = [{"reason": "rejected", "queue": spec.name, "count": 1,
+                           "exchange": "", "routing-keys": [spec.name]}]
+    headers["x-dead-lettered-by"] = "worker"
+    copy = pika.BasicProperties(delivery_mode=props.delivery_mode or 2,
+                                message_id=props.message_id, headers=headers,
+                                content_type=props.content_type)
+    channel.basic_publish("", spec.dead_letter_queue, body, copy)
+    channel.basic_ack(delivery_tag=method.delivery_tag)
+    return "worker"

@@ -21,10 +21,10 @@ when it waits, when a task is received and when it is done (``helpers.console``)
 ``--events`` (what the pool passes) it writes events instead, one JSON line each on stdout:
 ``ready``, ``delivered`` (with ``redelivered``, and ``delivery_count``: a quorum queue's
 ``x-delivery-count``), ``started``, ``finished``, ``acked``, ``failed``, ``rejected``
-(dead-lettered by the guard of ``task_hooks``), ``crashed`` (crash injection, a poison
+(sent to the dead-letter queue by the guard of ``task_hooks``), ``crashed`` (crash injection, a poison
 task), ``abandoned`` (its connection went away before the work started: the broker has
 requeued it), ``dead-lettered`` (a malformed body sent to ``<queue>.dead``: by the broker's
-policy, or by the worker itself where no policy could be set), ``cancelled`` (the broker
+policy or the queue's own argument, or by the worker itself where neither is set), ``cancelled`` (the broker
 cancelled the consumer), ``disconnected``. Each line carries the worker name, the wall-clock
 time ``t`` and, for deliveries, a ``delivery`` key unique in this process.
 """
@@ -44,7 +44,7 @@ from .console import preview as _preview
 from .reserve import ReserveKeeper
 from .settings import INLINE_MAX_S
 from .task_hooks import TaskHooks
-from .topology import QueueSpec, declare
+from .topology import QueueSpec, declare, reject_for_good
 
 #: One encoder for every event line (json.dumps with options builds a new one per call).
 _encode_line = json.JSONEncoder(separators=(",", ":")).encode
@@ -141,8 +141,8 @@ class Worker:
                   **({} if earlier is None else {"delivery_count": earlier}))
         reason = self.hooks.reject_reason(earlier)
         if reason and self.ack != "auto":  # the worker's own poison guard: never run it again
-            channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
-            self.emit("rejected", delivery=delivery, task=task_id, reason=reason)
+            by = reject_for_good(channel, self.spec, method, props, body)
+            self.emit("rejected", delivery=delivery, task=task_id, reason=reason, by=by)
             return
         job = (self._generation, channel, method.delivery_tag, delivery, task_id, seconds, kind)
         if inline:
@@ -153,25 +153,8 @@ class Worker:
             self._jobs.put(job)
 
     def _dead_letter(self, channel, method, props, body: bytes, delivery: str) -> None:
-        """Reject a poison message: the broker's policy dead-letters it, or, where no policy
-        could be set, publish it to ``<queue>.dead`` ourselves and ack it."""
-        if self.spec.dead_letter_by == "broker" or not self.spec.dead_letter:
-            channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
-            by = "broker" if self.spec.dead_letter else "nobody (dropped)"
-        else:
-            import pika
-
-            headers = dict(props.headers or {})
-            # What the broker would have added, and who did it instead.
-            headers["x-death"] = [{"reason": "rejected", "queue": self.spec.name, "count": 1,
-                                   "exchange": "", "routing-keys": [self.spec.name]}]
-            headers["x-dead-lettered-by"] = "worker"
-            copy = pika.BasicProperties(delivery_mode=props.delivery_mode or 2,
-                                        message_id=props.message_id, headers=headers,
-                                        content_type=props.content_type)
-            channel.basic_publish("", self.spec.dead_letter_queue, body, copy)
-            channel.basic_ack(delivery_tag=method.delivery_tag)
-            by = "worker"
+        """Send a malformed message to the dead-letter queue, and say so."""
+        by = reject_for_good(channel, self.spec, method, props, body)
         self.emit("dead-lettered", delivery=delivery, task=props.message_id, by=by,
                   queue=self.spec.dead_letter_queue if self.spec.dead_letter else None)
 
@@ -231,8 +214,10 @@ class Worker:
             channel.basic_consume(self.spec.name, self._on_message,
                                   auto_ack=self.ack == "auto")
         self._ready_generation = self._generation
+        params = self._conn._impl.params  # of the broker that answered, when given several
         self.emit("ready", pid=os.getpid(), prefetch=self.prefetch, ack=self.ack,
                   mode=self.mode, speed=self.speed, generation=self._generation,
+                  broker=f"{params.host}:{params.port}",
                   **({} if self.keeper is None else {"reserve_after": self.keeper.after_s}))
         if self.keeper is None:
             channel.start_consuming()

@@ -23,7 +23,8 @@ def build_parser(prog: str = "python -m helpers.worker",
     """Command-line options of a worker (shared with ``python -m helpers worker``)."""
     p = argparse.ArgumentParser(prog=prog, description="Consume a work queue: say what it does, "
                                 "or print its events (--events).", add_help=add_help)
-    p.add_argument("--url", help="AMQP URL (default: the broker helpers resolves)")
+    p.add_argument("--url", help="AMQP URL, or several separated by commas: the first that "
+                   "answers is used (default: the broker helpers resolves)")
     p.add_argument("--queue", default=DEFAULT_QUEUE, help=f"queue name (default {DEFAULT_QUEUE})")
     p.add_argument("--queue-type", choices=QUEUE_KINDS, default=DEFAULT_QUEUE_KIND,
                    help=f"the queue's type (default {DEFAULT_QUEUE_KIND}, as in the tutorial)")

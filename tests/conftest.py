@@ -2,14 +2,17 @@
 
 Without any broker the broker tests skip on a laptop but fail under ``CI=true``.
 A private node started by this session is stopped when the session ends; so is the second
-node without management plugin (``bare_node``) that some tests start.
+node without management plugin (``bare_node``) that some tests start, and the three-node
+cluster (``three_nodes``) the cluster tests share.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -73,6 +76,26 @@ def cli():
 def one_sentence():
     """``one_sentence(proc, *fragments)``: the CLI failed with one sentence naming them."""
     return _one_sentence
+
+
+@pytest.fixture(scope="session")
+def three_nodes(tmp_path_factory):
+    """A private three-node cluster in a temporary folder (never the checkout's own
+    ``.broker/cluster``), shared by tests/test_cluster*.py: one boot per session. Not started
+    here: each test starts what it needs (``start`` boots only the nodes that are down)."""
+    from helpers.cluster import PrivateCluster
+    from helpers.errors import NoBrokerError
+
+    try:
+        found = PrivateCluster(3, state_dir=tmp_path_factory.mktemp("cluster"))
+    except NoBrokerError as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs rabbitmq-server for the cluster tests: {exc}")
+        pytest.skip(f"no rabbitmq-server here: {exc}")
+    try:
+        yield found
+    finally:
+        found.stop(reset=True)
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +163,17 @@ def channel(broker, request):
     yield conn.channel()
     if conn.is_open:
         conn.close()
+
+
+def pytest_configure(config):
+    """A SIGTERM (a CI runner's or a user's kill) ends the run as Ctrl-C does: pytest then
+    tears the fixtures down, so JupyterLab, kernels, workers and nodes they started end too."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_collection_modifyitems(items):

@@ -48,6 +48,7 @@ CLICKS = {
     "04_fair_dispatch": Clicks("Round robin (prefetch 0)", "workers", 3, expect="w3"),
     "05_scaling": Clicks("Workers on a far host", "round trip added, ms", 23, expect="23.0"),
     "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
+    "07_cluster": Clicks("Kill a node of the cluster", "workers", 4, expect="leader-kill"),
 }
 
 
@@ -243,8 +244,10 @@ def test_notebook_in_the_browser(path, lab, timings, record_property):
         panel.scroll_into_view_if_needed()
         move_slider(panel, clicks.slider, clicks.value)
         status = press_run(panel, clicks)
-        output = panel.locator(":scope > .widget-output").inner_text()
-        assert clicks.expect in output, f"{path.name}: {clicks.expect!r} not in the output"
+        output = panel.locator(":scope > .widget-output")
+        # The report's parts arrive one by one (a figure, then tables): wait for the text.
+        eventually(lambda: clicks.expect in output.inner_text(), 30,
+                   f"{path.name}: {clicks.expect!r} in the panel's output")
         done, total = counter(panel)
         assert done == total, f"{path.name}: the counter ended at {done}/{total}"
         panel.scroll_into_view_if_needed()
@@ -265,3 +268,18 @@ def test_notebook_in_the_browser(path, lab, timings, record_property):
             server.shut_down_kernels()
         finally:
             page.close()
+    if path.stem == "07_cluster":
+        no_cluster_node_left(server.env)
+
+
+def no_cluster_node_left(env: dict) -> None:
+    """Notebook 07's kernel, ended, leaves no node of its cluster running: its panel run,
+    after the last cell had stopped the cluster, started it again."""
+    from helpers import settings
+    from helpers.cluster import PrivateCluster
+
+    state_dir = env.get("HELPERS_STATE_DIR")
+    cluster = PrivateCluster(state_dir=Path(state_dir) / "cluster" if state_dir else
+                             settings.CLUSTER_DIR)
+    eventually(lambda: not any(m.node_pid() for m in cluster.members()), 60,
+               "notebook 07's cluster to stop once its kernel had ended")

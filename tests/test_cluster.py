@@ -1,7 +1,9 @@
 """A private three-node cluster on real RabbitMQ nodes: formation, a quorum queue's leader,
-the leader's SIGKILL, connecting to several URLs, and a stop that leaves nothing behind.
+the leader's SIGKILL, connecting to several URLs.
 
-One cluster per module, in a temporary folder (never the checkout's own ``.broker/cluster``).
+The cluster is the session's (``three_nodes`` in conftest), in a temporary folder, shared
+with tests/test_cluster_lesson.py, whose last test stops it and checks that the stop leaves
+no node, epmd or child process behind (one boot per session, not one per module).
 """
 from __future__ import annotations
 
@@ -10,35 +12,24 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pika
 import pytest
 
 from helpers.procs import free_port, pid_alive
-from helpers.cluster import PrivateCluster
 from helpers.connection import connect
-from helpers.errors import BadInputError, BrokerConnectionError, NoBrokerError
+from helpers.errors import BadInputError, BrokerConnectionError
 
-from conftest import IN_CI, eventually
+from conftest import eventually
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Three private nodes joined into one cluster, stopped and deleted after the module."""
-    try:
-        found = PrivateCluster(3, state_dir=tmp_path_factory.mktemp("cluster"))
-    except NoBrokerError as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs rabbitmq-server for the cluster tests: {exc}")
-        pytest.skip(f"no rabbitmq-server here: {exc}")
-    try:
-        found.start()
-        yield found
-    finally:
-        found.stop(reset=True)
+def cluster(three_nodes):
+    """The session's three private nodes (conftest), every one of them running."""
+    three_nodes.start()
+    return three_nodes
 
 
 @pytest.fixture
@@ -154,27 +145,3 @@ def test_connect_to_several_urls_names_them_all_when_none_answers():
     assert text.startswith("Could not connect to any of the brokers at ")
     assert all(url.replace("secret", "***") in text for url in dead)
     assert "secret" not in text
-
-
-def test_stop_leaves_no_beam_and_no_epmd_behind(cluster):
-    status = cluster.status()
-    beams = [m["pid"] for m in status["members"]]
-    assert all(beams) and status["epmd_pid"]
-    children = []
-    for pid in beams:  # erl_child_setup and friends, started by each VM
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            children += [int(c) for c in (task / "children").read_text().split()]
-    ours = beams + children + [status["epmd_pid"]]
-    assert cluster.stop() is True
-    left = [pid for pid in ours if pid_alive(pid)]
-    assert left == [], f"still running after stop: {left}"
-    folder = str(cluster.state_dir)
-    strays = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if folder in cmdline.read_bytes().decode(errors="replace"):
-                strays.append(cmdline.parent.name)
-        except OSError:
-            continue
-    assert strays == [], f"processes still naming {folder}: {strays}"
-    assert cluster.stop() is False  # a second stop finds nothing to stop

@@ -15,6 +15,7 @@ from helpers import broker as broker_mod
 from helpers import dead_letter, producer, topology
 from helpers.connection import connect
 from helpers.pool import WorkerPool
+from helpers.procs import wait_until
 from helpers.tasks import Task
 
 pytestmark = pytest.mark.broker
@@ -76,6 +77,60 @@ def test_a_poison_message_reaches_the_dead_letter_queue_once(way):
         assert by == ["worker" if route == "worker" else "broker"]
     finally:
         topology.discard(where.url, spec)
+
+
+#: The way a quorum queue's poison must travel, by way in: a delivery limit needs the broker
+#: (a policy, or the queue's own argument: with neither it drops the message); the worker's
+#: guard goes through the policy, or the worker itself.
+POISON_ROUTES = {"management API": ("policy", "policy"), "rabbitmqctl": ("policy", "policy"),
+                 "AMQP only": ("arguments", "worker")}
+
+
+def _dead_letters(url: str, queue: str, expect: int) -> list:
+    """The x-death reasons of what reaches ``queue``, once ``expect`` messages have (10 s)."""
+    with connect(url, name="test dead letters") as conn:
+        channel = conn.channel()
+        got, deadline = [], time.monotonic() + 10
+        while len(got) < expect and time.monotonic() < deadline:
+            method, props, _body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                time.sleep(0.1)
+            else:
+                got.append(props.headers["x-death"][0]["reason"])
+        return got
+
+
+def test_a_poison_past_its_limit_or_its_attempts_is_dead_lettered_not_dropped(way):
+    """Quorum queues: past ``x-delivery-limit`` the broker lets a message go, and drops it
+    unless a dead-letter exchange is set; the worker's guard rejects it for good."""
+    name, where = way
+    limit_route, guard_route = POISON_ROUTES[name]
+    limited = dead_letter.prepare(where, topology.unique_spec("test-limit", delivery_limit=1))
+    guarded = dead_letter.prepare(where, topology.unique_spec("test-guard"))
+    assert (dead_letter.route(limited), dead_letter.route(guarded)) == (limit_route,
+                                                                        guard_route)
+    try:
+        for spec in (limited, guarded):
+            topology.setup(where.url, spec)
+            producer.publish(where.url, spec, [Task(f"poison-{spec.name}", 0.0)],
+                             declare_queue=False)
+        with connect(where.url, name="test nack twice") as conn:
+            channel = conn.channel()
+            for spec, nacks in ((limited, 2), (guarded, 1)):  # limit 1: the second goes
+                for _ in range(nacks):
+                    method = wait_until(lambda q=spec.name: channel.basic_get(q)[0], 5, 0.05)
+                    assert method, f"the poison did not come back to {spec.name}"
+                    channel.basic_nack(method.delivery_tag, requeue=True)
+        assert _dead_letters(where.url, limited.dead_letter_queue, 1) == ["delivery_limit"]
+        with WorkerPool(where.url, guarded, prefetch=1, max_attempts=1) as pool:
+            pool.start(1)
+            assert pool.wait_for(lambda p: any(e["event"] == "rejected" for e in p.events), 30)
+        assert _dead_letters(where.url, guarded.dead_letter_queue, 1) == ["rejected"]
+        assert [e["by"] for e in pool.events if e["event"] == "rejected"] == [
+            "worker" if guard_route == "worker" else "broker"]
+    finally:
+        for spec in (limited, guarded):
+            topology.discard(where.url, spec)
 
 
 def test_a_queue_outside_the_pattern_is_dead_lettered_by_the_worker(broker):

@@ -29,12 +29,16 @@ def test_a_worker_killed_every_quarter_second_loses_no_task(broker, tmp_path, re
     s = json.loads(out.read_text())
     record_property("figures", {k: s[k] for k in (
         "tasks_published", "tasks_completed", "tasks_lost", "kills", "duplicates",
-        "redeliveries", "makespan_s")})
+        "redeliveries", "makespan_s", "kill_rounds", "kill_rounds_skipped", "kill_round_s")})
     assert s["tasks_published"] == s["tasks_confirmed"] == s["tasks_completed"] == 300
     assert s["tasks_lost"] == 0 and s["completed_in_time"]
-    # The killer kept its pace: about one kill per 0.25 s of the run (a round is skipped only
-    # while every worker is still starting).
-    assert s["kills"] >= max(8, 0.4 * s["makespan_s"] / 0.25), s["kills"]
+    # The killer kept its pace: a round every 0.25 s of the run (or as fast as a round goes),
+    # each a kill unless every worker was still starting. Not "a kill per 0.25 s": under load
+    # a replacement takes seconds to start and most rounds find nobody consuming (one run
+    # here: 94 kills in a makespan of 70 s).
+    pace_s = max(0.25, s["kill_round_s"])
+    assert s["kill_rounds"] >= 0.4 * s["makespan_s"] / pace_s, s
+    assert s["kills"] == s["kill_rounds"] - s["kill_rounds_skipped"] and s["kills"] >= 8, s
     assert s["redeliveries"] >= 1, "no kill hit a worker holding a task: nothing was tested"
     # With prefetch 1 a killed worker holds one unacked task: the broker requeues it (one
     # redelivery), and it is a duplicate only when the work was done but the ack never left.

@@ -24,6 +24,8 @@ FAULTS: dict[str, str] = {
     "poison": "poison",        # a task that kills every worker that takes it
     "duplicate": "duplicate",  # workers die between a task's side effect and its ack
     "alarm": "alarm",          # a disk alarm blocks the publishers for a while
+    "leader-kill": "leader_kill",    # a private cluster loses its quorum queue's leader
+    "majority-loss": "leader_kill",  # ... and a majority of its nodes, one comes back
 }
 
 

@@ -19,7 +19,8 @@ Own keys (of the ``delivery-limit`` run unless named): ``injected``, ``dead_lett
 ``attempts_per_poison``, ``good_completed``, ``delivery_limit``, ``classic_deliveries``,
 ``classic_deliveries_per_s``, ``classic_good_completed``, ``classic_still_queued``,
 ``guard_attempts``, ``guard_dead_lettered``, ``max_attempts``, ``dead_letter_reasons`` and
-``guard_dead_letter_reasons`` (``x-death`` reason -> messages), ``good_tasks``, ``good_s``,
+``guard_dead_letter_reasons`` (``x-death`` reason -> messages), ``dead_letter_route`` and
+``guard_dead_letter_route`` (who dead-lettered: ``dead_letter.route``), ``good_tasks``, ``good_s``,
 ``workers_per_run``, ``default_delivery_limit``,
 ``limit_counts_reject``, ``limit_counts_nack``, ``window_s``.
 """
@@ -161,7 +162,9 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1
                guard_attempts=poison_deliveries(guard) / poisons,
                guard_dead_lettered=guard.summary["dead_lettered"],
                dead_letter_reasons=limited.summary["dead_letter_reasons"],
-               guard_dead_letter_reasons=guard.summary["dead_letter_reasons"])
+               guard_dead_letter_reasons=guard.summary["dead_letter_reasons"],
+               dead_letter_route=limited.summary["dead_letter"],
+               guard_dead_letter_route=guard.summary["dead_letter"])
     durations = {t.id: t.duration for label in RUNS
                  for t in work(good, good_s, poisons, prefix=f"{label}-")}
     return combine(name, results, durations, own)

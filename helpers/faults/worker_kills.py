@@ -25,6 +25,10 @@ class WorkerKills(Step):
     The run's waiting budget grows by what the kills cost, as measured (``grace_s``): the
     seconds each replacement took to start, shared over the pool. On a loaded machine a
     start takes longer, so the budget follows the load instead of a fixed guess.
+
+    Summary keys: ``kill_rounds`` (rounds of the schedule that came), ``kill_rounds_skipped``
+    (of those, rounds in which every worker was still starting: on a loaded machine, most of
+    them) and ``kill_round_s`` (the longest a round took: the next cannot start before).
     """
 
     def __init__(self, every: float, seed: int = 0):
@@ -34,6 +38,8 @@ class WorkerKills(Step):
         #: (spawned at, handle) of every replacement, wall-clock like ``ready_t``
         self._replacements: list = []
         self._workers = 1
+        self.rounds = self.skipped = 0
+        self.longest_round_s = 0.0
 
     def started(self, run: Run) -> None:
         self._workers = max(1, len(run.names))
@@ -56,8 +62,11 @@ class WorkerKills(Step):
         next_t = time.monotonic() + self.every
         while not self._stop.wait(max(0.0, next_t - time.monotonic())):
             next_t += self.every
+            self.rounds += 1
+            began = time.monotonic()
             consuming = [h for h in pool.alive() if h.ready_t is not None]
             if not consuming:
+                self.skipped += 1
                 continue  # every worker is still starting: nothing worth killing this round
             victim = pool.kill(self.rng.choice(consuming))
             try:
@@ -67,3 +76,8 @@ class WorkerKills(Step):
                 self._replacements.append((spawned_t, handle))
             except HelpersError:
                 pass  # the next round tries again
+            self.longest_round_s = max(self.longest_round_s, time.monotonic() - began)
+
+    def summary(self, run: Run) -> dict:
+        return {"kill_rounds": self.rounds, "kill_rounds_skipped": self.skipped,
+                "kill_round_s": round(self.longest_round_s, 3)}

@@ -15,6 +15,13 @@ module                     notebook
 ``skew``                   05: the price of a large prefetch on skewed tasks
 ``scaling``                05: more workers; a backlog drained; zero-length tasks
 ``queue_types``            04, 05: prefetch 0 and redeliveries, quorum against classic
+``pitfalls``               06: each production pitfall run, measured, and its fix
+``pitfalls_plots``         06: the pitfalls' figures
+``cluster``                07: a private cluster loses its quorum queue's leader, then
+                           its majority; ``Lab``, the accounting, the panel
+``cluster_classic``        07: confirmed messages in a classic and a quorum queue on a node
+                           that dies (``probe``: the consumer run with a deadline)
+``cluster_plots``          07: the node-loss timeline
 ``common``, ``panels``     what the lessons share; the panel machinery (ipywidgets)
 =========================  ===========================================================
 

@@ -111,9 +111,10 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
 
 def management_lag_s(result: BacklogResult, longest_s: float = 3.0) -> float | None:
     """How far the management API's ``messages_ready`` trailed the exact count in this run:
-    the shift (in 0.05 s steps) that best lays the exact curve onto the reported one."""
+    the shift (in 0.05 s steps) that best lays the exact curve onto the reported one (None
+    without a management API: both curves were read over AMQP)."""
     exact, mgmt = result.ready, result.samples
-    if len(exact) < 2 or len(mgmt) < 2:
+    if result.source != "management" or len(exact) < 2 or len(mgmt) < 2:
         return None
     times, values = exact["t_s"].to_numpy(), exact["ready"].to_numpy()
 
@@ -124,6 +125,17 @@ def management_lag_s(result: BacklogResult, longest_s: float = 3.0) -> float | N
     errors = [np.abs(exact_at(mgmt["t_s"].to_numpy() - d) - mgmt["messages_ready"].to_numpy())
               .mean() for d in shifts]
     return round(float(shifts[int(np.argmin(errors))]), 2)
+
+
+def lag_sentence(result: BacklogResult) -> str:
+    """How late the management API's ready count was in this run, in one sentence."""
+    lag = management_lag_s(result)
+    if result.source != "management":
+        return ("No management API answered, so there is no late count to compare: the ready "
+                "count was read over AMQP only, exact at each sample.")
+    if lag is None:
+        return "Too few samples to tell how late the management API's ready count was."
+    return f"The management API's ready count trailed the exact one by about {lag} s."
 
 
 def plot_backlog(result: BacklogResult):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import broker as broker_mod
-from .. import faults, node_control, runner
+from .. import dead_letter, faults, node_control, runner
 from ..faults.consumer_timeout import TICK_MS
 from ..tasks import equal
 from . import pitfalls_plots as figures
@@ -108,8 +108,8 @@ def poison_table(result: runner.RunResult) -> pd.DataFrame:
     s = result.summary
     waiting = s["classic_still_queued"] - s["injected"]
     where = {"classic": f"still going round (with {waiting} good tasks not yet done)",
-             "delivery-limit": f"dead-lettered: {s['dead_letter_reasons']}",
-             "worker-guard": f"dead-lettered: {s['guard_dead_letter_reasons']}"}
+             "delivery-limit": _ended(s["dead_lettered"], s["dead_letter_reasons"]),
+             "worker-guard": _ended(s["guard_dead_lettered"], s["guard_dead_letter_reasons"])}
     rows = []
     for label in s["runs"]:
         mine = [e for e in result.events if e["worker"].startswith(f"{label}/")]
@@ -128,6 +128,22 @@ def probe_table(summary: dict) -> pd.DataFrame:
         "default delivery limit (quorum queues)": summary["default_delivery_limit"] or "none",
         "basic.reject (requeue) counts toward it": summary["limit_counts_reject"],
         "basic.nack (requeue) counts toward it": summary["limit_counts_nack"]}, "measured")
+
+
+def _ended(dead_lettered: int, reasons: dict) -> str:
+    return (f"dead-lettered: {reasons}" if dead_lettered
+            else "gone: dropped, not in the dead-letter queue")
+
+
+def dead_letter_note(result) -> Text | None:
+    """Who took the poison to the dead-letter queue in each quorum run, in one sentence."""
+    if isinstance(result, Skipped):
+        return None
+    s = result.summary
+    runs = {"delivery-limit": s.get("dead_letter_route"),
+            "worker-guard": s.get("guard_dead_letter_route")}
+    return Text("; ".join(f"{label}: {dead_letter.ROUTE_WORDS.get(route, route)}"
+                          for label, route in runs.items()) + ".")
 
 
 def duplicates_table(result: runner.RunResult) -> pd.DataFrame:

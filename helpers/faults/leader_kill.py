@@ -1,0 +1,287 @@
+"""Kill nodes of a private cluster while workers are busy on a quorum queue, and count.
+
+A ``NodeLoss`` step plugged into the run skeleton (``helpers.runner.execute``), on a
+``helpers.cluster.PrivateCluster``. The run's queue is a quorum queue, replicated on every
+node; the workers are spread over the nodes (worker i starts on node i) and, like the
+producer, are given every node's URL: when their node goes away they connect to the next
+that answers. Tasks are published in small batches with publisher confirms, so publishing
+is still under way when the nodes die.
+
+* ``leader-kill``: SIGKILL the node that leads the queue. The two others elect a new leader
+  among themselves; clients of the dead node reconnect to another; nothing confirmed is lost.
+* ``majority-loss``: SIGKILL the leader, then followers, until only a minority of the
+  cluster runs. Alone, a node cannot elect a leader: the queue takes (confirms) and delivers
+  nothing. ``down_s`` later one node is started again (the one down longest: a node that was
+  already down, else the first one killed); with a majority back, the queue elects a leader
+  and every confirmed task is delivered.
+
+Figures (beside the ``run`` keys): ``nodes``, ``killed_node`` (and ``killed_nodes``),
+``leaderless_s`` (from the kill until a running node leads the queue, as the management API
+of a surviving node reports it, polled every 50 ms), ``recovery_s`` (until every worker
+consumes again: the queue has a leader and the last worker cut off has reconnected),
+``held_at_fault`` and ``recovered`` (confirmed, not done at the kill; of those, done in the
+end), ``nacks``, ``republished``, ``confirmed_while_down`` (confirms from just after the
+kill to the restart), ``first_confirm_after_kill_s`` (confirms are timed per batch, when its
+publish call returned, so both count from ``GRACE_S`` after the kill) and the two sources of
+duplicates (``duplicates_redelivered``: a worker on the dead node did the task but its ack
+died with the node; ``duplicates_republished``: the producer published again a message it
+had no confirm for, and the first copy had been taken after all).
+
+Used by ``python -m helpers fault leader-kill|majority-loss``, notebook 07 and
+tests/test_cluster_lesson.py.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+
+from .. import broker as broker_mod
+from .. import runner, settings, topology
+from ..errors import BadInputError, BrokerControlError, HelpersError
+from ..monitor import wait_settled
+from ..tasks import Task
+
+#: Scenario name -> what the step kills: the leader, or enough nodes to lose the majority.
+KILLS = {"leader-kill": "leader", "majority-loss": "majority"}
+#: How often the step asks a surviving node which node leads the queue (seconds).
+POLL_S = 0.05
+#: Confirms count as "after the kill" from this long after it: a batch confirmed just
+#: before it is recorded when its publish call returns, a few milliseconds later (seconds).
+GRACE_S = 0.25
+NAN = float("nan")
+
+
+def cluster_broker(cluster) -> broker_mod.Broker:
+    """The cluster as one broker for the run skeleton: every node's URL, first running first."""
+    members = cluster.members()
+    running = [m for m in members if m.node_pid()]
+    if not running:
+        raise BrokerControlError("No node of the private cluster is running: start it with "
+                                 "`python -m helpers cluster start`.")
+    urls = [m.url for m in running] + [m.url for m in members if m not in running]
+    return broker_mod.Broker(url=",".join(urls), management_url=running[0].management_url,
+                             kind="cluster")
+
+
+class NodeLoss(runner.Step):
+    """SIGKILL ``kill`` (``leader``, ``follower``, ``majority`` or a node) ``after_s`` s in.
+
+    With ``down_s``, the node down longest (one already down, else the first killed) is
+    started again that many seconds after the kill; with ``restore``, every node this step
+    killed is started again once the run is over.
+    """
+
+    extra_s = 2 * settings.BOOT_TIMEOUT_S
+
+    def __init__(self, cluster, kill: str = "leader", after_s: float = 1.0,
+                 down_s: float | None = None, restore: bool = False, name: str | None = None):
+        self.cluster, self.kill, self.after_s = cluster, kill, after_s
+        self.name = name or next((k for k, v in KILLS.items() if v == kill), f"kill-{kill}")
+        self.down_s, self.restore = down_s, restore
+        self.fault: dict = {"killed": []}
+        self.settled = False
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    # -- choosing and killing ------------------------------------------------------------
+    def _victims(self, queue: str) -> list[str]:
+        running = [m.nodename for m in self.cluster.members() if m.node_pid()]
+        leader = self.cluster.leader_of(queue)
+        self.fault["leader_before"] = leader
+        if self.kill == "leader":
+            return [leader] if leader in running else []
+        if self.kill == "follower":
+            return [n for n in running if n != leader][-1:]
+        if self.kill == "majority":
+            order = [leader] + [n for n in reversed(running) if n != leader]
+            keep = self.cluster.size // 2  # a minority: no leader can be elected
+            return [n for n in order if n in running][:max(0, len(running) - keep)]
+        return [self.cluster.member(self.kill).nodename]
+
+    def started(self, run: runner.Run) -> None:
+        for target in (self._inject, self._watch_leader):
+            thread = threading.Thread(target=target, args=(run,), daemon=True,
+                                      name=f"node-loss-{target.__name__}")
+            thread.start()
+            self._threads.append(thread)
+
+    def _inject(self, run: runner.Run) -> None:
+        run.publisher.started.wait()
+        if self._stop.wait(self.after_s):
+            return
+        try:
+            victims = self._victims(run.spec.name)
+            if not victims:
+                raise BrokerControlError(f"no running node matches {self.kill!r}")
+            self.fault["down_before"] = [m.nodename for m in self.cluster.members()
+                                         if not m.node_pid()]
+            self.fault["finished_before"] = set(run.pool.log.finished)
+            self.fault["confirmed_before"] = set(run.publisher.confirmed_t)
+            self.fault["t_kill"] = time.time()
+            for node in victims:
+                self.cluster.kill(node)
+                self.fault["killed"].append(node)
+            self.fault["t_killed"] = time.time()
+            if self.down_s is not None:
+                self._stop.wait(max(0.0, self.fault["t_kill"] + self.down_s - time.time()))
+                self.fault["t_restart"] = time.time()
+                self.fault["revived"] = (self.fault["down_before"] or victims)[0]
+                self.cluster.start_node(self.fault["revived"])
+                self.fault["t_restarted"] = time.time()
+        except HelpersError as exc:
+            self.fault["error"] = str(exc)
+        finally:
+            self.fault.setdefault("t_kill", None)
+
+    def _watch_leader(self, run: runner.Run) -> None:
+        """Note when a running node leads the queue again after the kill."""
+        while "t_kill" not in self.fault and not self._stop.wait(POLL_S):
+            pass
+        if self.fault.get("t_kill") is None:
+            return
+        while not self._stop.is_set():
+            leader = self.cluster.leader_of(run.spec.name)
+            # A dead node named as leader is a stale record, unless it was started again
+            # (and its VM alone is not enough: it must have booted, see start_node).
+            dead = set(self.fault["killed"]) | set(self.fault.get("down_before", []))
+            back = leader not in dead or (leader == self.fault.get("revived")
+                                          and "t_restarted" in self.fault)
+            if leader and back and self.cluster.member(leader).node_pid():
+                self.fault.update(t_leader=time.time(), new_leader=leader)
+                return
+            self._stop.wait(POLL_S)
+
+    # -- after the run ---------------------------------------------------------------------
+    def finished(self, run: runner.Run, done: bool) -> None:
+        if done and "t_kill" in self.fault:  # let a restart under way end, and the watcher
+            self._threads[0].join(timeout=self.extra_s)
+            self._threads[1].join(timeout=10)
+        self._stop.set()  # a run over before the kill kills nothing
+        for thread in self._threads:
+            thread.join(timeout=self.extra_s)
+        if "error" in self.fault:
+            raise BrokerControlError(f"The node kill failed ({self.fault['error']}): see "
+                                     "`python -m helpers cluster status`.")
+        if done:
+            self.settled = wait_settled(cluster_broker(self.cluster), run.spec.name)
+        if self.restore:
+            for node in self.fault["killed"]:
+                if not self.cluster.member(node).node_pid():
+                    self.cluster.start_node(node)
+
+    def summary(self, run: runner.Run) -> dict:
+        fault, events, published = self.fault, run.pool.snapshot(), run.published
+        t_kill = fault.get("t_kill") or NAN
+        held = fault.get("confirmed_before", set()) - fault.get("finished_before", set())
+        completed = {e["task"] for e in events if e["event"] == "finished"}
+        leaderless = fault.get("t_leader", NAN) - t_kill
+        # A worker cut off by the kill consumes again at its first "ready" after it.
+        cut = {e["worker"] for e in events if e["event"] == "disconnected" and e["t"] > t_kill}
+        back = {e["worker"]: e["t"] - t_kill for e in reversed(events)
+                if e["event"] == "ready" and e["worker"] in cut and e["t"] > t_kill}
+        recovery = max([leaderless, *back.values()]) if len(back) == len(cut) else NAN
+        after = sorted(t for t in run.publisher.confirmed_t.values() if t > t_kill + GRACE_S)
+        dup_redelivered, dup_republished = _duplicate_sources(events)
+        return dict(
+            fault=self.name,
+            nodes=self.cluster.size, killed_node=(fault["killed"] or [None])[0],
+            killed_nodes=list(fault["killed"]), leader_before=fault.get("leader_before"),
+            down_before=fault.get("down_before", []), revived_node=fault.get("revived"),
+            new_leader=fault.get("new_leader"), fault_at_s=round(t_kill - published.t_first, 3),
+            leaderless_s=round(leaderless, 3), recovery_s=round(recovery, 3),
+            down_s=round(fault.get("t_restarted", NAN) - t_kill, 3),
+            first_confirm_after_kill_s=round(after[0] - t_kill, 3) if after else NAN,
+            confirmed_while_down=(sum(t_kill + GRACE_S < t < fault["t_restart"]
+                                      for t in run.publisher.confirmed_t.values())
+                                  if "t_restart" in fault else None),
+            held_at_fault=len(held), recovered=len(held & completed),
+            nacks=run.publisher.nacks, publisher_retries=published.reconnects,
+            republished=len(published.published) - len(set(published.published)),
+            duplicates_redelivered=dup_redelivered, duplicates_republished=dup_republished,
+            worker_disconnects=len([e for e in events if e["event"] == "disconnected"]),
+            worker_reconnects=sum(e["event"] == "ready" and e.get("generation", 0) > 0
+                                  for e in events),
+            settled=self.settled, publish_error=run.publisher.error, t_kill=t_kill,
+            node_of={_host_port(m.url): m.nodename for m in self.cluster.members()},
+            confirmed_at_s=sorted(round(t - published.t_first, 3)
+                                  for t in run.publisher.confirmed_t.values()),
+            t_leader=fault.get("t_leader"), t_restart=fault.get("t_restart"),
+            t_restarted=fault.get("t_restarted"))
+
+
+def _host_port(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def _duplicate_sources(events: list[dict]) -> tuple[int, int]:
+    """Completions beyond the first: of redelivered messages, and of republished copies."""
+    redelivered = {e["delivery"] for e in events
+                   if e["event"] == "delivered" and e.get("redelivered")}
+    seen: set = set()
+    by_redelivery = by_copy = 0
+    for e in sorted((e for e in events if e["event"] == "finished"), key=lambda e: e["t"]):
+        if e["task"] in seen:
+            if e["delivery"] in redelivered:
+                by_redelivery += 1
+            else:
+                by_copy += 1
+        seen.add(e["task"])
+    return by_redelivery, by_copy
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=None,
+        kill: str | None = None, fault_after_s: float = 1.0, down_s: float | None = None,
+        restore: bool = True, batch: int = 10, pace_s: float = 0.05,
+        timeout: float | None = None, save: bool = True, label: str | None = None,
+        progress=None, queue_type: str | None = None, discard=None) -> runner.RunResult:
+    """Run ``tasks`` on a quorum queue of the private cluster and kill nodes mid-run.
+
+    Parameters
+    ----------
+    name: ``leader-kill`` or ``majority-loss`` (see the module docstring).
+    cluster: a running ``PrivateCluster`` (default: the checkout's, started if needed).
+    kill: overrides what the scenario kills: ``leader``, ``follower``, ``majority`` or a node.
+    fault_after_s: seconds after the first confirmed batch at which the nodes die.
+    down_s: majority loss: seconds from the kill to starting the first node killed again.
+    restore: start every killed node again once the run is over (the cluster is whole again).
+    queue_type: ``quorum`` or None (the only queue these scenarios are about).
+    discard: deletes the run's queue (see ``runner.execute``): with a node down, RabbitMQ
+        takes 5 s to delete a quorum queue (it waits for the missing member), so the
+        notebook defers it.
+    """
+    if name not in KILLS:
+        raise BadInputError(f"the fault must be one of {', '.join(KILLS)} (got {name!r}).")
+    if queue_type not in (None, "quorum"):
+        raise BadInputError(f"{name} runs on a quorum queue, the kind replicated on every node "
+                            f"(got --queue-type {queue_type}): leave the queue type out.")
+    if batch < 1 or pace_s < 0 or fault_after_s < 0:
+        raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
+    if cluster is None:
+        from ..cluster import PrivateCluster
+
+        cluster = PrivateCluster()
+        cluster.start()
+    if name == "majority-loss" and down_s is None:
+        down_s = 4.0
+    step = NodeLoss(cluster, kill or KILLS[name], fault_after_s, down_s, restore, name)
+    spec = topology.unique_spec(label or name, kind="quorum", dead_letter=False)
+    pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
+    return runner.execute(workers, prefetch, tasks, steps=[step], pace=pace,
+                          broker=cluster_broker(cluster), queue=spec, label=label or name,
+                          timeout=timeout, progress=progress, save=save, discard=discard)
+
+
+def line(summary: dict) -> str:
+    """The figures of a node-loss run in one line, as the CLI prints them."""
+    s = summary
+    killed = ", ".join(s["killed_nodes"]) or "no node"
+    return (f"{s['fault']}: killed {killed} {s['fault_at_s']:.1f} s into the run; a running "
+            f"node led the queue again after {s['leaderless_s']:.2f} s, every worker consumed "
+            f"again after {s['recovery_s']:.2f} s: confirmed {s['tasks_confirmed']}, completed "
+            f"{s['tasks_completed']}, lost {s['tasks_lost']}; held at the kill "
+            f"{s['held_at_fault']}, recovered {s['recovered']}; duplicates {s['duplicates']} "
+            f"({s['duplicates_redelivered']} redelivered, {s['duplicates_republished']} "
+            f"republished), redeliveries {s['redeliveries']}, nacks {s['nacks']}, worker "
+            f"reconnects {s['worker_reconnects']}")
