@@ -10,10 +10,15 @@ workers (``benchmarks/tutorial_worker.py``) and Celery (``benchmarks/celery_app.
   every event of every task while doing it);
 * start-up: from spawn to all 8 workers consuming (taken from the odd-heavy runs);
 
-and then publishing (``publish_confirms``) and scaling (makespan against 1 to 16 of the
-project's workers, sleeping and CPU-bound tasks). The machine is shared and noisy, so each
-comparison is repeated with the peers interleaved, and the table reports medians, the
-spread (min-max) and ratios taken within the same run, never a lone absolute time.
+the same dispatch workloads with the project's other modes (prefetch 2, and the reserve
+mode of ``helpers.reserve``), on quorum queues (the default) and classic ones; start-up of
+1, 8 and 32 workers (``startup``: the fork server cold and warm, fresh interpreters, the
+tutorial's); publishing (``publish_confirms``) on both queue types; a big run (``scale``:
+100,000 zero-length tasks on 8 and 32 workers, each in a process of its own); and scaling
+(makespan against 1 to 16 of the project's workers, sleeping and CPU-bound tasks). The
+machine is shared and noisy, so each comparison is repeated with the peers interleaved,
+and the table reports medians, the spread (min-max) and ratios taken within the same run,
+never a lone absolute time. ``benchmarks.report`` renders the table and the targets.
 
 Run: ``python -m benchmarks.bench [--repeats 3] [--quick] [--json PATH] [--plot PATH]``.
 """
@@ -27,7 +32,7 @@ import math
 import os
 import platform
 import random
-import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -39,9 +44,13 @@ from helpers.pool import WorkerPool
 from helpers.settings import CHECKOUT
 from helpers.tasks import Task, odd_heavy  # odd tasks heavy: the fair-dispatch workload
 
-from . import peers, publish_confirms
+from . import peers, publish_confirms, report, startup
 
 PEERS = ("project", "tutorial", "celery")
+#: The project's other dispatch modes, measured on the same workloads (not on zero-length).
+VARIANTS = ("project-p2", "project-reserve")
+#: Queue types, the default first; Celery runs on classic queues only.
+KINDS = ("quorum", "classic")
 FIGURES = CHECKOUT / "docs" / "figures"
 
 #: Full sizes (the issue's) and the quick ones the test uses so the harness cannot rot.
@@ -49,15 +58,13 @@ SIZES = {
     "full": dict(odd_tasks=400, odd_workers=8, heavy=0.05, light=0.005, skew_tasks=300,
                  skew_workers=6, skew_median=0.02, zero_tasks=2000, zero_workers=4,
                  publish_tasks=10_000, scale_workers=list(range(1, 17)), scale_tasks=48,
-                 scale_sleep=0.04, scale_cpu=0.02),
+                 scale_sleep=0.04, scale_cpu=0.02, startup_workers=[1, 8, 32],
+                 big_tasks=100_000, big_workers=[8, 32]),
     "quick": dict(odd_tasks=16, odd_workers=2, heavy=0.02, light=0.002, skew_tasks=12,
                   skew_workers=2, skew_median=0.005, zero_tasks=40, zero_workers=2,
                   publish_tasks=200, scale_workers=[1, 2], scale_tasks=4, scale_sleep=0.01,
-                  scale_cpu=0.005),
+                  scale_cpu=0.005, startup_workers=[1, 2], big_tasks=200, big_workers=[1, 2]),
 }
-
-TARGETS = {"dispatch": 1.03, "zero_vs_tutorial": 1.0, "startup_vs_tutorial": 1.0,
-           "confirmed_vs_unconfirmed": 0.7}
 
 
 # -- workloads ---------------------------------------------------------------------------
@@ -69,22 +76,30 @@ def skewed(n: int, median: float, seed: int = 5, sigma: float = 0.6) -> list[Tas
 
 
 # -- one measurement per peer ------------------------------------------------------------
-def run_once(peer: str, found: broker.Broker, tasks: list[Task], workers: int) -> dict:
+def run_once(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
+             kind: str = "classic") -> dict:
     """Makespan, ideal and spawn time of ``tasks`` on ``workers`` workers of ``peer``."""
-    if peer != "project":
-        return peers.run_peer(peer, found, tasks, workers)
-    result = runner.run(workers, 1, tasks, broker=found, save=False, label="bench")
+    if not peer.startswith("project"):
+        return peers.run_peer(peer, found, tasks, workers, kind=kind)
+    prefetch, options = {"project": (1, {}), "project-p2": (2, {}),
+                         "project-reserve": (2, {"reserve": True})}[peer]
+    result = runner.run(workers, prefetch, tasks, broker=found, save=False, label="bench",
+                        queue_type=kind, **options)
     s, d = result.summary, result.deliveries
     done = d[d["finished_t"].notna()]
-    return {"peer": peer, "workers": workers, "tasks": len(tasks),
+    counts = [e.get("delivery_count") or 0 for e in result.events if e["event"] == "delivered"]
+    return {"peer": peer, "workers": workers, "tasks": len(tasks), "kind": kind,
             "tasks_completed": s["tasks_completed"], "complete": s["completed_in_time"],
             "makespan_s": s["makespan_s"], "ideal_makespan_s": s["ideal_makespan_s"],
             "makespan_over_ideal": s["makespan_over_ideal"], "spawn_s": s["spawn_s"],
+            "duplicates": s["duplicates"], "redeliveries": s["redeliveries"],
+            "handed_back": s["handed_back"], "max_delivery_count": max(counts, default=0),
             **peers.gaps(list(zip(done["worker"], done["started_t"], done["finished_t"])),
                          result.publish.t_first)}
 
 
-def compare(found: broker.Broker, sizes: dict, repeats: int, peer_list, log) -> dict:
+def compare(found: broker.Broker, sizes: dict, repeats: int, peer_list, log,
+            kind: str = "classic") -> dict:
     """Dispatch, overhead and start-up for every peer, interleaved ``repeats`` times."""
     workloads = {
         "odd-heavy": (odd_heavy(sizes["odd_tasks"], sizes["heavy"], sizes["light"]),
@@ -93,28 +108,58 @@ def compare(found: broker.Broker, sizes: dict, repeats: int, peer_list, log) -> 
         "zero-length": ([Task(f"z{i:05d}", 0.0) for i in range(1, sizes["zero_tasks"] + 1)],
                         sizes["zero_workers"]),
     }
-    runs: dict = {name: {p: [] for p in peer_list} for name in workloads}
+    runs: dict = {name: {p: [] for p in peer_list
+                         if not (name == "zero-length" and p in VARIANTS)}
+                  for name in workloads}
     for r in range(repeats):
-        order = list(peer_list) if r % 2 == 0 else list(reversed(peer_list))
         for name, (tasks, workers) in workloads.items():
+            order = list(runs[name]) if r % 2 == 0 else list(reversed(runs[name]))
             for peer in order:
                 t = time.monotonic()
-                row = run_once(peer, found, tasks, workers)
+                row = run_once(peer, found, tasks, workers, kind)
                 runs[name][peer].append(row)
-                log(f"  [{r + 1}/{repeats}] {name:<11} {peer:<8} makespan/ideal "
+                log(f"  [{r + 1}/{repeats}] {kind:<7} {name:<11} {peer:<15} makespan/ideal "
                     f"{row['makespan_over_ideal']:.3f}  gap {row['gap_ms']:.2f} ms  "
-                    f"first {row['first_start_ms']:.1f} ms  spawn {row['spawn_s']:.2f} s  "
+                    f"spawn {row['spawn_s']:.2f} s  "
                     f"({'complete' if row['complete'] else 'INCOMPLETE'}, "
-                    f"{time.monotonic() - t:.1f} s)")
+                    f"{time.monotonic() - t:.1f} s, load {os.getloadavg()[0]:.1f})")
     return runs
 
 
-def measure_publishing(found: broker.Broker, n: int, log) -> dict:
-    """``publish_confirms``: pipelined, one confirm per message, none (two ways)."""
-    rows = {}
-    for mode in publish_confirms.MODES:
-        rows[mode] = publish_confirms.measure(found.url, n, mode)
-        log(f"  publish {mode:<10} {rows[mode]['per_s']:>7} tasks/s")
+def measure_publishing(found: broker.Broker, n: int, repeats: int, log) -> dict:
+    """``publish_confirms`` on each queue type: ``{kind: {mode: [row per repeat]}}``; one
+    confirm per message (slow, and far from the target either way) is measured once."""
+    out: dict = {kind: {mode: [] for mode in publish_confirms.MODES} for kind in KINDS}
+    for r in range(repeats):
+        for kind in KINDS:
+            modes = [m for m in publish_confirms.MODES if m != "each" or r == 0]
+            for mode in modes if r % 2 == 0 else reversed(modes):
+                out[kind][mode].append(publish_confirms.measure(found.url, n, mode, kind))
+            log(f"  [{r + 1}/{repeats}] publish {kind:<7} " + "  ".join(
+                f"{m} {out[kind][m][-1]['until_queued_s']:.3f} s" for m in modes))
+    return out
+
+
+def measure_big(sizes: dict, log) -> list[dict]:
+    """``benchmarks.scale`` runs, each in a process of its own (its peak memory is its own)."""
+    rows = []
+    for kind in KINDS:
+        for workers in sizes["big_workers"]:
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--tasks",
+                                   str(sizes["big_tasks"]), "--workers", str(workers),
+                                   "--queue-type", kind], capture_output=True, text=True,
+                                  cwd=str(CHECKOUT), timeout=1800)
+            if proc.returncode != 0:
+                log(f"  big run {kind} {workers} workers failed: {proc.stderr.strip()[-300:]}")
+                rows.append({"queue_type": kind, "workers": workers, "complete": False,
+                             "tasks": sizes["big_tasks"], "completed": 0})
+                continue
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            log(f"  big run {kind:<7} {workers:>2} workers: {r['completed']}/{r['tasks']} in "
+                f"{r['makespan_s']:.1f} s, {r['tasks_per_s']:.0f} tasks/s, parent "
+                f"{r['parent_peak_mb']} MB, cpu {r['parent_cpu_s']} s, broker cpu "
+                f"{r['broker_cpu_s']} s, frame {r['frame_s']:.2f} s, load {r['load']}")
     return rows
 
 
@@ -158,177 +203,6 @@ def measure_scaling(found: broker.Broker, sizes: dict, log) -> list[dict]:
     return rows
 
 
-# -- the report --------------------------------------------------------------------------
-def _median(values):
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    return statistics.median(values) if values else float("nan")
-
-
-def figures(runs: dict, publishing: dict, scaling: list[dict]) -> dict:
-    """The headline figures and ratios, each a median over the repeats."""
-    out: dict = {}
-    for name in ("odd-heavy", "skewed"):
-        for peer, rows in runs[name].items():
-            out[f"{name}:{peer}"] = [r["makespan_over_ideal"] if r["complete"] else float("nan")
-                                     for r in rows]
-    for peer, rows in runs["zero-length"].items():
-        out[f"zero:{peer}"] = [r["tasks"] / r["makespan_s"] if r["complete"] else float("nan")
-                               for r in rows]
-    for name in ("odd-heavy", "skewed", "zero-length"):
-        for peer, rows in runs[name].items():
-            out[f"gap-{name}:{peer}"] = [r["gap_ms"] for r in rows]
-    for peer, rows in runs["odd-heavy"].items():
-        out[f"first-odd-heavy:{peer}"] = [r["first_start_ms"] for r in rows]
-        out[f"startup:{peer}"] = [r["spawn_s"] for r in rows]
-    # Ratios within the same repeat (same minute, same load), then their median.
-    for peer in ("tutorial", "celery"):
-        if f"zero:{peer}" in out:
-            out[f"zero:project/{peer}"] = [a / b for a, b in zip(out["zero:project"],
-                                                                 out[f"zero:{peer}"])]
-            out[f"startup:project/{peer}"] = [a / b for a, b in zip(out["startup:project"],
-                                                                    out[f"startup:{peer}"])]
-    return out
-
-
-def _cell(values, fmt: str) -> str:
-    values = [v for v in values or [] if v is not None and not math.isnan(v)]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return fmt.format(values[0])
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-" \
-           f"{fmt.format(max(values))})"
-
-
-def render(fig: dict, publishing: dict, peer_list, meta: dict, repeats: int) -> str:
-    """One text table: every figure with its spread, then the targets with the ratios."""
-    sizes = meta["sizes"]
-    lines = [f"Benchmarks side by side, {meta['date']}",
-             f"{meta['machine']}; RabbitMQ {meta['rabbitmq']}, Python {meta['python']}",
-             f"median of {repeats} interleaved runs (min-max); ratios are taken within each "
-             "run, then the median", ""]
-    if fig:
-        width = 24
-        head = f"{'':<36}" + "".join(f"{p:>{width}}" for p in peer_list)
-        lines += [head, "-" * len(head)]
-        rows = [
-            (f"odd-heavy {sizes['odd_tasks']}/{sizes['odd_workers']}w, makespan/ideal",
-             "odd-heavy", "{:.3f}"),
-            (f"skewed {sizes['skew_tasks']}/{sizes['skew_workers']}w, makespan/ideal",
-             "skewed", "{:.3f}"),
-            (f"zero-length {sizes['zero_tasks']}/{sizes['zero_workers']}w, tasks/s",
-             "zero", "{:.0f}"),
-            (f"start-up of {sizes['odd_workers']} workers, s", "startup", "{:.2f}"),
-            ("where dispatch time goes (odd-heavy):", None, None),
-            ("  idle gap between tasks, ms", "gap-odd-heavy", "{:.2f}"),
-            ("  first publish to first start, ms", "first-odd-heavy", "{:.1f}"),
-            ("  zero-length: gap between tasks, ms", "gap-zero-length", "{:.2f}"),
-        ]
-        for label, key, fmt in rows:
-            if key is None:
-                lines.append(label)
-                continue
-            lines.append(f"{label:<36}" + "".join(f"{_cell(fig.get(f'{key}:{p}'), fmt):>{width}}"
-                                                  for p in peer_list))
-        lines.append("")
-    if publishing:
-        n = next(iter(publishing.values()))["tasks"]
-        lines.append(f"publishing {n:,} persistent tasks   tasks/s   (s to last confirm or "
-                     "last byte sent; s until all queued)")
-        for mode, r in publishing.items():
-            lines.append(f"  {mode:<32}{r['per_s']:>7}   ({r['seconds']:.2f} s; "
-                         f"{r['until_queued_s']:.2f} s)")
-        lines.append("")
-    lines.append(f"{'target (ratios from this run)':<50}{'measured':>10}{'target':>10}  met")
-    for label, value, target, met in target_checks(fig, publishing):
-        mark = "-" if target == "(info)" else ("yes" if met else "NO")
-        lines.append(f"{label:<50}{value:>10.3f}{target:>10}  {mark}")
-    return "\n".join(lines)
-
-
-def target_checks(fig: dict, publishing: dict) -> list[tuple]:
-    """(label, measured, target text, met) for each target of the issue."""
-    checks = []
-    if fig:
-        for name in ("odd-heavy", "skewed"):
-            v = _median(fig.get(f"{name}:project", []))
-            checks.append((f"project {name}: makespan/ideal", v, f"<= {TARGETS['dispatch']}",
-                           v <= TARGETS["dispatch"]))
-            for peer in ("tutorial", "celery"):
-                if f"{name}:{peer}" in fig:
-                    v = _median(fig[f"{name}:{peer}"])
-                    checks.append((f"  {peer} {name}: makespan/ideal", v, "(info)", True))
-    if "zero:project/tutorial" in fig:
-        v = _median(fig["zero:project/tutorial"])
-        t = TARGETS["zero_vs_tutorial"]
-        checks.append(("zero-length tasks/s, project / tutorial", v, f">= {t}", v >= t))
-    if "zero:project/celery" in fig:
-        v = _median(fig["zero:project/celery"])
-        checks.append(("  zero-length tasks/s, project / celery", v, "(info)", True))
-    if "startup:project/tutorial" in fig:
-        v = _median(fig["startup:project/tutorial"])
-        t = TARGETS["startup_vs_tutorial"]
-        checks.append(("start-up time, project / tutorial", v, f"<= {t}", v <= t))
-    if publishing:
-        p = publishing
-        best = max(p["none"]["per_s"], p["none-async"]["per_s"])
-        v = p["pipelined"]["per_s"] / best
-        t = TARGETS["confirmed_vs_unconfirmed"]
-        checks.append(("pipelined confirms / fastest unconfirmed", v, f">= {t}", v >= t))
-        queued = {m: r["tasks"] / r["until_queued_s"] for m, r in p.items()}
-        v = queued["pipelined"] / max(queued["none"], queued["none-async"])
-        checks.append(("  the same, both timed until all queued", v, "(info)", True))
-        v = p["pipelined"]["per_s"] / p["none"]["per_s"]
-        checks.append(("  pipelined / unconfirmed tutorial-style", v, "(info)", True))
-        v = p["pipelined"]["per_s"] / p["each"]["per_s"]
-        checks.append(("  pipelined / one confirm per message", v, "(info)", True))
-    return checks
-
-
-def plot(scaling: list[dict], runs: dict, path: Path, meta: dict) -> None:
-    """Scaling (makespan against workers) and dispatch efficiency per peer, one figure."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    cores = os.cpu_count() or 1
-    for kind, color in (("sleep", "#1b9e77"), ("cpu", "#d95f02")):
-        rows = [r for r in scaling if r["kind"] == kind]
-        if not rows:
-            continue
-        ks = [r["workers"] for r in rows]
-        ax1.plot(ks, [r["makespan_s"] for r in rows], "o-", color=color,
-                 label=f"{kind} tasks ({rows[0]['tasks']} x {rows[0]['task_s'] * 1000:.0f} ms)")
-        floor = [r["ideal_makespan_s"] if kind == "sleep" else
-                 r["tasks"] * r["task_s"] / min(r["workers"], cores) for r in rows]
-        ax1.plot(ks, floor, "--", color=color, alpha=0.6,
-                 label="ideal" if kind == "sleep" else f"ideal on {cores} cores")
-    ax1.set_xlabel("workers")
-    ax1.set_ylabel("makespan (s)")
-    ax1.set_yscale("log")
-    ax1.set_title(f"Scaling: the project's workers on {cores} cores")
-    if scaling:
-        ax1.legend(fontsize=8)
-    names = [n for n in ("odd-heavy", "skewed") if n in runs]
-    peer_list = list(next(iter(runs.values())).keys()) if runs else []
-    width = 0.8 / max(1, len(peer_list))
-    for j, peer in enumerate(peer_list):
-        meds = [_median([r["makespan_over_ideal"] for r in runs[n][peer]]) for n in names]
-        ax2.bar([i + j * width for i in range(len(names))], meds, width, label=peer)
-    ax2.axhline(TARGETS["dispatch"], color="black", linestyle=":", label="target")
-    ax2.set_xticks([i + width * (len(peer_list) - 1) / 2 for i in range(len(names))], names)
-    ax2.set_ylim(0.95, None)
-    ax2.set_ylabel("makespan / ideal (lower is better)")
-    ax2.set_title("Dispatch efficiency at prefetch 1")
-    ax2.legend(fontsize=8)
-    fig.suptitle(f"{meta['date']}, {meta['machine']}, RabbitMQ {meta['rabbitmq']}", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def machine() -> str:
     """A short description of this machine, for the table and the README."""
     model = platform.processor() or platform.machine()
@@ -345,13 +219,15 @@ def machine() -> str:
            f"load {load:.2f} at start"
 
 
+SECTIONS = ["compare", "startup", "publishing", "big", "scaling"]
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per measure")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for the test)")
     parser.add_argument("--no-celery", action="store_true", help="leave Celery out")
-    parser.add_argument("--skip", action="append", default=[],
-                        choices=["compare", "publishing", "scaling"])
+    parser.add_argument("--skip", action="append", default=[], choices=SECTIONS)
     parser.add_argument("--json", default=str(CHECKOUT / "build" / "bench.json"))
     parser.add_argument("--plot", default=str(FIGURES / "bench-side-by-side.png"))
     parser.add_argument("--quiet", action="store_true", help="print only the table")
@@ -377,27 +253,36 @@ def main(argv=None) -> dict:
             "machine": machine(), "rabbitmq": found.version(),
             "python": platform.python_version(), "sizes": sizes, "repeats": args.repeats}
     started = time.monotonic()
-    runs, publishing, scaling = {}, {}, []
+    out: dict = {"meta": meta, "runs": {}, "startup": {}, "publishing": {}, "big": [],
+                 "scaling": []}
     if "compare" not in args.skip:
-        log("dispatch, overhead and start-up:")
-        runs = compare(found, sizes, args.repeats, peer_list, log)
+        for kind in KINDS:
+            log(f"dispatch, overhead and start-up ({kind} queues):")
+            peers_here = [p for p in peer_list if kind == "classic" or p != "celery"]
+            peers_here = peers_here[:1] + list(VARIANTS) + peers_here[1:]
+            out["runs"][kind] = compare(found, sizes, args.repeats, peers_here, log, kind)
+    if "startup" not in args.skip:
+        log("start-up (quorum queue):")
+        out["startup"] = startup.compare(found, sizes["startup_workers"], args.repeats, log)
     if "publishing" not in args.skip:
         log("publishing:")
-        publishing = measure_publishing(found, sizes["publish_tasks"], log)
+        out["publishing"] = measure_publishing(found, sizes["publish_tasks"], args.repeats,
+                                               log)
+    if "big" not in args.skip:
+        log("big runs:")
+        out["big"] = measure_big(sizes, log)
     if "scaling" not in args.skip:
         log("scaling:")
-        scaling = measure_scaling(found, sizes, log)
-    fig = figures(runs, publishing, scaling) if runs else {}
-    table = render(fig, publishing, peer_list, meta, args.repeats)
+        out["scaling"] = measure_scaling(found, sizes, log)
+    out["figures"] = report.figures(out)
+    out["targets"] = [list(c) for c in report.target_checks(out)]
+    out["table"] = table = report.render(out, peer_list)
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
     print(table)
     print(f"\n(took {meta['elapsed_s']:.0f} s)")
-    if args.plot and (scaling or runs):
-        plot(scaling, runs, Path(args.plot), meta)
+    if args.plot and (out["scaling"] or out["runs"]):
+        report.plot(out["scaling"], out["runs"].get("quorum", {}), Path(args.plot), meta)
         print(f"plot: {args.plot}")
-    out = {"meta": meta, "runs": runs, "publishing": publishing, "scaling": scaling,
-           "figures": fig, "targets": [list(c) for c in target_checks(fig, publishing)],
-           "table": table}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))

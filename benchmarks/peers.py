@@ -217,14 +217,14 @@ class PeerWorkers:
 
 
 def run_peer(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
-             timeout: float | None = None) -> dict:
+             timeout: float | None = None, kind: str = "classic") -> dict:
     """Run ``tasks`` on ``workers`` processes of ``peer`` (``tutorial`` or ``celery``).
 
     The same steps as ``helpers.runner.run``: a fresh durable queue, every worker consuming
     before the first publish, the same pipelined publisher with persistent messages, then
     makespan = first publish to the last completion the workers report.
     """
-    spec = topology.QueueSpec(f"bench-{peer}-{uuid.uuid4().hex[:8]}", kind="classic")
+    spec = topology.QueueSpec(f"bench-{peer}-{uuid.uuid4().hex[:8]}", kind=kind)
     with connect(found.url, name=f"bench {peer} setup") as conn:
         topology.declare(conn.channel(), spec)
     durations = {t.id: t.duration for t in tasks}

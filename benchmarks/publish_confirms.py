@@ -76,9 +76,10 @@ def _wait_queued(channel, spec: topology.QueueSpec, n: int, timeout: float = 60)
         time.sleep(0.002)
 
 
-def measure(url: str, n: int, confirms: str) -> dict:
-    """Publish ``n`` persistent zero-length tasks to a fresh durable queue; return the rates."""
-    spec = topology.QueueSpec(f"bench-publish-{confirms}-{uuid.uuid4().hex[:6]}", kind="classic")
+def measure(url: str, n: int, confirms: str, kind: str = "classic") -> dict:
+    """Publish ``n`` persistent zero-length tasks to a fresh durable queue of type ``kind``;
+    return the rates."""
+    spec = topology.QueueSpec(f"bench-publish-{confirms}-{uuid.uuid4().hex[:6]}", kind=kind)
     work = tasks.equal(n, 0)
     with connect(url, name=f"bench publish {confirms} watch") as conn:
         channel = conn.channel()
@@ -98,7 +99,8 @@ def measure(url: str, n: int, confirms: str) -> dict:
         finally:
             topology.delete(channel, spec)
     seconds = t_last - t_first
-    return {"confirms": confirms, "tasks": n, "confirmed": confirmed, "queued": queued,
+    return {"confirms": confirms, "kind": kind, "tasks": n, "confirmed": confirmed,
+            "queued": queued,
             "seconds": round(seconds, 3), "per_s": round(n / seconds),
             "until_queued_s": round(t_queued - t_first, 3)}
 

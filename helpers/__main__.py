@@ -105,7 +105,8 @@ def _run(args) -> int:
     result = runner.run(args.workers, args.prefetch, work, ack=args.ack, mode=args.mode,
                         kill_every=args.kill_every, seed=args.seed, progress=progress,
                         label=f"k{args.workers}-p{args.prefetch}", heartbeat=args.heartbeat,
-                        queue_type=args.queue_type, latency_ms=args.latency)
+                        queue_type=args.queue_type, latency_ms=args.latency,
+                        **({"reserve": True} if args.reserve else {}))
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(timing.table(result.summary))
@@ -207,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=int)
     p.add_argument("--latency", type=float, default=0, metavar="MS",
                    help="round trip (ms) added between each worker and the broker; 0 = none")
+    p.add_argument("--reserve", action="store_true",
+                   help="reserve mode (needs --prefetch 2): hold a second task, hand it back "
+                        "when the first runs long (helpers.reserve)")
     p.add_argument("--seed", type=int, default=0)
     _queue_type(p)
     p.add_argument("--json", help="write the summary as JSON here")

@@ -17,8 +17,11 @@ from .producer import PublishResult, blocked_sentence, message_properties, watch
 from .settings import BLOCKED_TIMEOUT_S
 from .topology import QueueSpec
 
-#: Messages handed to the socket per turn of the I/O loop.
+#: Messages handed to the socket in the first turn of the I/O loop; each later turn hands
+#: it twice as many as the one before, up to ``PUMP_BATCH_MAX``.
 PUMP_BATCH = 16
+#: The most messages handed to the socket per turn of the I/O loop.
+PUMP_BATCH_MAX = 4096
 
 
 class _Pipeline:
@@ -31,6 +34,7 @@ class _Pipeline:
         self.timeout, self.declare_queue, self.result, self.name = (
             timeout, declare_queue, result, name)
         self.next = 0
+        self.batch = PUMP_BATCH
         self.tag = 0
         self.pending: dict[int, str] = {}
         self.conn = None
@@ -109,16 +113,20 @@ class _Pipeline:
                                       callback=lambda _f: self._pump())
 
     def _pump(self, resumed: bool = False) -> None:
-        # At most PUMP_BATCH messages per turn of the I/O loop, which writes them before it
+        # PUMP_BATCH messages in the first turn of the I/O loop, which writes them before it
         # calls us again: the first task reaches the broker (and a worker) at once, instead
         # of after the whole window has been encoded (20 ms for 400 tasks, all counted in
-        # the makespan, which starts at the first publish).
+        # the makespan, which starts at the first publish). Then twice as many each turn:
+        # with 16 per turn for good, 10,000 persistent messages took 1.4-2x as long to be
+        # queued as with batches growing to thousands (the broker takes fewer, larger
+        # reads, and confirms them after fewer fsyncs).
         if resumed:
             self.resume_pending = False
             if self.failed or not self.channel.is_open:
                 return  # the channel went away in between: run() reports it
         props_for = self.persistent
-        batch_end = self.next + PUMP_BATCH
+        batch_end = self.next + self.batch
+        self.batch = min(self.batch * 2, PUMP_BATCH_MAX)
         while (self.next < len(self.pairs) and len(self.pending) < self.window
                and self.next < batch_end):
             task_id, body, headers = self.pairs[self.next]

@@ -138,3 +138,4 @@ def route(spec: QueueSpec) -> str:
     if not spec.dead_letter:
         return "off"
     return {"broker": "policy"}.get(spec.dead_letter_by, spec.dead_letter_by)
+

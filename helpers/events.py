@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 import threading
 import time
 
@@ -66,14 +67,46 @@ class EventLog:
 
 
 def parse_lines(lines: list[bytes], other: list[str]) -> list[dict]:
-    """The events among ``lines``; any line that is not JSON goes to ``other`` as text."""
+    """The events among ``lines``; any line that is not JSON goes to ``other`` as text.
+
+    The lines are parsed as one JSON array: one call instead of one per line, and the
+    decoder then shares each key's string among all the events (a run of 100,000 tasks
+    keeps 400,000 events; their own copies of the keys took about a third of the parent's
+    memory). Event names and worker names, repeated in every event, are interned too.
+    """
+    lines = [raw for raw in lines if raw.strip()]
+    if not lines:
+        return []
+    try:
+        events = json.loads(b"[" + b",".join(lines) + b"]")
+        if not all(isinstance(event, dict) for event in events):
+            raise ValueError("not all events")
+    except ValueError:
+        return _parse_each(lines, other)
+    for event in events:
+        _intern(event)
+    return events
+
+
+def _intern(event: dict) -> None:
+    for key in ("event", "worker"):
+        value = event.get(key)
+        if type(value) is str:
+            event[key] = sys.intern(value)
+
+
+def _parse_each(lines: list[bytes], other: list[str]) -> list[dict]:
     events = []
     for raw in lines:
-        if not raw.strip():
-            continue
         try:
-            events.append(json.loads(raw))
+            event = json.loads(raw)
         except ValueError:
+            other.append(raw.decode(errors="replace").rstrip())
+            continue
+        if isinstance(event, dict):
+            _intern(event)
+            events.append(event)
+        else:
             other.append(raw.decode(errors="replace").rstrip())
     return events
 

@@ -1,16 +1,16 @@
 """Start, kill, add and stop worker subprocesses, and collect their events live.
 
 The pool hands each child connection *settings* (a URL and a queue spec), never a live
-connection. Each child's stdin is a pipe held by the pool: when the pool's process dies
-for any reason the pipe closes and the children exit by themselves (``--exit-with-parent``).
-``stop()`` runs from ``with`` blocks, ``finally`` clauses and ``atexit``.
+connection; by default a warm fork server (``helpers.forkserver``) forks each child. Each
+child's stdin is a pipe held by the pool: when the pool's process dies for any reason the
+pipe closes and the children exit by themselves (``--exit-with-parent``). ``stop()`` runs
+from ``with`` blocks, ``finally`` clauses and ``atexit``.
 """
 from __future__ import annotations
 
 import atexit
 import collections
 import io
-import os
 import random
 import signal
 import subprocess
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from .connection import mask_url, rotated, url_list
 from .errors import BadInputError, HelpersError
 from .events import EventLog, parse_lines
+from . import forked
 from .proxy import LatencyProxy
-from .settings import CHECKOUT
+from .settings import FORK_SERVER
 from .topology import QueueSpec
 
 _LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
@@ -46,7 +47,7 @@ class WorkerHandle:
     """The pool's record of one worker process."""
 
     name: str
-    process: subprocess.Popen
+    process: subprocess.Popen  # or forked.ForkedProcess, its look-alike
     options: dict
     ready_t: float | None = None
     stderr: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
@@ -74,12 +75,14 @@ class WorkerPool:
     on_event: called with each event dict, from a reader thread.
     latency_ms: a round trip (ms) added between each worker and the broker by a
         ``LatencyProxy`` the pool starts and stops (workers "on a far host"); 0: none.
+    fork_server: True: fork each worker from a warm process (``helpers.forkserver``, consuming
+        sooner); False: ``python -m helpers.worker`` each. Default ``HELPERS_FORK_SERVER``.
     worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
     def __init__(self, url: str | list[str], spec: QueueSpec, prefetch: int = 1,
                  ack: str = "manual", mode: str = "thread", on_event=None, latency_ms: float = 0,
-                 **worker_options):
+                 fork_server: bool | None = None, **worker_options):
         if prefetch < 0:
             raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
         self.url, self.spec = ",".join(url_list(url)), spec  # (an empty list is refused)
@@ -90,6 +93,8 @@ class WorkerPool:
         self._counter = 0
         self._threads: list[threading.Thread] = []
         self.kills: list[dict] = []
+        use_fork = FORK_SERVER if fork_server is None else fork_server
+        self.fork_server = forked.shared(forked.worker_environment()) if use_fork else None
         _LIVE_POOLS.add(self)
 
     # -- spawning ------------------------------------------------------------------------
@@ -109,15 +114,11 @@ class WorkerPool:
         self._counter += 1
         name = overrides.pop("name", None) or f"w{self._counter}"
         options = {**self.defaults, **overrides}
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT),
-                                                          env.get("PYTHONPATH")]))
+        env = forked.worker_environment()
         # Read by the worker when --url is not given: the proxy's, or every URL, rotated.
         env["AMQP_URL"] = self.proxy.start() if self.proxy else \
             ",".join(rotated(self.url, self._counter - 1))
-        proc = subprocess.Popen(self._command(name, options), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                bufsize=0)
+        proc = forked.start_worker(self._command(name, options), env, self.fork_server)
         handle = WorkerHandle(name, proc, options)
         self.workers[name] = handle
         for target, stream in ((self._read_events, proc.stdout), (self._read_stderr, proc.stderr)):
@@ -129,10 +130,9 @@ class WorkerPool:
         return handle
 
     def _read_events(self, handle: WorkerHandle, stream) -> None:
-        # The pipes are unbuffered (bufsize=0, for stdin's sake), and readline on a raw pipe
-        # reads one byte per system call: about 100 calls per event line, which made this
-        # reader the busiest thread on the machine. Instead take whatever has arrived (one
-        # read), and hand all its lines over under one lock with one wake-up of the waiters.
+        # The pipes are unbuffered (bufsize=0, for stdin's sake): readline on a raw pipe reads
+        # one byte per system call (this reader was the machine's busiest thread). Instead
+        # take whatever has arrived, and hand its lines over under one lock, one wake-up.
         reader = io.BufferedReader(stream)
         rest = b""
         while True:

@@ -229,16 +229,17 @@ def _result(run: Run, durations: dict, prefetch: int, spawn_s: float, done: bool
     extra = {}
     for step in steps:
         extra.update(step.summary(run))
+    df = timing.deliveries(events, t0=published.t_first, durations=durations)
     summary = timing.summarize(
         events, published.published, published.confirmed, durations, run.names,
-        published.t_first, speeds=speeds, prefetch=prefetch,
+        published.t_first, speeds=speeds, frame=df, prefetch=prefetch,
         ack=worker_options.get("ack", "manual"), mode=worker_options.get("mode", "thread"),
         spawn_s=round(spawn_s, 4), kills=len(run.pool.kills), completed_in_time=done,
         queue=run.spec.name, queue_type=run.spec.kind,
         dead_letter=dead_letter.route(run.spec), broker_version=run.broker.version(),
         publish=published.summary(), latency_ms=worker_options.get("latency_ms", 0),
-        **extra)
-    df = timing.deliveries(events, t0=published.t_first, durations=durations)
+        reserve=bool(worker_options.get("reserve")),
+        handed_back=sum(e.get("event") == "handed-back" for e in events), **extra)
     samples = sampler.frame(t0=published.t_first) if sampler else None
     folder = timing.save_run(summary, df, label) if save else None
     return RunResult(summary, df, events, published, samples, folder, list(run.pool.kills))
@@ -269,6 +270,10 @@ def run(workers: int, prefetch: int, tasks: list[Task], *, ack: str = "manual",
     """
     validate(workers, prefetch, tasks, kill_every)
     check_round_trip(latency_ms)
+    if worker_options.get("reserve") and (prefetch != 2 or mode != "thread" or ack != "manual"):
+        raise BadInputError("Reserve mode holds one task in hand and one in reserve: use "
+                            "prefetch 2 with manual acks in thread mode (got prefetch "
+                            f"{prefetch}).")
     if speeds is not None and len(speeds) != workers:
         raise BadInputError(f"speeds needs one value per worker ({workers}), got {len(speeds)}.")
     if speeds is not None and not all(is_number(v) and 0 < v < math.inf for v in speeds):

@@ -43,22 +43,28 @@ def deliveries(events: list[dict], t0: float | None = None,
         key = ev.get("delivery")
         if key is None:
             continue
-        row = rows.setdefault(key, {"delivery": key, "worker": ev["worker"],
-                                    "task": ev.get("task"), "redelivered": False})
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {"delivery": key, "worker": ev["worker"], "task": ev.get("task"),
+                               "redelivered": False}
         name = ev["event"]
-        if name in _STAMPS:
-            row[_STAMPS[name]] = ev["t"]
+        stamp = _STAMPS.get(name)
+        if stamp is not None:
+            row[stamp] = ev["t"]
         if name == "delivered":
             row["redelivered"] = bool(ev.get("redelivered"))
         elif name == "failed":
             row["failed"] = ev.get("reason", "")
-        elif name in ("crashed", "abandoned", "rejected"):
+        elif name in ("crashed", "abandoned", "rejected", "handed-back"):
             row[name] = True
+    # The outcome from the plain rows, before pandas: 100,000 rows through
+    # DataFrame.to_dict took 1.8 s of the 3.1 s this function took (cProfile).
+    for row in rows.values():
+        row["outcome"] = _outcome(row)
     df = pd.DataFrame(list(rows.values()))
     for col in _COLUMNS:
         if col not in df:
             df[col] = pd.Series(dtype="float64" if col.endswith("_t") else "object")
-    df["outcome"] = [_outcome(r) for r in df.to_dict("records")]
     df = df[_COLUMNS].sort_values("delivered_t", kind="stable").reset_index(drop=True)
     if t0 is not None:
         df["start_s"] = df["started_t"] - t0
@@ -71,15 +77,18 @@ def deliveries(events: list[dict], t0: float | None = None,
 
 
 def _outcome(row: dict) -> str:
+    """A delivery's outcome from its row of events (missing stamps are absent or None)."""
     if row.get("rejected") is True:  # dead-lettered by the worker's guard, never run
         return "rejected"
-    if pd.notna(row.get("acked_t")):
+    if row.get("handed-back") is True:  # reserve mode: back to the queue, never started
+        return "handed back"
+    if row.get("acked_t") is not None:
         return "acked"
-    if pd.notna(row.get("finished_t")):
+    if row.get("finished_t") is not None:
         return "finished"
     if isinstance(row.get("failed"), str) and row["failed"].startswith("malformed"):
         return "failed"
-    if pd.notna(row.get("started_t")):
+    if row.get("started_t") is not None:
         return "cut"
     return "queued"
 
@@ -116,7 +125,8 @@ def ideal_makespan(durations, workers: int, speeds=None) -> float:
 
 
 def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
-              workers: list[str], t_publish: float, speeds=None, **extra) -> dict:
+              workers: list[str], t_publish: float, speeds=None,
+              frame: pd.DataFrame | None = None, **extra) -> dict:
     """The run's metrics as one JSON-ready dict (the ``run --json`` contract keys included).
 
     Parameters
@@ -124,8 +134,10 @@ def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
     durations: task id -> nominal seconds of work.
     workers: names of the workers that were running when the tasks were published.
     t_publish: wall-clock time of the first publish (start of the makespan).
+    frame: ``deliveries(events)`` when the caller has built it already (a big run's
+        events make it twice otherwise, and both copies at once in memory).
     """
-    df = deliveries(events)
+    df = deliveries(events) if frame is None else frame
     completions = df[df["finished_t"].notna()].groupby("task").size()
     completed = set(completions.index) & set(published_ids)
     confirmed = set(confirmed_ids)

@@ -240,3 +240,25 @@ def wait_settled_declarations(declared_at: float, settle_s: float = settings.SET
     the seconds since ``declared_at`` (see ``settings.SETTLE_S``: before a crash)."""
     time.sleep(max(0.0, declared_at + settle_s - time.monotonic()))
     return time.monotonic() - declared_at
+
+
+def reject_for_good(channel, spec: QueueSpec, method, props, body: bytes) -> str:
+    """Reject a message for good: the broker dead-letters it (a policy, or the queue's own
+    argument), or, where neither is set, publish it to ``<queue>.dead`` ourselves and ack
+    it. Returns who did it."""
+    if spec.dead_letter_by != "worker" or not spec.dead_letter:
+        channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+        return "broker" if spec.dead_letter else "nobody (dropped)"
+    import pika
+
+    headers = dict(props.headers or {})
+    # What the broker would have added, and who did it instead.
+    headers["x-death"] = [{"reason": "rejected", "queue": spec.name, "count": 1,
+                           "exchange": "", "routing-keys": [spec.name]}]
+    headers["x-dead-lettered-by"] = "worker"
+    copy = pika.BasicProperties(delivery_mode=props.delivery_mode or 2,
+                                message_id=props.message_id, headers=headers,
+                                content_type=props.content_type)
+    channel.basic_publish("", spec.dead_letter_queue, body, copy)
+    channel.basic_ack(delivery_tag=method.delivery_tag)
+    return "worker"

@@ -41,9 +41,10 @@ import time
 from . import tasks as task_bodies
 from .console import human_line
 from .console import preview as _preview
+from .reserve import ReserveKeeper
 from .settings import INLINE_MAX_S
 from .task_hooks import TaskHooks
-from .topology import QueueSpec, declare
+from .topology import QueueSpec, declare, reject_for_good
 
 #: One encoder for every event line (json.dumps with options builds a new one per call).
 _encode_line = json.JSONEncoder(separators=(",", ":")).encode
@@ -56,7 +57,8 @@ class Worker:
                  ack: str = "manual", mode: str = "thread", speed: float = 1.0,
                  unit: float = task_bodies.DOT_UNIT_S, heartbeat: int | None = None,
                  hooks: TaskHooks | None = None, reconnect: bool = True, out=None,
-                 human: bool = False, note: str | None = None):
+                 human: bool = False, note: str | None = None,
+                 reserve_after: float | None = None):
         self.url, self.spec, self.name = url, spec, name
         self.prefetch, self.ack, self.mode = prefetch, ack, mode
         self.speed, self.unit, self.heartbeat = speed, unit, heartbeat
@@ -71,6 +73,9 @@ class Worker:
         self._jobs: queue.Queue = queue.Queue()
         self._conn = None
         self._ready_generation = 0  # the generation whose connection last became ready
+        #: reserve mode (``helpers.reserve``), when ``reserve_after`` (seconds) is given
+        self.keeper = None if reserve_after is None else ReserveKeeper(self, reserve_after)
+        self._broker_cancelled = False
 
     # -- events --------------------------------------------------------------------------
     def emit(self, event: str, flush: bool = True, **fields) -> None:
@@ -136,41 +141,22 @@ class Worker:
                   **({} if earlier is None else {"delivery_count": earlier}))
         reason = self.hooks.reject_reason(earlier)
         if reason and self.ack != "auto":  # the worker's own poison guard: never run it again
-            by = self._to_dead_letter_queue(channel, method, props, body)
+            by = reject_for_good(channel, self.spec, method, props, body)
             self.emit("rejected", delivery=delivery, task=task_id, reason=reason, by=by)
             return
         job = (self._generation, channel, method.delivery_tag, delivery, task_id, seconds, kind)
         if inline:
             self._run_job(job, threadsafe=False)
+        elif self.keeper is not None:
+            self.keeper.offer(job)
         else:
             self._jobs.put(job)
 
     def _dead_letter(self, channel, method, props, body: bytes, delivery: str) -> None:
         """Send a malformed message to the dead-letter queue, and say so."""
-        by = self._to_dead_letter_queue(channel, method, props, body)
+        by = reject_for_good(channel, self.spec, method, props, body)
         self.emit("dead-lettered", delivery=delivery, task=props.message_id, by=by,
                   queue=self.spec.dead_letter_queue if self.spec.dead_letter else None)
-
-    def _to_dead_letter_queue(self, channel, method, props, body: bytes) -> str:
-        """Reject a message for good: the broker dead-letters it (a policy, or the queue's own
-        argument), or, where neither is set, publish it to ``<queue>.dead`` ourselves and ack
-        it. Returns who did it."""
-        if self.spec.dead_letter_by != "worker" or not self.spec.dead_letter:
-            channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
-            return "broker" if self.spec.dead_letter else "nobody (dropped)"
-        import pika
-
-        headers = dict(props.headers or {})
-        # What the broker would have added, and who did it instead.
-        headers["x-death"] = [{"reason": "rejected", "queue": self.spec.name, "count": 1,
-                               "exchange": "", "routing-keys": [self.spec.name]}]
-        headers["x-dead-lettered-by"] = "worker"
-        copy = pika.BasicProperties(delivery_mode=props.delivery_mode or 2,
-                                    message_id=props.message_id, headers=headers,
-                                    content_type=props.content_type)
-        channel.basic_publish("", self.spec.dead_letter_queue, body, copy)
-        channel.basic_ack(delivery_tag=method.delivery_tag)
-        return "worker"
 
     def _run_job(self, job, threadsafe: bool) -> None:
         generation, channel, tag, delivery, task_id, seconds, kind = job
@@ -205,6 +191,8 @@ class Worker:
             try:
                 self._run_job(job, threadsafe=True)
             finally:
+                if self.keeper is not None:
+                    self.keeper.finished(job)
                 self._jobs.task_done()  # the I/O thread inlines only once this is idle
 
     # -- the consumer --------------------------------------------------------------------
@@ -218,16 +206,31 @@ class Worker:
         declare(channel, self.spec)
         if self.prefetch:
             channel.basic_qos(prefetch_count=self.prefetch)
-        channel.basic_consume(self.spec.name, self._on_message, auto_ack=self.ack == "auto")
-        channel.add_on_cancel_callback(lambda _frame: self.emit("cancelled"))
+        channel.add_on_cancel_callback(self._on_cancelled)
+        if self.keeper is not None:
+            self.keeper.reset()
+            self.keeper.consume(channel)
+        else:
+            channel.basic_consume(self.spec.name, self._on_message,
+                                  auto_ack=self.ack == "auto")
         self._ready_generation = self._generation
         params = self._conn._impl.params  # of the broker that answered, when given several
         self.emit("ready", pid=os.getpid(), prefetch=self.prefetch, ack=self.ack,
                   mode=self.mode, speed=self.speed, generation=self._generation,
-                  broker=f"{params.host}:{params.port}")
-        channel.start_consuming()
+                  broker=f"{params.host}:{params.port}",
+                  **({} if self.keeper is None else {"reserve_after": self.keeper.after_s}))
+        if self.keeper is None:
+            channel.start_consuming()
+        else:  # start_consuming would return while the consumer is cancelled on purpose
+            self._broker_cancelled = False
+            while not self._broker_cancelled:
+                self._conn.process_data_events(time_limit=1)
         self._conn.close()  # it returns once no consumer is left: the broker cancelled ours
         raise pika_errors.ConsumerCancelled("the broker cancelled the consumer")
+
+    def _on_cancelled(self, _frame) -> None:
+        self._broker_cancelled = True
+        self.emit("cancelled")
 
     def run(self) -> int:
         """Consume until killed; reconnect after a lost connection unless told not to."""

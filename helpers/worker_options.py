@@ -39,6 +39,12 @@ def build_parser(prog: str = "python -m helpers.worker",
     p.add_argument("--unit", type=float, default=task_bodies.DOT_UNIT_S,
                    help="seconds of work per dot in tutorial-style bodies")
     p.add_argument("--heartbeat", type=int, help="heartbeat interval to ask for (s)")
+    p.add_argument("--reserve", action="store_true",
+                   help="reserve mode: prefetch 2, the second task handed back to the queue "
+                        "when the first runs long (helpers.reserve)")
+    p.add_argument("--reserve-after", type=float, default=None,
+                   help="seconds the task in hand may run before the reserve goes back "
+                        "(default 0.01; implies --reserve)")
     TaskHooks.add_arguments(p)
     p.add_argument("--no-reconnect", action="store_true")
     p.add_argument("--exit-with-parent", action="store_true",
@@ -56,6 +62,7 @@ def worker_from_args(args: argparse.Namespace) -> Worker:
         raise BadInputError(f"--speed must be above 0 (got {args.speed}).")
     if args.heartbeat is not None and args.heartbeat < 0:
         raise BadInputError(f"--heartbeat must be 0 (off) or more seconds (got {args.heartbeat}).")
+    reserve_after = _reserve_after(args)
     from . import broker as broker_mod
 
     resolved = None if args.url else broker_mod.get()
@@ -72,7 +79,24 @@ def worker_from_args(args: argparse.Namespace) -> Worker:
     return Worker(url, spec, args.name, prefetch=args.prefetch, ack=args.ack, mode=args.mode,
                   speed=args.speed, unit=args.unit, heartbeat=args.heartbeat,
                   hooks=TaskHooks.from_args(args), reconnect=not args.no_reconnect,
-                  human=not args.events, note=note)
+                  human=not args.events, note=note, reserve_after=reserve_after)
+
+
+def _reserve_after(args: argparse.Namespace) -> float | None:
+    """The reserve mode's threshold (s), None when off; checks what the mode needs."""
+    from .errors import BadInputError
+    from .reserve import DEFAULT_AFTER_S
+
+    if not args.reserve and args.reserve_after is None:
+        return None
+    after = DEFAULT_AFTER_S if args.reserve_after is None else args.reserve_after
+    if not after >= 0:
+        raise BadInputError(f"--reserve-after must be 0 or more seconds (got {after}).")
+    if args.prefetch != 2 or args.ack != "manual" or args.mode != "thread":
+        raise BadInputError("reserve mode holds one task in hand and one in reserve: it needs "
+                            "--prefetch 2, --ack manual and --mode thread (got prefetch "
+                            f"{args.prefetch}, ack {args.ack}, mode {args.mode}).")
+    return after
 
 
 def _exit_with_parent() -> None:

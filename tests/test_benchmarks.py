@@ -16,21 +16,36 @@ pytestmark = pytest.mark.broker
 def test_quick_benchmark_runs_every_peer_to_completion(broker, tmp_path, capsys):
     out = bench.main(["--quick", "--repeats", "1", "--quiet", "--json",
                       str(tmp_path / "bench.json"), "--plot", str(tmp_path / "bench.png")])
-    expected = ["project", "tutorial"] + (["celery"] if peers.celery_available() else [])
-    for workload, by_peer in out["runs"].items():
-        assert sorted(by_peer) == sorted(expected), workload
-        for peer, rows in by_peer.items():
-            assert rows and all(r["complete"] for r in rows), (workload, peer, rows)
-            assert all(r["tasks_completed"] == r["tasks"] for r in rows), (workload, peer)
-            assert all(math.isfinite(r["makespan_s"]) and r["makespan_s"] > 0 for r in rows)
-    assert {r["confirms"] for r in out["publishing"].values()} == set(
-        bench.publish_confirms.MODES)
-    assert all(r["queued"] == r["tasks"] for r in out["publishing"].values())
+    celery = ["celery"] if peers.celery_available() else []
+    variants = ["project-p2", "project-reserve"]
+    assert sorted(out["runs"]) == ["classic", "quorum"]
+    for kind, runs in out["runs"].items():
+        base = ["project", "tutorial"] + (celery if kind == "classic" else [])
+        for workload, by_peer in runs.items():
+            expected = base + (variants if workload != "zero-length" else [])
+            assert sorted(by_peer) == sorted(expected), (kind, workload)
+            for peer, rows in by_peer.items():
+                assert rows and all(r["complete"] for r in rows), (kind, workload, peer, rows)
+                assert all(r["tasks_completed"] == r["tasks"] for r in rows), (workload, peer)
+                assert all(math.isfinite(r["makespan_s"]) and r["makespan_s"] > 0
+                           for r in rows)
+    for kind, modes in out["publishing"].items():
+        assert set(modes) == set(bench.publish_confirms.MODES), kind
+        assert all(r["queued"] == r["tasks"] and r["kind"] == kind
+                   for rows in modes.values() for r in rows)
+    assert set(out["startup"]) == {1, 2}
+    assert all(len(times) == 1 and times[0] > 0 for by_way in out["startup"].values()
+               for times in by_way.values())
+    assert {(r["queue_type"], r["workers"]) for r in out["big"]} == {
+        ("classic", 1), ("classic", 2), ("quorum", 1), ("quorum", 2)}
+    assert all(r["completed"] == r["tasks"] and r["frame_rows"] == r["tasks"]
+               for r in out["big"])
     assert {(r["workers"], r["kind"]) for r in out["scaling"]} == {
         (1, "sleep"), (1, "cpu"), (2, "sleep"), (2, "cpu")}
     assert all(r["completed"] == r["tasks"] for r in out["scaling"])
     printed = capsys.readouterr().out
-    assert "makespan/ideal" in printed and "project / tutorial" in printed
+    assert "makespan/ideal" in printed and "project/tutorial" in printed
+    assert "start-up of 2: project (cold fork server)/tutorial" in printed
     assert json.loads((tmp_path / "bench.json").read_text())["table"] == out["table"]
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert not list(peers._LIVE), "a peer worker outlived the benchmark"

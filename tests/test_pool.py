@@ -88,3 +88,30 @@ def test_worker_that_cannot_start_is_reported(broker, queue):
     with pool, pytest.raises(HelpersError, match="exited before it was ready.*password.*"
                                                   "python -m helpers worker --queue"):
         pool.start(1, timeout=20)
+
+
+@pytest.mark.parametrize("fork_server", [True, False])
+def test_workers_forked_by_the_fork_server_consume_and_end_with_the_pool(broker, queue,
+                                                                        fork_server):
+    """Forked from the warm server (its children, not the pool's) or spawned afresh (the
+    pool's), the workers run every task, can be killed one by one, and end with the pool."""
+    from helpers import forked
+
+    with WorkerPool(broker.url, queue, fork_server=fork_server) as pool:
+        handles = pool.start(3)
+        parents = set()
+        for h in handles:
+            with open(f"/proc/{h.pid}/stat") as fh:
+                parents.add(int(fh.read().split(") ")[-1].split()[1]))
+        server = pool.fork_server
+        assert parents == ({server.process.pid} if fork_server else {os.getpid()})
+        producer.publish(broker.url, queue, tasks.equal(12, 0.0))
+        assert pool.wait_for(lambda p: len(p.finished) == 12, 20)
+        victim = pool.kill("w1")
+        assert victim.process.wait(5) == -signal.SIGKILL
+        pool.add(1)
+        pids = [h.pid for h in pool.workers.values()]
+    assert not [pid for pid in pids if pid_alive(pid)]
+    assert all(h.process.returncode is not None for h in pool.workers.values())
+    if fork_server:  # shared by later pools, until this process ends
+        assert server.alive() and server is forked.shared(forked.worker_environment())

@@ -1,0 +1,72 @@
+"""One big run in a process of its own: N zero-length tasks on K workers (``make bench``).
+
+Run: ``python -m benchmarks.scale --tasks 100000 --workers 32 [--queue-type quorum]``.
+Prints one JSON object: completed, lost, duplicates, makespan and tasks/s, the CPU seconds
+this process (the pool's parent: publisher, event readers, summary) and the broker spent,
+this process's peak memory, and how long the run's deliveries DataFrame takes to build from
+its events. It runs in its own process so that its peak memory is the run's alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+
+from helpers import broker, runner, timing
+from helpers.tasks import Task
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _broker_cpu_s(pid: int | None) -> float:
+    """CPU seconds of the broker's process so far (nan when it is not a local process)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().split(") ")[-1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return float("nan")
+
+
+def measure(tasks: int, workers: int, queue_type: str) -> dict:
+    """Run ``tasks`` zero-length tasks on ``workers`` workers; return the figures."""
+    found = broker.get()
+    node_pid = found.status().get("node_pid")  # a private node's; None for others
+    work = [Task(f"z{i:06d}", 0.0) for i in range(tasks)]
+    cpu0, broker0, load0 = _cpu_s(), _broker_cpu_s(node_pid), os.getloadavg()[0]
+    result = runner.run(workers, 1, work, broker=found, save=False, label="bench-scale",
+                        queue_type=queue_type, timeout=900)
+    cpu1, broker1 = _cpu_s(), _broker_cpu_s(node_pid)
+    t = time.perf_counter()
+    frame = timing.deliveries(result.events, t0=result.publish.t_first, durations=0.0)
+    frame_s = time.perf_counter() - t
+    s = result.summary
+    return {"tasks": tasks, "workers": workers, "queue_type": queue_type,
+            "completed": s["tasks_completed"], "lost": s["tasks_lost"],
+            "duplicates": s["duplicates"], "complete": s["completed_in_time"],
+            "makespan_s": s["makespan_s"], "tasks_per_s": s["throughput_tps"],
+            "publish_s": s["publish"]["elapsed_s"], "spawn_s": s["spawn_s"],
+            "parent_cpu_s": round(cpu1 - cpu0, 2), "broker_cpu_s": round(broker1 - broker0, 2),
+            "parent_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "frame_rows": len(frame), "frame_s": round(frame_s, 3),
+            "load": round(load0, 2)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--queue-type", default="quorum", choices=["classic", "quorum"])
+    args = parser.parse_args(argv)
+    row = measure(args.tasks, args.workers, args.queue_type)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+if __name__ == "__main__":
+    main()
