@@ -16,6 +16,7 @@ import threading
 import time
 
 from .forkserver import _recv, _send
+from .procs import close_and_reap
 from .settings import CHECKOUT
 
 
@@ -197,15 +198,7 @@ class ForkServer:
         """End the server (after its workers: the pool stops those first)."""
         if self.process is None:
             return
-        try:
-            self.process.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.process.wait(2)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        close_and_reap(self.process)
         if self.sock is not None:
             self.sock.close()
         if self._reader is not None:

@@ -9,6 +9,7 @@ import contextlib
 import os
 import random
 import socket
+import subprocess
 import time
 from typing import Collection
 
@@ -98,3 +99,16 @@ def wait_until(condition, timeout: float, interval: float = 0.05):
 def wait_gone(pid: int, timeout: float) -> bool:
     """Wait until process ``pid`` has exited; True when it did within ``timeout`` seconds."""
     return wait_until(lambda: not pid_alive(pid), timeout)
+
+
+def close_and_reap(process, grace: float = 2.0) -> None:
+    """End a child that exits when its stdin closes: close it, wait ``grace`` s, then kill."""
+    try:
+        process.stdin.close()  # the child's cue to exit
+    except OSError:
+        pass
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

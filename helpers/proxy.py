@@ -29,6 +29,7 @@ import urllib.parse
 import weakref
 
 from .errors import BadInputError, BrokerConnectionError, HelpersError
+from .procs import close_and_reap
 from .relay import MAX_ROUND_TRIP_MS
 
 _LIVE: "weakref.WeakSet[LatencyProxy]" = weakref.WeakSet()
@@ -162,15 +163,7 @@ class LatencyProxy:
     def stop(self) -> None:
         """End the proxy and every connection through it; safe to call twice."""
         if self.process is not None:
-            try:
-                self.process.stdin.close()  # the child's cue to exit
-            except OSError:
-                pass
-            try:
-                self.process.wait(2)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            close_and_reap(self.process)
             self.process.stdout.close()
         if self._thread is not None and self._stop_w is not None:
             os.close(self._stop_w)
