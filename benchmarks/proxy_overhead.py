@@ -33,7 +33,7 @@ import uuid
 from helpers import broker, producer, tasks, topology
 from helpers.connection import connect
 from helpers.pool import WorkerPool
-from helpers.proxy import LatencyProxy
+from helpers.proxy import LatencyProxy, round_trips_s
 
 VIAS = ("direct", "process", "thread")
 
@@ -69,17 +69,7 @@ def consume(broker_url: str, via: str, workers: int, n: int, prefetch: int = 50,
 
 
 def _round_trips_ms(url: str, queue: str, idle_s: float, n: int) -> list[float]:
-    with connect(url, name=f"bench round trip {queue}") as conn:
-        channel = conn.channel()
-        channel.queue_declare(queue, passive=True)
-        samples = []
-        for _ in range(n):
-            if idle_s:
-                time.sleep(idle_s)
-            t = time.perf_counter()
-            channel.queue_declare(queue, passive=True)
-            samples.append((time.perf_counter() - t) * 1000)
-    return samples
+    return [s * 1000 for s in round_trips_s(url, queue, n, idle_s)]
 
 
 def accuracy(broker_url: str, round_trip_ms: float = 5.0, n: int = 60) -> list[dict]:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 import weakref
 
@@ -177,3 +178,23 @@ class LatencyProxy:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def round_trips_s(url: str, queue: str, n: int, idle_s: float = 0.0,
+                  warm_up: int = 1) -> list[float]:
+    """Seconds each of ``n`` passive declares of ``queue`` took on one channel, each after
+    ``idle_s`` idle, after ``warm_up`` untimed ones: the round trip a client at ``url`` sees."""
+    from .connection import connect
+
+    with connect(url, name=f"round trip {queue}") as conn:
+        channel = conn.channel()
+        for _ in range(warm_up):
+            channel.queue_declare(queue, passive=True)
+        samples = []
+        for _ in range(n):
+            if idle_s:
+                time.sleep(idle_s)
+            started = time.perf_counter()
+            channel.queue_declare(queue, passive=True)
+            samples.append(time.perf_counter() - started)
+    return samples

@@ -26,7 +26,7 @@ from helpers.procs import pid_alive as _pid_alive
 from helpers.connection import connect
 from helpers.errors import BadInputError, BrokerConnectionError
 from helpers.pool import WorkerPool
-from helpers.proxy import LatencyProxy
+from helpers.proxy import LatencyProxy, round_trips_s
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -221,7 +221,7 @@ def test_ending_the_proxy_ends_its_connections_and_its_process(listener):
 
 OWNER = textwrap.dedent("""
     import sys, time
-    from helpers.proxy import LatencyProxy
+    from helpers.proxy import LatencyProxy, round_trips_s
     proxy = LatencyProxy(sys.argv[1], 5)
     proxy.start()
     print(proxy.pid, flush=True)
@@ -252,18 +252,7 @@ def test_a_proxy_exits_within_two_seconds_when_its_owner_is_killed(echo_url):
 # -- on the real broker --------------------------------------------------------------------
 def _median_round_trip_s(url: str, queue: str, idle_s: float, n: int = 40) -> float:
     """Median time of ``n`` passive declares on one channel, each after ``idle_s`` idle."""
-    with connect(url, name=f"round trip {queue}") as conn:
-        channel = conn.channel()
-        for _ in range(3):  # warm up
-            channel.queue_declare(queue, passive=True)
-        samples = []
-        for _ in range(n):
-            if idle_s:
-                time.sleep(idle_s)
-            t = time.perf_counter()
-            channel.queue_declare(queue, passive=True)
-            samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
+    return statistics.median(round_trips_s(url, queue, n, idle_s, warm_up=3))
 
 
 @pytest.mark.broker
