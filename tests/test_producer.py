@@ -55,7 +55,12 @@ def test_confirmed_persistent_messages_survive(private_broker, queue, how):
     persistent = producer.publish(private_broker.url, queue, tasks.equal(50, 0))
     transient = producer.publish(private_broker.url, transient_queue, tasks.equal(50, 0),
                                  persistent=False)
+    declared_at = time.monotonic()
     assert len(persistent.confirmed) == 50 and len(transient.confirmed) == 50
+    if how == "crash":
+        # A queue declared just before a SIGKILL can come back missing (settings.SETTLE_S):
+        # on 4.0.5 CI once lost this one; the messages, not the declaration, are tested here.
+        topology.wait_settled_declarations(declared_at)
     getattr(private_broker, how)()
     from helpers.connection import connect
     with connect(private_broker.url) as conn:
