@@ -139,9 +139,11 @@ def _fault(args) -> int:
     result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,
                               fault_after_s=size["after"], queue_type=args.queue_type)
     print(timing.table(result.summary))
-    print(runner.queue_line(result.summary))
+    if result.summary.get("queue"):  # `poison` combines three runs, each on its own queue
+        print(runner.queue_line(result.summary))
     print(faults.line(result.summary))
-    print(f"saved to {result.folder}")
+    if result.folder:  # `poison` and `consumer-timeout` keep no folder of their own
+        print(f"saved to {result.folder}")
     if args.json:
         Path(args.json).write_text(json.dumps(result.summary, indent=2, default=str))
     return 0 if result.summary["tasks_lost"] == 0 else 1

@@ -31,7 +31,7 @@ import re
 import threading
 
 from .. import broker as broker_mod
-from .. import node_control, runner, topology
+from .. import dead_letter, node_control, runner, topology
 from ..tasks import Task
 from .steps import Leftovers, Window, combine, in_parallel
 
@@ -65,6 +65,11 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
     def pattern(*labels: str) -> str:
         return "^(" + "|".join(re.escape(specs[label].name) for label in labels) + ")$"
 
+    def timeout_policy(seconds: float) -> dict:
+        # One policy per queue applies (the highest priority): this one keeps the
+        # dead-letter key of the policy it replaces on these queues, as a user's should.
+        return {"consumer-timeout": _ms(seconds), **dead_letter.DEFINITION}
+
     def one(label: str, consuming: threading.Event | None = None) -> runner.RunResult:
         steps = [Window(window_s, hold=label == "too-long"), Leftovers()]
         if consuming is not None:
@@ -76,7 +81,7 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
     with contextlib.ExitStack() as stack:
         refusal = stack.enter_context(node_control.policy(
             broker, specs["too-long"].name, pattern("too-long", "split"),
-            {"consumer-timeout": _ms(timeout_s)}))
+            timeout_policy(timeout_s)))
         per_queue = refusal is None
         env = {"channel_tick_interval": TICK_MS}
         if not per_queue:  # node-wide: the longer run's timeout first (see below)
@@ -86,7 +91,7 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
         if per_queue:
             stack.enter_context(node_control.policy(
                 broker, specs["longer"].name, pattern("longer"),
-                {"consumer-timeout": _ms(4 * task_s)}))
+                timeout_policy(4 * task_s)))
             results = in_parallel({label: (lambda x=label: one(x)) for label in RUNS})
         else:
             results = _node_wide(one, lambda: node_control.set_env(
