@@ -200,7 +200,10 @@ def _wait(run: Run, budget: float, progress, steps) -> bool:
 
     def all_done(pool: WorkerPool) -> bool:
         publishing = run.publisher is not None and run.publisher.is_alive()
-        return not publishing and all(pool.finished[i] for i in run.published.confirmed) \
+        confirmed = run.published.confirmed
+        # Count first: asked on each batch of events, under the readers' lock (100,000 ids).
+        return not publishing and len(pool.finished) >= len(confirmed) \
+            and all(pool.finished[i] for i in confirmed) \
             and not any(step.holds(run) for step in steps)
 
     def report(pool: WorkerPool) -> None:
