@@ -154,7 +154,7 @@ def render(out: dict, peer_list) -> str:
         lines.append("")
     if out.get("big"):
         lines.append("big runs (zero-length tasks, prefetch 1)    done    tasks/s  parent MB  "
-                     "parent cpu s  broker cpu s  frame s  load")
+                     "cpu s: parent broker workers  cores busy  frame s  load")
         for r in out["big"]:
             if "makespan_s" not in r:
                 lines.append(f"  {r['queue_type']:<8}{r['workers']:>3} workers   FAILED")
@@ -162,7 +162,10 @@ def render(out: dict, peer_list) -> str:
             lines.append(f"  {r['queue_type']:<8}{r['workers']:>3} workers, {r['tasks']:>7} "
                          f"tasks  {r['completed']:>8} {r['tasks_per_s']:>9.0f} "
                          f"{r['parent_peak_mb']:>10} {r['parent_cpu_s']:>13} "
-                         f"{r['broker_cpu_s']:>13} {r['frame_s']:>8.2f} {r['load']:>5}")
+                         f"{r['broker_cpu_s']:>6} {r.get('workers_cpu_s', float('nan')):>7} "
+                         f"{_cores_busy(r):>11.2f} {r['frame_s']:>8.2f} {r['load']:>5}")
+        lines.append("  (cores busy: the three CPU figures over the makespan; the machine's "
+                     f"other load is not in them; {os.cpu_count()} cores)")
         lines.append("")
     lines.append(f"{'target (ratios from this run)':<56}{'measured':>10}{'target':>10}  met")
     for label, value, target, met in target_checks(out):
@@ -170,6 +173,12 @@ def render(out: dict, peer_list) -> str:
         shown = f"{value:>10d}" if isinstance(value, int) else f"{value:>10.3f}"
         lines.append(f"{label:<56}{shown}{target:>10}  {mark}")
     return "\n".join(lines)
+
+
+def _cores_busy(row: dict) -> float:
+    """Cores the run's own processes kept busy on average: their CPU seconds over the makespan."""
+    cpu = row["parent_cpu_s"] + row["broker_cpu_s"] + row.get("workers_cpu_s", float("nan"))
+    return cpu / row["makespan_s"] if row.get("makespan_s") else float("nan")
 
 
 def plot(scaling: list[dict], runs: dict, path: Path, meta: dict) -> None:
