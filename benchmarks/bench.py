@@ -117,6 +117,9 @@ def compare(found: broker.Broker, sizes: dict, repeats: int, peer_list, log,
             for peer in order:
                 t = time.monotonic()
                 row = run_once(peer, found, tasks, workers, kind)
+                row["greedy_floor"] = peers.greedy_floor(
+                    [task.duration for task in tasks], workers, row["gap_ms"] / 1000,
+                    row["first_start_ms"] / 1000)
                 runs[name][peer].append(row)
                 log(f"  [{r + 1}/{repeats}] {kind:<7} {name:<11} {peer:<15} makespan/ideal "
                     f"{row['makespan_over_ideal']:.3f}  gap {row['gap_ms']:.2f} ms  "
