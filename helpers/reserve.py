@@ -13,10 +13,7 @@ does, no worker is short of work, and handing back would only cost; the worker l
 once the queue could be empty, and at least ``after_s`` later), the worker cancels its
 consumer (so the broker sends it nothing more) and hands the reserve back with
 ``basic.reject(requeue=True)``: another worker takes it. When the long task ends and is
-acked, the worker consumes again. Likewise, once the queue is empty, a worker whose task
-in hand has run ``after_s`` with nothing in reserve stops consuming until it ends (it
-*steps aside*, event ``stepped-aside``): a task handed back then goes to a worker that can
-start it, instead of bouncing from one long task's reserve to the next.
+acked, the worker consumes again.
 Short tasks never wait a round trip; long ones never trap a neighbour for more than
 ``after_s``.
 
@@ -31,7 +28,6 @@ thread calls ``finished`` after each task. Both take ``lock``.
 """
 from __future__ import annotations
 
-import functools
 import threading
 import time
 
@@ -84,38 +80,9 @@ class ReserveKeeper:
             delay = max(0.0, self.started + self.after_s - time.monotonic())
         self.worker._conn.call_later(delay, lambda: self._check(in_hand))
 
-    def _hand_over(self, job, io_thread: bool = True) -> None:  # with the lock held
+    def _hand_over(self, job) -> None:  # with the lock held
         self.in_hand, self.started = job, time.monotonic()
         self.worker._jobs.put(job)
-        if self.started < self.not_empty_until:
-            return  # the queue still holds tasks: nobody will hand one to us
-        conn = self.worker._conn
-        step_aside = functools.partial(conn.call_later, self.after_s,
-                                       lambda: self._step_aside(job))
-        if io_thread:
-            step_aside()
-        else:
-            conn.add_callback_threadsafe(step_aside)
-
-    def _step_aside(self, in_hand) -> None:
-        """The timer (I/O thread): ``in_hand`` runs long, with nothing in reserve. When the
-        queue is empty, stop consuming until it ends: a task another worker hands back
-        then goes to one that can start it, not into this worker's reserve."""
-        with self.lock:
-            if self.in_hand is not in_hand or self.reserve is not None or self.paused:
-                return
-        if time.monotonic() < self.not_empty_until or self._note_backlog()[0] > 0:
-            return
-        with self.lock:
-            if self.in_hand is not in_hand or self.reserve is not None or self.paused:
-                return
-            self.paused = True
-        try:  # a delivery already on its way is requeued by pika (rejected, redelivered)
-            self.channel.basic_cancel(self.consumer_tag)
-        except Exception as exc:  # noqa: BLE001 - the run loop sees the lost connection
-            self.worker.emit("failed", reason=f"stepping aside lost: {exc!r}")
-            return
-        self.worker.emit("stepped-aside", after_s=round(time.monotonic() - self.started, 4))
 
     def _check(self, in_hand) -> None:
         """The timer (I/O thread): is ``in_hand`` still running with a reserve behind it?"""
@@ -127,7 +94,9 @@ class ReserveKeeper:
         # made ~760 per odd-heavy run of 1.4 s, broker CPU on 2 shared cores).
         wait = self.not_empty_until - time.monotonic()
         if wait <= 0:
-            ready, wait = self._note_backlog()
+            ready, consumers = self._backlog()
+            wait = ready * self.fastest_s / max(consumers, 1)
+            self.not_empty_until = time.monotonic() + wait
             if ready > 0:  # nobody is short of work yet: keep it, look again later
                 wait = max(wait, self.after_s)
         if wait > 0:
@@ -150,13 +119,6 @@ class ReserveKeeper:
         self.worker.emit("handed-back", delivery=delivery, task=task_id,
                          after_s=round(time.monotonic() - self.started, 4))
 
-    def _note_backlog(self) -> tuple[int, float]:
-        """Messages ready, and the seconds before the queue could be empty (remembered)."""
-        ready, consumers = self._backlog()
-        wait = ready * self.fastest_s / max(consumers, 1)
-        self.not_empty_until = time.monotonic() + wait
-        return ready, wait
-
     def _backlog(self) -> tuple[int, int]:
         """Messages ready in the queue and its consumers (a passive declare; 0, 0 when it
         cannot tell)."""
@@ -176,7 +138,7 @@ class ReserveKeeper:
             self.in_hand = None
             if self.reserve is not None:
                 reserve, self.reserve = self.reserve, None
-                self._hand_over(reserve, io_thread=False)
+                self._hand_over(reserve)
                 return
             if not self.paused:
                 return
