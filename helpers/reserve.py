@@ -10,10 +10,9 @@ Reserve mode takes both: the worker consumes at prefetch 2, so a second task (th
 *reserve*) arrives while the first (*in hand*) runs. When the task in hand is still running
 ``after_s`` seconds after it started, and the queue holds no other task ready (while it
 does, no worker is short of work, and handing back would only cost; the worker looks again
-once the queue could be empty, and at least ``after_s`` later), the worker cancels its
-consumer (so the broker sends it nothing more) and hands the reserve back with
-``basic.reject(requeue=True)``: another worker takes it. When the long task ends and is
-acked, the worker consumes again.
+every ``after_s``), the worker cancels its consumer (so the broker sends it nothing more)
+and hands the reserve back with ``basic.reject(requeue=True)``: another worker takes it.
+When the long task ends and is acked, the worker consumes again.
 Short tasks never wait a round trip; long ones never trap a neighbour for more than
 ``after_s``.
 
@@ -48,8 +47,6 @@ class ReserveKeeper:
         self.channel = None
         self.consumer_tag = None
         self.handed_back = 0
-        self.fastest_s = 0.0  # the shortest task this worker has run (0: none yet)
-        self.not_empty_until = 0.0  # the queue cannot be empty before (monotonic; see _check)
 
     def consume(self, channel) -> None:
         """(Re)start consuming on ``channel`` (I/O thread)."""
@@ -89,18 +86,8 @@ class ReserveKeeper:
         with self.lock:
             if self.in_hand is not in_hand or self.reserve is None or self.paused:
                 return
-        # Ask the queue only once it could be empty: its consumers each taking tasks as short
-        # as the shortest this worker has run (a passive declare every after_s per worker
-        # made ~760 per odd-heavy run of 1.4 s, broker CPU on 2 shared cores).
-        wait = self.not_empty_until - time.monotonic()
-        if wait <= 0:
-            ready, consumers = self._backlog()
-            wait = ready * self.fastest_s / max(consumers, 1)
-            self.not_empty_until = time.monotonic() + wait
-            if ready > 0:  # nobody is short of work yet: keep it, look again later
-                wait = max(wait, self.after_s)
-        if wait > 0:
-            self.worker._conn.call_later(wait, lambda: self._check(in_hand))
+        if self._backlog() > 0:  # nobody is short of work yet: keep it, look again later
+            self.worker._conn.call_later(self.after_s, lambda: self._check(in_hand))
             return
         with self.lock:
             if self.in_hand is not in_hand or self.reserve is None or self.paused:
@@ -119,22 +106,19 @@ class ReserveKeeper:
         self.worker.emit("handed-back", delivery=delivery, task=task_id,
                          after_s=round(time.monotonic() - self.started, 4))
 
-    def _backlog(self) -> tuple[int, int]:
-        """Messages ready in the queue and its consumers (a passive declare; 0, 0 when it
-        cannot tell)."""
+    def _backlog(self) -> int:
+        """Messages ready in the queue (a passive declare; 0 when it cannot tell)."""
         try:
-            method = self.channel.queue_declare(self.worker.spec.name, passive=True).method
-            return method.message_count, method.consumer_count
+            return self.channel.queue_declare(self.worker.spec.name,
+                                              passive=True).method.message_count
         except Exception:  # noqa: BLE001 - a lost channel: the run loop notices
-            return 0, 0
+            return 0
 
     def finished(self, job) -> None:
         """The work thread is done with ``job`` (its ack is on its way): start the next."""
         with self.lock:
             if self.in_hand is not job:
                 return
-            took = time.monotonic() - self.started
-            self.fastest_s = took if not self.fastest_s else min(self.fastest_s, took)
             self.in_hand = None
             if self.reserve is not None:
                 reserve, self.reserve = self.reserve, None
