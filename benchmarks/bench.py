@@ -117,9 +117,13 @@ def compare(found: broker.Broker, sizes: dict, repeats: int, peer_list, log,
             for peer in order:
                 t = time.monotonic()
                 row = run_once(peer, found, tasks, workers, kind)
+                row["greedy_floor"] = peers.greedy_floor(
+                    [task.duration for task in tasks], workers, row["gap_ms"] / 1000,
+                    row["first_start_ms"] / 1000)
                 runs[name][peer].append(row)
                 log(f"  [{r + 1}/{repeats}] {kind:<7} {name:<11} {peer:<15} makespan/ideal "
                     f"{row['makespan_over_ideal']:.3f}  gap {row['gap_ms']:.2f} ms  "
+                    f"first {row['first_start_ms']:.1f} ms  tail {row['tail_ms']:.1f} ms  "
                     f"spawn {row['spawn_s']:.2f} s  "
                     f"({'complete' if row['complete'] else 'INCOMPLETE'}, "
                     f"{time.monotonic() - t:.1f} s, load {os.getloadavg()[0]:.1f})")
@@ -159,7 +163,8 @@ def measure_big(sizes: dict, log) -> list[dict]:
             log(f"  big run {kind:<7} {workers:>2} workers: {r['completed']}/{r['tasks']} in "
                 f"{r['makespan_s']:.1f} s, {r['tasks_per_s']:.0f} tasks/s, parent "
                 f"{r['parent_peak_mb']} MB, cpu {r['parent_cpu_s']} s, broker cpu "
-                f"{r['broker_cpu_s']} s, frame {r['frame_s']:.2f} s, load {r['load']}")
+                f"{r['broker_cpu_s']} s, workers cpu {r['workers_cpu_s']} s, "
+                f"frame {r['frame_s']:.2f} s, load {r['load']}")
     return rows
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import heapq
 import json
 import os
 import signal
@@ -268,8 +269,10 @@ def run_peer(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
 
 def gaps(rows, t_first: float) -> dict:
     """Where dispatch time goes: the median idle gap between one task's end and the same
-    worker's next start, and the median delay from the first publish to a worker's first
-    start (both in ms). ``rows`` are ``(worker, start t, end t)``."""
+    worker's next start, the median delay from the first publish to a worker's first
+    start, and the tail: the last worker's last end after the mean of the workers' last
+    ends (greedy dispatch of whole tasks leaves up to one task's length; all in ms).
+    ``rows`` are ``(worker, start t, end t)``."""
     by_worker: dict = {}
     for worker, start, end in rows:
         by_worker.setdefault(worker, []).append((start, end))
@@ -279,4 +282,21 @@ def gaps(rows, t_first: float) -> dict:
         first.append(spans[0][0] - t_first)
         between += [b[0] - a[1] for a, b in zip(spans, spans[1:])]
     median = lambda xs: sorted(xs)[len(xs) // 2] * 1000 if xs else float("nan")  # noqa: E731
-    return {"gap_ms": median(between), "first_start_ms": median(first)}
+    last = [max(end for _start, end in spans) for spans in by_worker.values()]
+    tail = (max(last) - sum(last) / len(last)) * 1000 if last else float("nan")
+    return {"gap_ms": median(between), "first_start_ms": median(first), "tail_ms": tail}
+
+
+def greedy_floor(durations: list[float], workers: int, gap_s: float = 0.0,
+                 first_s: float = 0.0) -> float:
+    """Makespan / ideal of dispatching ``durations`` in queue order, each to the worker free
+    first (what prefetch 1 does), when every worker starts ``first_s`` after the first
+    publish and waits ``gap_s`` between tasks, and nothing else costs: the floor those two
+    costs leave (with both 0, the floor of whole tasks alone)."""
+    ideal = max(sum(durations) / workers, max(durations, default=0.0))
+    if ideal <= 0:
+        return float("nan")
+    free = [first_s] * workers
+    for duration in durations:
+        heapq.heappush(free, heapq.heappop(free) + duration + gap_s)
+    return max(free) / ideal

@@ -42,6 +42,9 @@ def figures(out: dict) -> dict:
                 fig[f"{kind}:{name}:{peer}"] = [r["makespan_over_ideal"] if r["complete"]
                                                 else float("nan") for r in rows]
                 fig[f"{kind}:gap-{name}:{peer}"] = [r["gap_ms"] for r in rows]
+                for what in ("first_start_ms", "tail_ms", "greedy_floor"):
+                    fig[f"{kind}:{what}-{name}:{peer}"] = [r.get(what, float("nan"))
+                                                           for r in rows]
                 fig[f"{kind}:handed-{name}:{peer}"] = [r.get("handed_back", 0) for r in rows]
                 fig[f"{kind}:dcount-{name}:{peer}"] = [r.get("max_delivery_count", 0)
                                                        for r in rows]
@@ -127,6 +130,10 @@ def render(out: dict, peer_list) -> str:
                 (f"skewed {sizes['skew_tasks']}/{sizes['skew_workers']}w, m/ideal", "skewed",
                  "{:.3f}"),
                 ("  idle gap between tasks, ms", "gap-odd-heavy", "{:.2f}"),
+                ("  first publish to first start, ms", "first_start_ms-odd-heavy", "{:.1f}"),
+                ("  tail (last end - mean), ms", "tail_ms-odd-heavy", "{:.1f}"),
+                ("  greedy floor at that gap+first", "greedy_floor-odd-heavy", "{:.3f}"),
+                ("  same, skewed", "greedy_floor-skewed", "{:.3f}"),
                 ("  handed back (odd-heavy)", "handed-odd-heavy", "{:.0f}"),
                 ("  handed back (skewed)", "handed-skewed", "{:.0f}"),
                 ("  most x-delivery-count seen", "dcount-odd-heavy", "{:.0f}"),
@@ -137,6 +144,10 @@ def render(out: dict, peer_list) -> str:
             lines.append(f"{label:<34}" + "".join(
                 f"{_cell(fig.get(f'{kind}:{key}:{p}'), fmt):>{width}}" for p in peers))
         lines.append("")
+    if out["runs"]:
+        lines += ["greedy floor: makespan/ideal of dispatching the tasks in queue order, each to "
+                  "the worker free first,", "with that run's own gap and first start as its only "
+                  "costs (benchmarks.peers.greedy_floor)", ""]
     if out.get("startup"):
         ways = list(next(iter(out["startup"].values())))
         lines.append(f"{'start-up to all consuming, s':<34}" + "".join(f"{w:>21}" for w in ways))
@@ -154,7 +165,7 @@ def render(out: dict, peer_list) -> str:
         lines.append("")
     if out.get("big"):
         lines.append("big runs (zero-length tasks, prefetch 1)    done    tasks/s  parent MB  "
-                     "parent cpu s  broker cpu s  frame s  load")
+                     "cpu s: parent broker workers  cores busy  frame s  load")
         for r in out["big"]:
             if "makespan_s" not in r:
                 lines.append(f"  {r['queue_type']:<8}{r['workers']:>3} workers   FAILED")
@@ -162,7 +173,11 @@ def render(out: dict, peer_list) -> str:
             lines.append(f"  {r['queue_type']:<8}{r['workers']:>3} workers, {r['tasks']:>7} "
                          f"tasks  {r['completed']:>8} {r['tasks_per_s']:>9.0f} "
                          f"{r['parent_peak_mb']:>10} {r['parent_cpu_s']:>13} "
-                         f"{r['broker_cpu_s']:>13} {r['frame_s']:>8.2f} {r['load']:>5}")
+                         f"{r['broker_cpu_s']:>6} {r.get('workers_cpu_s', float('nan')):>7} "
+                         f"{_cores_busy(r):>11.2f} {r['frame_s']:>8.2f} {r['load']:>5}")
+        lines.append("  (workers: all of them, spawn to exit; cores busy: the three CPU figures "
+                     f"over the run's wall time; other jobs' load is not in them; {os.cpu_count()} "
+                     "cores)")
         lines.append("")
     lines.append(f"{'target (ratios from this run)':<56}{'measured':>10}{'target':>10}  met")
     for label, value, target, met in target_checks(out):
@@ -170,6 +185,13 @@ def render(out: dict, peer_list) -> str:
         shown = f"{value:>10d}" if isinstance(value, int) else f"{value:>10.3f}"
         lines.append(f"{label:<56}{shown}{target:>10}  {mark}")
     return "\n".join(lines)
+
+
+def _cores_busy(row: dict) -> float:
+    """Cores the run's own processes kept busy on average: their CPU seconds over the run's
+    wall time (spawn to the workers' exit: the span the three CPU figures cover)."""
+    cpu = row["parent_cpu_s"] + row["broker_cpu_s"] + row.get("workers_cpu_s", float("nan"))
+    return cpu / row["wall_s"] if row.get("wall_s") else float("nan")
 
 
 def plot(scaling: list[dict], runs: dict, path: Path, meta: dict) -> None:

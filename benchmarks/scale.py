@@ -2,7 +2,8 @@
 
 Run: ``python -m benchmarks.scale --tasks 100000 --workers 32 [--queue-type quorum]``.
 Prints one JSON object: completed, lost, duplicates, makespan and tasks/s, the CPU seconds
-this process (the pool's parent: publisher, event readers, summary) and the broker spent,
+this process (the pool's parent: publisher, event readers, summary), the broker and the
+workers (all of them together, with the fork server that started them) spent,
 this process's peak memory, and how long the run's deliveries DataFrame takes to build from
 its events. It runs in its own process so that its peak memory is the run's alone.
 """
@@ -14,12 +15,19 @@ import os
 import resource
 import time
 
-from helpers import broker, runner, timing
+from helpers import broker, forked, runner, timing
 from helpers.tasks import Task
 
 
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's children that have ended and been reaped: the
+    workers (a fork server's workers count once the server has reaped them and ended)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -39,9 +47,12 @@ def measure(tasks: int, workers: int, queue_type: str) -> dict:
     node_pid = found.status().get("node_pid")  # a private node's; None for others
     work = [Task(f"z{i:06d}", 0.0) for i in range(tasks)]
     cpu0, broker0, load0 = _cpu_s(), _broker_cpu_s(node_pid), os.getloadavg()[0]
+    children0, wall0 = _children_cpu_s(), time.monotonic()
     result = runner.run(workers, 1, work, broker=found, save=False, label="bench-scale",
                         queue_type=queue_type, timeout=900)
     cpu1, broker1 = _cpu_s(), _broker_cpu_s(node_pid)
+    forked.stop_all()  # its workers are reaped: their CPU time is now the server's children's
+    workers_cpu, wall_s = _children_cpu_s() - children0, time.monotonic() - wall0
     t = time.perf_counter()
     frame = timing.deliveries(result.events, t0=result.publish.t_first, durations=0.0)
     frame_s = time.perf_counter() - t
@@ -52,6 +63,8 @@ def measure(tasks: int, workers: int, queue_type: str) -> dict:
             "makespan_s": s["makespan_s"], "tasks_per_s": s["throughput_tps"],
             "publish_s": s["publish"]["elapsed_s"], "spawn_s": s["spawn_s"],
             "parent_cpu_s": round(cpu1 - cpu0, 2), "broker_cpu_s": round(broker1 - broker0, 2),
+            "workers_cpu_s": round(workers_cpu, 2), "wall_s": round(wall_s, 2),
+            "cores": os.cpu_count(),
             "parent_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "frame_rows": len(frame), "frame_s": round(frame_s, 3),
             "load": round(load0, 2)}

@@ -199,9 +199,10 @@ def _wait(run: Run, budget: float, progress, steps) -> bool:
     total = len(run.tasks)
 
     def all_done(pool: WorkerPool) -> bool:
+        ids = run.published.confirmed  # counted first: asked on each batch, under a lock
         publishing = run.publisher is not None and run.publisher.is_alive()
-        return not publishing and all(pool.finished[i] for i in run.published.confirmed) \
-            and not any(step.holds(run) for step in steps)
+        return not publishing and len(pool.finished) >= len(ids) \
+            and all(pool.finished[i] for i in ids) and not any(s.holds(run) for s in steps)
 
     def report(pool: WorkerPool) -> None:
         if progress is not None:

@@ -102,9 +102,18 @@ class Worker:
             # A poison task, or crash injection: die half-way, as a killed worker would.
             task_bodies.work(seconds / self.speed / 2, "cpu" if kind == "cpu" else "sleep")
             self._die(delivery, task_id)
+        # Its "finished" line is built before the work: between the work's end and the ack
+        # (where the next task's round trip starts) only the time and one write are left.
+        done = None if self.human else _encode_line({"delivery": delivery, "task": task_id,
+                                                     "event": "finished", "worker": self.name})
         task_bodies.work(seconds / self.speed, kind)
         self.hooks.record(task_id, self.name)  # the task's side effect is part of its work
-        self.emit("finished", delivery=delivery, task=task_id)
+        if done is None:
+            self.emit("finished", delivery=delivery, task=task_id)
+        else:
+            with self._out_lock:
+                self.out.write(f'{done[:-1]},"t":{time.time()!r}}}\n')
+                self.out.flush()
         if self.hooks.dies_before_ack(self._started):
             self._die(delivery, task_id)
 
@@ -164,9 +173,9 @@ class Worker:
             # Its connection is gone, so the broker has already requeued it.
             self.emit("abandoned", delivery=delivery, task=task_id)
             return
-        # "finished" always leaves before the ack: a worker SIGKILLed between an ack and its
-        # report would hide a task the broker counts as done (a false loss in the figures);
-        # the other way round it is a duplicate, which at-least-once allows and we count.
+        # "finished" leaves before the ack: a worker SIGKILLed between an ack and its report
+        # would hide a task the broker counts as done (a false loss, and a run that waits for
+        # it); the other way round it is a duplicate, which at-least-once allows and we count.
         self._do(delivery, task_id, seconds, kind)
         if self.ack != "manual":
             return
