@@ -88,6 +88,9 @@ class Worker:
             line += "\n"
         else:
             line = _encode_line(fields) + "\n"
+        self._write(line, flush)
+
+    def _write(self, line: str, flush: bool = True) -> None:
         with self._out_lock:
             self.out.write(line)
             if flush:
@@ -111,9 +114,7 @@ class Worker:
         if done is None:
             self.emit("finished", delivery=delivery, task=task_id)
         else:
-            with self._out_lock:
-                self.out.write(f'{done[:-1]},"t":{time.time()!r}}}\n')
-                self.out.flush()
+            self._write(f'{done[:-1]},"t":{time.time()!r}}}\n')
         if self.hooks.dies_before_ack(self._started):
             self._die(delivery, task_id)
 
