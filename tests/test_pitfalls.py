@@ -135,6 +135,26 @@ def test_a_poison_message_loops_on_a_classic_queue_and_is_dead_lettered_by_a_lim
     assert s["tasks_lost"] == 0
 
 
+def test_the_poison_table_shows_where_the_poison_ended_in_full():
+    """pandas cuts a cell at 50 characters ("..."): the table's last column is a sentence."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from helpers.lessons import pitfalls as lesson
+
+    summary = {"runs": ["classic", "delivery-limit"], "classic_still_queued": 13,
+               "injected": 1, "dead_lettered": 1, "dead_letter_reasons": {"delivery_limit": 1},
+               "guard_dead_lettered": 0, "guard_dead_letter_reasons": {}}
+    events = [{"worker": "classic/w1", "event": "delivered", "task": "poison-1"}]
+    table = lesson.poison_table(SimpleNamespace(summary=summary, events=events))
+    sentence = "still going round (with 12 good tasks not yet done)"
+    assert table.loc["classic", "the poison ended"] == sentence and len(sentence) > 50
+    assert sentence in table._repr_html_() and sentence in repr(table)
+    assert sentence not in pd.DataFrame(table)._repr_html_()  # what a plain frame shows
+    assert pd.get_option("display.max_colwidth") == 50  # no other table changed
+
+
 # -- 4. duplicates and idempotency -----------------------------------------------------------
 
 def test_workers_dying_before_the_ack_make_duplicates_and_the_store_absorbs_them(
