@@ -6,14 +6,18 @@ figures are printed at the end of the run (``record_property("figures", ...)``).
 broker's behaviour changed between versions, the test says which version does what.
 """
 import json
+import re
 import time
 
 import pytest
 
-from helpers import dedup, faults, node_control, producer, task_hooks, tasks, topology
+from helpers import (dead_letter, dedup, faults, management, node_control, producer,
+                     task_hooks, tasks, topology)
 from helpers.broker import Broker
 from helpers.errors import BrokerControlError
+from helpers.faults import consumer_timeout
 from helpers.pool import WorkerPool
+from helpers.settings import DEAD_LETTER_EXCHANGE, DEAD_LETTER_POLICY
 
 pytestmark = pytest.mark.broker
 
@@ -87,6 +91,33 @@ def test_a_task_longer_than_the_ack_timeout_comes_back_until_split_or_given_more
     # The node is given back as it was.
     after = node_control.get_env(private_broker, "consumer_timeout", "channel_tick_interval")
     assert after == before
+
+
+def test_the_consumer_timeout_policy_keeps_the_dead_letter_key(private_broker):
+    """The policy the consumer-timeout fault sets, read back as the broker holds it: the
+    timeout, and the dead-letter exchange of the project's policy it outranks on its queues
+    (one policy applies per queue). Before 3.12 the broker refuses it, and the project's
+    policy goes on dead-lettering those queues."""
+    def held(policy: str) -> dict | None:
+        return management.get(private_broker,
+                              "policies/" + management.vhost_path(private_broker, policy))
+
+    assert dead_letter.ensure(private_broker)  # as a run's queue setup does
+    name = topology.unique_spec("ct-policy").name
+    with consumer_timeout.timeout_policy(private_broker, name, f"^{re.escape(name)}$",
+                                         1.0) as refused:
+        timeout = held(name)
+    project = held(DEAD_LETTER_POLICY)
+    assert project["definition"] == {"dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+    assert re.match(project["pattern"], name)
+    if private_broker.version_tuple() >= (3, 12):
+        assert refused is None
+        assert timeout["definition"] == {"consumer-timeout": 1000,
+                                         "dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+        assert re.match(timeout["pattern"], name) and timeout["priority"] > project["priority"]
+    else:
+        assert "not recognised" in refused and timeout is None
+    assert held(name) is None  # cleared with the block
 
 
 @pytest.mark.slow
