@@ -176,6 +176,19 @@ def _interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+#: Each test's outcome per phase (``{"setup": "passed", "call": "failed", ...}``), kept on
+#: its item as it runs, for a test that decides by another's (``test_notebooks.py`` by the
+#: browser test's).
+PHASES = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Note the phase's outcome on the item (``PHASES``)."""
+    report = (yield).get_result()
+    item.stash.setdefault(PHASES, {})[report.when] = report.outcome
+
+
 def pytest_collection_modifyitems(items):
     for item in items:  # carry fixture names onto the reports, for the summary below
         item.user_properties.append(("fixtures", tuple(item.fixturenames)))

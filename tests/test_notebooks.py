@@ -8,11 +8,12 @@ here with the private-node code in a state folder of its own and no plugin at al
 management API), reached through ``AMQP_URL``. The time each notebook took is printed in a
 "notebooks" section at the end of the test run.
 
-Where this run's browser test executes a notebook (Chromium found, the test selected), the
-headless run of it against the session's broker is skipped: the browser test runs it on the
-same broker and fails on any error output, so the second run would only add minutes to CI.
+Where this run's browser test has run a notebook successfully, the headless run of it
+against the session's broker is skipped: the browser test ran every cell on the same broker
+and fails on any error output, so the second run would only add minutes to CI. A browser
+test that failed, was skipped (no Chromium) or has not run (deselected; pytest runs
+``test_browser.py`` first) leaves its notebook to the headless run.
 """
-import importlib.util
 import json
 import re
 import time
@@ -23,8 +24,7 @@ import pytest
 from helpers import notebooks as nbrun
 from helpers.broker import find_rabbitmq_server
 
-from browser_lab import find_chromium
-from conftest import IN_CI, kernel_environment
+from conftest import IN_CI, PHASES, kernel_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = nbrun.notebook_paths([ROOT / "notebooks"])
@@ -110,19 +110,52 @@ def test_notebook_runs_headless(path, kernel_env, timings, record_property, requ
         if IN_CI:
             pytest.fail("CI needs rabbitmq-server for notebook 07's private cluster")
         pytest.skip("notebook 07 runs a private cluster: no rabbitmq-server here")
-    if _in_the_browser(request, path.stem):
-        pytest.skip(f"{path.stem} ran top to bottom in this run's browser test, on the same "
-                    "broker, which fails on any error output (CI's time: one run, not two)")
+    reason = skip_reason(path.stem, _browser_phases(request, path.stem))
+    if reason:
+        pytest.skip(reason)
     _outputs, took = _run_checked(path, timings, path.name)
     record_property("seconds", round(took, 1))
 
 
-def _in_the_browser(request, stem: str) -> bool:
-    """Whether this session's browser test executes notebook ``stem`` (Chromium found)."""
-    if find_chromium() is None or importlib.util.find_spec("playwright") is None:
-        return False
-    return any(item.nodeid.startswith("tests/test_browser.py::")
-               and item.nodeid.endswith(f"[{stem}]") for item in request.session.items)
+def _browser_phases(request, stem: str) -> dict[str, str] | None:
+    """The outcome of each phase of this session's browser test of notebook ``stem`` so
+    far (empty: not run yet); None when that test is not in the session."""
+    for item in request.session.items:
+        if (item.nodeid.startswith("tests/test_browser.py::")
+                and item.nodeid.endswith(f"[{stem}]")):
+            return dict(item.stash.get(PHASES, {}))
+    return None
+
+
+def skip_reason(stem: str, browser_phases: dict[str, str] | None) -> str | None:
+    """Why the headless run of notebook ``stem`` is left out, or None to run it: only a
+    browser test of it that ran and passed (set-up and call passed, no phase failed) stands
+    in for it; one that failed, was skipped or has not run does not."""
+    phases = browser_phases or {}
+    if phases.get("call") != "passed" or "failed" in phases.values():
+        return None
+    return (f"{stem} ran top to bottom, and passed, in this run's browser test, on the same "
+            "broker, which fails on any error output (CI's time: one run, not two)")
+
+
+@pytest.mark.parametrize("phases", [
+    None,                                                 # the browser test not selected
+    {},                                                   # selected, not run yet
+    {"setup": "skipped", "teardown": "passed"},           # no Chromium
+    {"setup": "failed", "teardown": "passed"},            # JupyterLab did not start
+    {"setup": "passed", "call": "failed", "teardown": "passed"},
+    {"setup": "passed", "call": "skipped", "teardown": "passed"},
+    {"setup": "passed", "call": "passed", "teardown": "failed"},
+])
+def test_the_headless_run_is_kept_unless_the_browser_test_passed(phases):
+    assert skip_reason("06_pitfalls", phases) is None
+
+
+def test_the_headless_run_is_left_out_after_a_browser_test_that_passed():
+    reason = skip_reason("06_pitfalls", {"setup": "passed", "call": "passed"})
+    assert reason.startswith("06_pitfalls ran top to bottom, and passed, in this run's browser")
+    assert skip_reason("06_pitfalls", {"setup": "passed", "call": "passed",
+                                       "teardown": "passed"}) == reason
 
 
 def _run_checked(path: Path, timings, label: str):

@@ -6,14 +6,18 @@ figures are printed at the end of the run (``record_property("figures", ...)``).
 broker's behaviour changed between versions, the test says which version does what.
 """
 import json
+import re
 import time
 
 import pytest
 
-from helpers import dedup, faults, node_control, producer, task_hooks, tasks, topology
+from helpers import (dead_letter, dedup, faults, management, node_control, producer,
+                     task_hooks, tasks, topology)
 from helpers.broker import Broker
 from helpers.errors import BrokerControlError
+from helpers.faults import consumer_timeout
 from helpers.pool import WorkerPool
+from helpers.settings import DEAD_LETTER_EXCHANGE, DEAD_LETTER_POLICY
 
 pytestmark = pytest.mark.broker
 
@@ -89,6 +93,33 @@ def test_a_task_longer_than_the_ack_timeout_comes_back_until_split_or_given_more
     assert after == before
 
 
+def test_the_consumer_timeout_policy_keeps_the_dead_letter_key(private_broker):
+    """The policy the consumer-timeout fault sets, read back as the broker holds it: the
+    timeout, and the dead-letter exchange of the project's policy it outranks on its queues
+    (one policy applies per queue). Before 3.12 the broker refuses it, and the project's
+    policy goes on dead-lettering those queues."""
+    def held(policy: str) -> dict | None:
+        return management.get(private_broker,
+                              "policies/" + management.vhost_path(private_broker, policy))
+
+    assert dead_letter.ensure(private_broker)  # as a run's queue setup does
+    name = topology.unique_spec("ct-policy").name
+    with consumer_timeout.timeout_policy(private_broker, name, f"^{re.escape(name)}$",
+                                         1.0) as refused:
+        timeout = held(name)
+    project = held(DEAD_LETTER_POLICY)
+    assert project["definition"] == {"dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+    assert re.match(project["pattern"], name)
+    if private_broker.version_tuple() >= (3, 12):
+        assert refused is None
+        assert timeout["definition"] == {"consumer-timeout": 1000,
+                                         "dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+        assert re.match(timeout["pattern"], name) and timeout["priority"] > project["priority"]
+    else:
+        assert "not recognised" in refused and timeout is None
+    assert held(name) is None  # cleared with the block
+
+
 @pytest.mark.slow
 def test_the_x_consumer_timeout_argument_is_ignored_before_3_12(private_broker, channel):
     """The queue argument (not the policy): 3.10 takes it and does nothing with it."""
@@ -133,6 +164,26 @@ def test_a_poison_message_loops_on_a_classic_queue_and_is_dead_lettered_by_a_lim
     assert s["guard_attempts"] == s["max_attempts"] + 1
     assert s["guard_dead_letter_reasons"] == {"rejected": 1}
     assert s["tasks_lost"] == 0
+
+
+def test_the_poison_table_shows_where_the_poison_ended_in_full():
+    """pandas cuts a cell at 50 characters ("..."): the table's last column is a sentence."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from helpers.lessons import pitfalls as lesson
+
+    summary = {"runs": ["classic", "delivery-limit"], "classic_still_queued": 13,
+               "injected": 1, "dead_lettered": 1, "dead_letter_reasons": {"delivery_limit": 1},
+               "guard_dead_lettered": 0, "guard_dead_letter_reasons": {}}
+    events = [{"worker": "classic/w1", "event": "delivered", "task": "poison-1"}]
+    table = lesson.poison_table(SimpleNamespace(summary=summary, events=events))
+    sentence = "still going round (with 12 good tasks not yet done)"
+    assert table.loc["classic", "the poison ended"] == sentence and len(sentence) > 50
+    assert sentence in table._repr_html_() and sentence in repr(table)
+    assert sentence not in pd.DataFrame(table)._repr_html_()  # what a plain frame shows
+    assert pd.get_option("display.max_colwidth") == 50  # no other table changed
 
 
 # -- 4. duplicates and idempotency -----------------------------------------------------------

@@ -53,6 +53,20 @@ def _work(label: str, task_s: float, timeout_s: float) -> list[Task]:
     return [Task(f"ct-split-{i}", task_s / pieces) for i in range(1, pieces + 1)]
 
 
+def timeout_definition(seconds: float) -> dict:
+    """The definition of the lesson's consumer-timeout policy: the timeout, and the
+    dead-letter key. One policy per queue applies (the highest priority), so this one keeps
+    the key of the project's dead-letter policy it replaces on these queues, as a user's should.
+    """
+    return {"consumer-timeout": _ms(seconds), **dead_letter.DEFINITION}
+
+
+def timeout_policy(broker: broker_mod.Broker, name: str, pattern: str, seconds: float):
+    """The consumer-timeout policy ``name`` on the queues ``pattern`` matches, for a block:
+    yields None when the broker took it, else its refusal (RabbitMQ before 3.12)."""
+    return node_control.policy(broker, name, pattern, timeout_definition(seconds))
+
+
 def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
          broker: broker_mod.Broker | None = None) -> tuple[dict, dict]:
     """The three runs (see the module docstring); and how the timeout was set."""
@@ -65,11 +79,6 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
     def pattern(*labels: str) -> str:
         return "^(" + "|".join(re.escape(specs[label].name) for label in labels) + ")$"
 
-    def timeout_policy(seconds: float) -> dict:
-        # One policy per queue applies (the highest priority): this one keeps the
-        # dead-letter key of the policy it replaces on these queues, as a user's should.
-        return {"consumer-timeout": _ms(seconds), **dead_letter.DEFINITION}
-
     def one(label: str, consuming: threading.Event | None = None) -> runner.RunResult:
         steps = [Window(window_s, hold=label == "too-long"), Leftovers()]
         if consuming is not None:
@@ -79,9 +88,8 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
                               save=False, timeout=window_s + 30)
 
     with contextlib.ExitStack() as stack:
-        refusal = stack.enter_context(node_control.policy(
-            broker, specs["too-long"].name, pattern("too-long", "split"),
-            timeout_policy(timeout_s)))
+        refusal = stack.enter_context(timeout_policy(
+            broker, specs["too-long"].name, pattern("too-long", "split"), timeout_s))
         per_queue = refusal is None
         env = {"channel_tick_interval": TICK_MS}
         if not per_queue:  # node-wide: the longer run's timeout first (see below)
@@ -89,9 +97,8 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
         before = stack.enter_context(node_control.node_env(
             broker, read=("consumer_timeout",), **env))
         if per_queue:
-            stack.enter_context(node_control.policy(
-                broker, specs["longer"].name, pattern("longer"),
-                timeout_policy(4 * task_s)))
+            stack.enter_context(timeout_policy(
+                broker, specs["longer"].name, pattern("longer"), 4 * task_s))
             results = in_parallel({label: (lambda x=label: one(x)) for label in RUNS})
         else:
             results = _node_wide(one, lambda: node_control.set_env(

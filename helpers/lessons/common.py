@@ -50,6 +50,30 @@ def chain_progress(progress, offset: int, grand_total: int):
     return lambda done, _total: progress(offset + done, grand_total)
 
 
+class FullTextFrame(pd.DataFrame):
+    """A table whose text cells are shown in full: pandas cuts a cell longer than
+    ``display.max_colwidth`` (50 characters) with "...", which makes a sentence unreadable.
+    The limit is lifted for this table only, not for every table of the kernel; whatever is
+    derived from it (a column, a filter) is an ordinary ``DataFrame`` again."""
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def _repr_html_(self) -> str | None:
+        with pd.option_context("display.max_colwidth", None):
+            return super()._repr_html_()
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.max_colwidth", None):
+            return super().__repr__()
+
+
+def full_text(frame: pd.DataFrame) -> FullTextFrame:
+    """``frame``, shown with every text cell in full (see ``FullTextFrame``)."""
+    return FullTextFrame(frame)
+
+
 def value_table(summary: dict, column: str = "value") -> pd.DataFrame:
     """A run's figures as a one-column table, one row per key."""
     return pd.DataFrame({column: pd.Series(summary, dtype=object)})

@@ -16,7 +16,7 @@ from .. import dead_letter, faults, node_control, runner
 from ..faults.consumer_timeout import TICK_MS
 from ..tasks import equal
 from . import pitfalls_plots as figures
-from .common import Skipped, Text, value_table
+from .common import Skipped, Text, full_text, value_table
 from .panels import Panel, dropdown, float_slider, int_slider
 
 #: the scenarios of this notebook, in its order
@@ -118,7 +118,7 @@ def poison_table(result: runner.RunResult) -> pd.DataFrame:
             "workers killed": sum(e["event"] == "crashed" for e in mine),
             "good tasks done": len({e["task"] for e in mine if e["event"] == "finished"}),
             "the poison ended": where[label]})
-    return pd.DataFrame(rows).set_index("run")
+    return full_text(pd.DataFrame(rows).set_index("run"))  # its last column is a sentence
 
 
 def probe_table(summary: dict) -> pd.DataFrame:
