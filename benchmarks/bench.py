@@ -49,6 +49,8 @@ from . import peers, publish_confirms, report, startup
 PEERS = ("project", "tutorial", "celery")
 #: The project's other dispatch modes, measured on the same workloads (not on zero-length).
 VARIANTS = ("project-p2", "project-reserve")
+#: Who runs the big runs: the project, and the tutorial's workers as the machine's baseline.
+BIG_PEERS = ("project", "tutorial")
 #: Queue types, the default first; Celery runs on classic queues only.
 KINDS = ("quorum", "classic")
 FIGURES = CHECKOUT / "docs" / "figures"
@@ -149,22 +151,26 @@ def measure_big(sizes: dict, log) -> list[dict]:
     rows = []
     for kind in KINDS:
         for workers in sizes["big_workers"]:
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--tasks",
-                                   str(sizes["big_tasks"]), "--workers", str(workers),
-                                   "--queue-type", kind], capture_output=True, text=True,
-                                  cwd=str(CHECKOUT), timeout=1800)
-            if proc.returncode != 0:
-                log(f"  big run {kind} {workers} workers failed: {proc.stderr.strip()[-300:]}")
-                rows.append({"queue_type": kind, "workers": workers, "complete": False,
-                             "tasks": sizes["big_tasks"], "completed": 0})
-                continue
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
-            log(f"  big run {kind:<7} {workers:>2} workers: {r['completed']}/{r['tasks']} in "
-                f"{r['makespan_s']:.1f} s, {r['tasks_per_s']:.0f} tasks/s, parent "
-                f"{r['parent_peak_mb']} MB, cpu {r['parent_cpu_s']} s, broker cpu "
-                f"{r['broker_cpu_s']} s, workers cpu {r['workers_cpu_s']} s, "
-                f"frame {r['frame_s']:.2f} s, load {r['load']}")
+            for peer in BIG_PEERS:
+                proc = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--tasks",
+                                       str(sizes["big_tasks"]), "--workers", str(workers),
+                                       "--queue-type", kind, "--peer", peer],
+                                      capture_output=True, text=True, cwd=str(CHECKOUT),
+                                      timeout=1800)
+                if proc.returncode != 0:
+                    log(f"  big run {kind} {workers} {peer} workers failed: "
+                        f"{proc.stderr.strip()[-300:]}")
+                    rows.append({"peer": peer, "queue_type": kind, "workers": workers,
+                                 "complete": False, "tasks": sizes["big_tasks"], "completed": 0})
+                    continue
+                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                r = rows[-1]
+                frame = f", frame {r['frame_s']:.2f} s" if "frame_s" in r else ""
+                log(f"  big run {kind:<7} {workers:>2} {peer:<8} workers: {r['completed']}/"
+                    f"{r['tasks']} in {r['makespan_s']:.1f} s, {r['tasks_per_s']:.0f} tasks/s, "
+                    f"parent {r['parent_peak_mb']} MB, cpu {r['parent_cpu_s']} s, broker cpu "
+                    f"{r['broker_cpu_s']} s, workers cpu {r['workers_cpu_s']} s{frame}, "
+                    f"load {r['load']}")
     return rows
 
 

@@ -93,7 +93,11 @@ def target_checks(out: dict) -> list[tuple]:
                        v >= TARGETS["confirmed_vs_unconfirmed"]))
     big = out.get("big") or []
     for kind in dict.fromkeys(r["queue_type"] for r in big):
-        rows = sorted((r for r in big if r["queue_type"] == kind), key=lambda r: r["workers"])
+        rows = sorted((r for r in big if r["queue_type"] == kind
+                       and r.get("peer", "project") == "project"), key=lambda r: r["workers"])
+        tutorial = sorted((r for r in big if r["queue_type"] == kind
+                           and r.get("peer") == "tutorial" and "makespan_s" in r),
+                          key=lambda r: r["workers"])
         most, least = rows[-1], rows[0]
         done = most.get("completed", 0) == most["tasks"]
         checks.append((f"{kind} big run on {most['workers']}: tasks completed", most.get(
@@ -106,6 +110,14 @@ def target_checks(out: dict) -> list[tuple]:
             checks.append((f"  {kind} tasks/s, {most['workers']} over {least['workers']} workers",
                            v, f">= {TARGETS['big_tps_32_over_8']}",
                            v >= TARGETS["big_tps_32_over_8"]))
+            if len(tutorial) > 1:  # the same on the tutorial's workers: the machine's share
+                checks.append((f"  {kind} same, tutorial's workers", tutorial[-1]["tasks_per_s"]
+                               / tutorial[0]["tasks_per_s"], "(info)", None))
+                for r in tutorial:
+                    mine = [x for x in rows if x["workers"] == r["workers"] and "makespan_s" in x]
+                    if mine:
+                        checks.append((f"  {kind} tasks/s on {r['workers']}, project/tutorial",
+                                       mine[0]["tasks_per_s"] / r["tasks_per_s"], "(info)", None))
             checks.append((f"  {kind} deliveries frame of {most['frame_rows']} rows, s",
                            most["frame_s"], f"< {TARGETS['frame_s']}",
                            most["frame_s"] < TARGETS["frame_s"]))
@@ -164,17 +176,19 @@ def render(out: dict, peer_list) -> str:
                          f"   ({_cell([r['seconds'] for r in rows], '{:.3f}')})")
         lines.append("")
     if out.get("big"):
-        lines.append("big runs (zero-length tasks, prefetch 1)    done    tasks/s  parent MB  "
-                     "cpu s: parent broker workers  cores busy  frame s  load")
+        lines.append("big runs (zero-length tasks, prefetch 1)             done    tasks/s  "
+                     "parent MB  cpu s: parent broker workers  cores busy  frame s  load")
         for r in out["big"]:
+            who = f"{r['queue_type']:<8}{r['workers']:>3} {r.get('peer', 'project'):<8}"
             if "makespan_s" not in r:
-                lines.append(f"  {r['queue_type']:<8}{r['workers']:>3} workers   FAILED")
+                lines.append(f"  {who} workers   FAILED")
                 continue
-            lines.append(f"  {r['queue_type']:<8}{r['workers']:>3} workers, {r['tasks']:>7} "
+            frame = f"{r['frame_s']:>8.2f}" if "frame_s" in r else f"{'-':>8}"
+            lines.append(f"  {who} workers, {r['tasks']:>7} "
                          f"tasks  {r['completed']:>8} {r['tasks_per_s']:>9.0f} "
                          f"{r['parent_peak_mb']:>10} {r['parent_cpu_s']:>13} "
                          f"{r['broker_cpu_s']:>6} {r.get('workers_cpu_s', float('nan')):>7} "
-                         f"{_cores_busy(r):>11.2f} {r['frame_s']:>8.2f} {r['load']:>5}")
+                         f"{_cores_busy(r):>11.2f} {frame} {r['load']:>5}")
         lines.append("  (workers: all of them, spawn to exit; cores busy: the three CPU figures "
                      f"over the run's wall time; other jobs' load is not in them; {os.cpu_count()} "
                      "cores)")

@@ -1,11 +1,16 @@
 """One big run in a process of its own: N zero-length tasks on K workers (``make bench``).
 
-Run: ``python -m benchmarks.scale --tasks 100000 --workers 32 [--queue-type quorum]``.
-Prints one JSON object: completed, lost, duplicates, makespan and tasks/s, the CPU seconds
-this process (the pool's parent: publisher, event readers, summary), the broker and the
-workers (all of them together, with the fork server that started them) spent,
-this process's peak memory, and how long the run's deliveries DataFrame takes to build from
-its events. It runs in its own process so that its peak memory is the run's alone.
+Run: ``python -m benchmarks.scale --tasks 100000 --workers 32 [--queue-type quorum]
+[--peer tutorial]``. Prints one JSON object: completed, lost, duplicates, makespan and
+tasks/s, the CPU seconds this process (the pool's parent: publisher, event readers,
+summary), the broker and the workers (all of them together, with the fork server that
+started them) spent, this process's peak memory, and how long the run's deliveries
+DataFrame takes to build from its events. It runs in its own process so that its peak
+memory is the run's alone.
+
+``--peer tutorial`` runs the same tasks on the tutorial's workers (``tutorial_worker.py``,
+the same publisher): the baseline that tells the harness's cost from the machine's, since
+32 of them on 2 cores share the cores with the broker exactly as the project's do.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ import time
 
 from helpers import broker, forked, runner, timing
 from helpers.tasks import Task
+
+from . import peers
 
 
 def _cpu_s() -> float:
@@ -41,13 +48,27 @@ def _broker_cpu_s(pid: int | None) -> float:
         return float("nan")
 
 
-def measure(tasks: int, workers: int, queue_type: str) -> dict:
-    """Run ``tasks`` zero-length tasks on ``workers`` workers; return the figures."""
+def measure(tasks: int, workers: int, queue_type: str, peer: str = "project") -> dict:
+    """Run ``tasks`` zero-length tasks on ``workers`` workers of ``peer``; return the figures."""
     found = broker.get()
     node_pid = found.status().get("node_pid")  # a private node's; None for others
     work = [Task(f"z{i:06d}", 0.0) for i in range(tasks)]
     cpu0, broker0, load0 = _cpu_s(), _broker_cpu_s(node_pid), os.getloadavg()[0]
     children0, wall0 = _children_cpu_s(), time.monotonic()
+    if peer == "tutorial":
+        row = peers.run_peer("tutorial", found, work, workers, timeout=900, kind=queue_type)
+        cpu1, broker1 = _cpu_s(), _broker_cpu_s(node_pid)  # the workers are reaped by now
+        return {"peer": peer, "tasks": tasks, "workers": workers, "queue_type": queue_type,
+                "completed": row["tasks_completed"], "complete": row["complete"],
+                "makespan_s": row["makespan_s"],
+                "tasks_per_s": row["tasks_completed"] / row["makespan_s"],
+                "spawn_s": row["spawn_s"], "parent_cpu_s": round(cpu1 - cpu0, 2),
+                "broker_cpu_s": round(broker1 - broker0, 2),
+                "workers_cpu_s": round(_children_cpu_s() - children0, 2),
+                "wall_s": round(time.monotonic() - wall0, 2), "cores": os.cpu_count(),
+                "parent_peak_mb": round(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "load": round(load0, 2)}
     result = runner.run(workers, 1, work, broker=found, save=False, label="bench-scale",
                         queue_type=queue_type, timeout=900)
     cpu1, broker1 = _cpu_s(), _broker_cpu_s(node_pid)
@@ -57,7 +78,7 @@ def measure(tasks: int, workers: int, queue_type: str) -> dict:
     frame = timing.deliveries(result.events, t0=result.publish.t_first, durations=0.0)
     frame_s = time.perf_counter() - t
     s = result.summary
-    return {"tasks": tasks, "workers": workers, "queue_type": queue_type,
+    return {"peer": peer, "tasks": tasks, "workers": workers, "queue_type": queue_type,
             "completed": s["tasks_completed"], "lost": s["tasks_lost"],
             "duplicates": s["duplicates"], "complete": s["completed_in_time"],
             "makespan_s": s["makespan_s"], "tasks_per_s": s["throughput_tps"],
@@ -75,8 +96,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument("--queue-type", default="quorum", choices=["classic", "quorum"])
+    parser.add_argument("--peer", default="project", choices=["project", "tutorial"])
     args = parser.parse_args(argv)
-    row = measure(args.tasks, args.workers, args.queue_type)
+    row = measure(args.tasks, args.workers, args.queue_type, args.peer)
     print(json.dumps(row), flush=True)
     return row
 

@@ -209,10 +209,8 @@ def split_credentials(url: str | None) -> tuple[str | None, tuple[str, str] | No
 
 def resolve() -> Broker:
     """Find the broker to use, without starting anything (see module docstring)."""
-    from .private_node import PrivateBroker
-
     url = settings.amqp_url()
-    if url:
+    if url:  # the common case of a worker, whose pool passes AMQP_URL: nothing more to import
         # Only the management API a setting names: guessing port 15672 on the AMQP host
         # finds nothing, or the wrong thing, on many brokers.
         mgmt, credentials = split_credentials(settings.management_url())
@@ -220,6 +218,8 @@ def resolve() -> Broker:
                       management_credentials=credentials)
     server = find_rabbitmq_server()
     if server is not None:
+        from .private_node import PrivateBroker
+
         return PrivateBroker(server)
     if port_open("127.0.0.1", 5672):
         return ComposeBroker(url=settings.COMPOSE_URL,

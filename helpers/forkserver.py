@@ -23,6 +23,7 @@ may still signal is never reused meanwhile. ``ForkedProcess`` gives the pool the
 """
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -32,10 +33,14 @@ import socket
 import struct
 import sys
 
-#: What a worker imports, done once in the server so that a forked child starts warm.
+#: What a pool's worker imports, done once in the server so that a forked child starts
+#: warm; and no more, since the first worker waits for them (``tests/test_worker_startup``
+#: checks that a pool's worker imports nothing beyond these).
 PRELOAD = ("pika", "pika.adapters.blocking_connection", "helpers.worker",
-           "helpers.worker_options", "helpers.connection", "helpers.broker",
-           "helpers.dead_letter", "helpers.topology", "helpers.console")
+           "helpers.worker_options", "helpers.connection", "helpers.topology",
+           "helpers.console",
+           "shutil",  # argparse's help formatter imports it when the parser is built
+           "encodings.idna")  # the host name's codec, loaded by the first getaddrinfo
 _HEADER = struct.Struct("!I")
 
 
@@ -166,6 +171,9 @@ def main() -> int:
     control = socket.socket(fileno=int(sys.argv[1]))
     for name in PRELOAD:
         __import__(name)
+    # Objects that exist now are shared by every child; keep the collector from touching
+    # (and so copying) their pages in each child.
+    gc.freeze()
     sys.stdout.flush()
     try:
         serve(control)

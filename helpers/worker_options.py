@@ -12,7 +12,8 @@ import sys
 import threading
 
 from . import tasks as task_bodies
-from .settings import ACK_MODES, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS, WORK_MODES
+from .settings import (ACK_MODES, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS, WORK_MODES,
+                       amqp_url)
 from .task_hooks import TaskHooks
 from .topology import QueueSpec
 from .worker import Worker
@@ -63,16 +64,17 @@ def worker_from_args(args: argparse.Namespace) -> Worker:
     if args.heartbeat is not None and args.heartbeat < 0:
         raise BadInputError(f"--heartbeat must be 0 (off) or more seconds (got {args.heartbeat}).")
     reserve_after = _reserve_after(args)
-    from . import broker as broker_mod
-
-    resolved = None if args.url else broker_mod.get()
-    url = args.url or resolved.url
     note = None
     if args.queue_spec:  # a pool's worker: the pool has settled the spec (dead-lettering too)
         spec = QueueSpec.from_json(args.queue_spec)
+        # The pool passes AMQP_URL: no broker resolution, nor its imports (start-up time).
+        url = args.url or amqp_url() or _resolved().url
     else:  # a person's worker: set the dead-letter policy, or say how it goes without
+        from . import broker as broker_mod
         from . import dead_letter
 
+        resolved = None if args.url else _resolved()
+        url = args.url or resolved.url
         where = resolved or broker_mod.Broker(url=url)
         spec = dead_letter.prepare(where, QueueSpec(args.queue, kind=args.queue_type))
         note = dead_letter.describe(spec, where)
@@ -80,6 +82,13 @@ def worker_from_args(args: argparse.Namespace) -> Worker:
                   speed=args.speed, unit=args.unit, heartbeat=args.heartbeat,
                   hooks=TaskHooks.from_args(args), reconnect=not args.no_reconnect,
                   human=not args.events, note=note, reserve_after=reserve_after)
+
+
+def _resolved():
+    """The broker ``helpers`` resolves, running (a private node is started if need be)."""
+    from . import broker as broker_mod
+
+    return broker_mod.get()
 
 
 def _reserve_after(args: argparse.Namespace) -> float | None:

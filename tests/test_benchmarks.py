@@ -36,16 +36,18 @@ def test_quick_benchmark_runs_every_peer_to_completion(broker, tmp_path, capsys)
     assert set(out["startup"]) == {1, 2}
     assert all(len(times) == 1 and times[0] > 0 for by_way in out["startup"].values()
                for times in by_way.values())
-    assert {(r["queue_type"], r["workers"]) for r in out["big"]} == {
-        ("classic", 1), ("classic", 2), ("quorum", 1), ("quorum", 2)}
-    assert all(r["completed"] == r["tasks"] and r["frame_rows"] == r["tasks"]
-               for r in out["big"])
+    assert sorted((r["queue_type"], r["workers"], r["peer"]) for r in out["big"]) == sorted(
+        (kind, n, peer) for kind in ("classic", "quorum") for n in (1, 2)
+        for peer in bench.BIG_PEERS)
+    assert all(r["completed"] == r["tasks"] for r in out["big"])
+    assert all(r["frame_rows"] == r["tasks"] for r in out["big"] if r["peer"] == "project")
     assert {(r["workers"], r["kind"]) for r in out["scaling"]} == {
         (1, "sleep"), (1, "cpu"), (2, "sleep"), (2, "cpu")}
     assert all(r["completed"] == r["tasks"] for r in out["scaling"])
     printed = capsys.readouterr().out
     assert "makespan/ideal" in printed and "project/tutorial" in printed
     assert "start-up of 2: project (cold fork server)/tutorial" in printed
+    assert "tasks/s on 2, project/tutorial" in printed
     assert json.loads((tmp_path / "bench.json").read_text())["table"] == out["table"]
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert not list(peers._LIVE), "a peer worker outlived the benchmark"
