@@ -64,14 +64,8 @@ def free_port(avoid: Collection[int] = ()) -> int:
 
 def pid_alive(pid: int | None) -> bool:
     """True when process ``pid`` runs (a zombie counts as gone, and is reaped if ours)."""
-    if not pid:
+    if not pid or not _answers_signals(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     # A zombie child still answers kill(0); reap it if it is ours.
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
@@ -79,9 +73,23 @@ def pid_alive(pid: int | None) -> bool:
             return False
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[-1][:1] != "Z"
+            return fh.read().split(") ")[-1][:1] not in ("Z", "X")  # zombie, or being reaped
     except OSError:
-        return True
+        # Either no /proc here, or the zombie that answered kill(0) was reaped by its own
+        # parent since (a fork server's worker is, just after the pool recorded its exit):
+        # ask again rather than call a process that has just gone "alive".
+        return _answers_signals(pid)
+
+
+def _answers_signals(pid: int) -> bool:
+    """``kill(pid, 0)``: False when no process has that pid (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def wait_until(condition, timeout: float, interval: float = 0.05):
