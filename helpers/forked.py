@@ -103,10 +103,15 @@ class ForkServer:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = ours
+        # A process group of its own (its workers inherit it): a Jupyter kernel that shuts
+        # down SIGTERMs every child in its own group and waits until none is left, and the
+        # server, dead but not yet reaped, stayed listed until the kernel itself was killed
+        # by SIGTERM, before its atexit handlers (notebook 07's cluster was left running).
+        # Ending with the owner does not need the group: stdin EOF ends server and workers.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "helpers.forkserver", str(theirs.fileno())],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=self.env, pass_fds=[theirs.fileno()])
+            env=self.env, pass_fds=[theirs.fileno()], process_group=0)
         theirs.close()
         self._reader = threading.Thread(target=self._read, name="forkserver", daemon=True)
         self._reader.start()

@@ -45,7 +45,7 @@ PROXY_MAX_HELD_BYTES = int(os.environ.get("HELPERS_PROXY_MAX_HELD_BYTES", str(8 
 #: Whether a pool forks its workers from a warm fork server (``helpers.forkserver``) rather
 #: than starting a fresh interpreter for each (``HELPERS_FORK_SERVER``, 1 or 0; default 0:
 #: opt-in until the whole suite has run green with it several times; its one run so far
-#: failed notebook 07's browser test, its cluster still up after the kernel ended).
+#: failed notebook 07's browser test, fixed since: see ``ForkServer.start``).
 FORK_SERVER = os.environ.get("HELPERS_FORK_SERVER", "0").strip().lower() in ("1", "yes", "true")
 
 # -- the private node --------------------------------------------------------------------
