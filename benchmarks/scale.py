@@ -48,6 +48,11 @@ def _broker_cpu_s(pid: int | None) -> float:
         return float("nan")
 
 
+def _peak_mb() -> int:
+    """This process's peak memory so far, MB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def measure(tasks: int, workers: int, queue_type: str, peer: str = "project") -> dict:
     """Run ``tasks`` zero-length tasks on ``workers`` workers of ``peer``; return the figures."""
     found = broker.get()
@@ -55,40 +60,37 @@ def measure(tasks: int, workers: int, queue_type: str, peer: str = "project") ->
     work = [Task(f"z{i:06d}", 0.0) for i in range(tasks)]
     cpu0, broker0, load0 = _cpu_s(), _broker_cpu_s(node_pid), os.getloadavg()[0]
     children0, wall0 = _children_cpu_s(), time.monotonic()
+    head = {"peer": peer, "tasks": tasks, "workers": workers, "queue_type": queue_type,
+            "cores": os.cpu_count(), "load": round(load0, 2)}
+
+    def costs(cpu1: float, broker1: float) -> dict:
+        """CPU seconds and wall time since the start; the workers must be reaped by now."""
+        return {"parent_cpu_s": round(cpu1 - cpu0, 2), "broker_cpu_s": round(broker1 - broker0, 2),
+                "workers_cpu_s": round(_children_cpu_s() - children0, 2),
+                "wall_s": round(time.monotonic() - wall0, 2)}
+
     if peer == "tutorial":
         row = peers.run_peer("tutorial", found, work, workers, timeout=900, kind=queue_type)
-        cpu1, broker1 = _cpu_s(), _broker_cpu_s(node_pid)  # the workers are reaped by now
-        return {"peer": peer, "tasks": tasks, "workers": workers, "queue_type": queue_type,
-                "completed": row["tasks_completed"], "complete": row["complete"],
+        spent = costs(_cpu_s(), _broker_cpu_s(node_pid))  # its workers are reaped by now
+        return {**head, "completed": row["tasks_completed"], "complete": row["complete"],
                 "makespan_s": row["makespan_s"],
                 "tasks_per_s": row["tasks_completed"] / row["makespan_s"],
-                "spawn_s": row["spawn_s"], "parent_cpu_s": round(cpu1 - cpu0, 2),
-                "broker_cpu_s": round(broker1 - broker0, 2),
-                "workers_cpu_s": round(_children_cpu_s() - children0, 2),
-                "wall_s": round(time.monotonic() - wall0, 2), "cores": os.cpu_count(),
-                "parent_peak_mb": round(
-                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                "load": round(load0, 2)}
+                "spawn_s": row["spawn_s"], **spent, "parent_peak_mb": _peak_mb()}
     result = runner.run(workers, 1, work, broker=found, save=False, label="bench-scale",
                         queue_type=queue_type, timeout=900)
     cpu1, broker1 = _cpu_s(), _broker_cpu_s(node_pid)
     forked.stop_all()  # its workers are reaped: their CPU time is now the server's children's
-    workers_cpu, wall_s = _children_cpu_s() - children0, time.monotonic() - wall0
+    spent = costs(cpu1, broker1)
     t = time.perf_counter()
     frame = timing.deliveries(result.events, t0=result.publish.t_first, durations=0.0)
     frame_s = time.perf_counter() - t
     s = result.summary
-    return {"peer": peer, "tasks": tasks, "workers": workers, "queue_type": queue_type,
-            "completed": s["tasks_completed"], "lost": s["tasks_lost"],
+    return {**head, "completed": s["tasks_completed"], "lost": s["tasks_lost"],
             "duplicates": s["duplicates"], "complete": s["completed_in_time"],
             "makespan_s": s["makespan_s"], "tasks_per_s": s["throughput_tps"],
-            "publish_s": s["publish"]["elapsed_s"], "spawn_s": s["spawn_s"],
-            "parent_cpu_s": round(cpu1 - cpu0, 2), "broker_cpu_s": round(broker1 - broker0, 2),
-            "workers_cpu_s": round(workers_cpu, 2), "wall_s": round(wall_s, 2),
-            "cores": os.cpu_count(),
-            "parent_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "frame_rows": len(frame), "frame_s": round(frame_s, 3),
-            "load": round(load0, 2)}
+            "publish_s": s["publish"]["elapsed_s"], "spawn_s": s["spawn_s"], **spent,
+            "parent_peak_mb": _peak_mb(),  # after the frame: its memory counts
+            "frame_rows": len(frame), "frame_s": round(frame_s, 3)}
 
 
 def main(argv=None) -> dict:
