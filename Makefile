@@ -18,7 +18,7 @@ install: $(STAMP)
 # system's package manager needs no question, or stop at once with the ways to get one.
 # Standard library only, so it runs before (and without) the virtual environment.
 broker-ready:
-	@$(PYTHON) -m helpers.install
+	@$(PYTHON) -m helpers.broker.install
 
 # Execute every notebook headless against the resolved broker, write build/*.html, and the
 # round robin vs prefetch=1 comparison from the CLI. A private node that was not running

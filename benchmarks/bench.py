@@ -1,6 +1,6 @@
 """The project's workers beside their peers, on one broker, in one run (``make bench``).
 
-Measures, for the project's workers (``helpers.runner``), minimal tutorial-style pika
+Measures, for the project's workers (``helpers.experiment.skeleton``), minimal tutorial-style pika
 workers (``benchmarks/tutorial_worker.py``) and Celery (``benchmarks/celery_app.py``):
 
 * dispatch efficiency, makespan / ideal makespan at prefetch 1, on an odd-heavy workload
@@ -11,7 +11,7 @@ workers (``benchmarks/tutorial_worker.py``) and Celery (``benchmarks/celery_app.
 * start-up: from spawn to all 8 workers consuming (taken from the odd-heavy runs);
 
 the same dispatch workloads with the project's other modes (prefetch 2, and the reserve
-mode of ``helpers.reserve``), on quorum queues (the default) and classic ones; start-up of
+mode of ``helpers.worker.reserve``), on quorum queues (the default) and classic ones; start-up of
 1, 8 and 32 workers (``startup``: the fork server cold and warm, fresh interpreters, the
 tutorial's); publishing (``publish_confirms``) on both queue types; a big run (``scale``:
 100,000 zero-length tasks on 8 and 32 workers, each in a process of its own); and scaling
@@ -38,11 +38,16 @@ import time
 import uuid
 from pathlib import Path
 
-from helpers import broker, producer, runner, timing, topology
-from helpers.connection import connect
-from helpers.pool import WorkerPool
+from helpers.broker import resolve as broker
+from helpers.broker.model import Broker
+from helpers.publish import producer
+from helpers.experiment import skeleton as runner
+from helpers.measure import timing
+from helpers.core import topology
+from helpers.core.connection import connect
+from helpers.pool.pool import WorkerPool
 from helpers.settings import CHECKOUT
-from helpers.tasks import Task, odd_heavy  # odd tasks heavy: the fair-dispatch workload
+from helpers.core.tasks import Task, odd_heavy  # odd tasks heavy: the fair-dispatch workload
 
 from . import peers, publish_confirms, report, startup
 
@@ -78,7 +83,7 @@ def skewed(n: int, median: float, seed: int = 5, sigma: float = 0.6) -> list[Tas
 
 
 # -- one measurement per peer ------------------------------------------------------------
-def run_once(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
+def run_once(peer: str, found: Broker, tasks: list[Task], workers: int,
              kind: str = "classic") -> dict:
     """Makespan, ideal and spawn time of ``tasks`` on ``workers`` workers of ``peer``."""
     if not peer.startswith("project"):
@@ -100,7 +105,7 @@ def run_once(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
                          result.publish.t_first)}
 
 
-def compare(found: broker.Broker, sizes: dict, repeats: int, peer_list, log,
+def compare(found: Broker, sizes: dict, repeats: int, peer_list, log,
             kind: str = "classic") -> dict:
     """Dispatch, overhead and start-up for every peer, interleaved ``repeats`` times."""
     workloads = {
@@ -132,7 +137,7 @@ def compare(found: broker.Broker, sizes: dict, repeats: int, peer_list, log,
     return runs
 
 
-def measure_publishing(found: broker.Broker, n: int, repeats: int, log) -> dict:
+def measure_publishing(found: Broker, n: int, repeats: int, log) -> dict:
     """``publish_confirms`` on each queue type: ``{kind: {mode: [row per repeat]}}``; one
     confirm per message (slow, and far from the target either way) is measured once."""
     out: dict = {kind: {mode: [] for mode in publish_confirms.MODES} for kind in KINDS}
@@ -174,7 +179,7 @@ def measure_big(sizes: dict, log) -> list[dict]:
     return rows
 
 
-def measure_scaling(found: broker.Broker, sizes: dict, log) -> list[dict]:
+def measure_scaling(found: Broker, sizes: dict, log) -> list[dict]:
     """Makespan against the number of the project's workers, sleeping and CPU-bound tasks.
 
     One pool grows one worker at a time; at each size every worker is consuming before

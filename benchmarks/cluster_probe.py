@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pika
 
-from helpers.cluster import PrivateCluster
-from helpers.connection import connect
+from helpers.broker.cluster import PrivateCluster
+from helpers.core.connection import connect
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 

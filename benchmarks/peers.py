@@ -2,7 +2,7 @@
 
 Both kinds print ``done <task id> <start t> <end t>`` per task on stdout (and the tutorial
 workers ``ready <t>`` once consuming), so the harness measures their makespan exactly as
-``helpers.timing`` measures the project's: first publish to the last ``end t``.
+``helpers.measure.timing`` measures the project's: first publish to the last ``end t``.
 
 ``PeerWorkers`` owns the processes: a context manager that ends every one of them by its
 pid (stdin closed, then SIGTERM, then SIGKILL), also from ``atexit``.
@@ -23,10 +23,13 @@ import uuid
 import weakref
 from pathlib import Path
 
-from helpers import broker, producer, timing, topology
-from helpers.connection import connect
+from helpers.broker.model import Broker
+from helpers.publish import producer
+from helpers.measure import timing
+from helpers.core import topology
+from helpers.core.connection import connect
 from helpers.settings import CHECKOUT
-from helpers.tasks import Task
+from helpers.core.tasks import Task
 
 HERE = Path(__file__).resolve().parent
 _LIVE: "weakref.WeakSet[PeerWorkers]" = weakref.WeakSet()
@@ -217,11 +220,11 @@ class PeerWorkers:
         self.stop()
 
 
-def run_peer(peer: str, found: broker.Broker, tasks: list[Task], workers: int,
+def run_peer(peer: str, found: Broker, tasks: list[Task], workers: int,
              timeout: float | None = None, kind: str = "classic") -> dict:
     """Run ``tasks`` on ``workers`` processes of ``peer`` (``tutorial`` or ``celery``).
 
-    The same steps as ``helpers.runner.run``: a fresh durable queue, every worker consuming
+    The same steps as ``helpers.experiment.skeleton.run``: a fresh durable queue, every worker consuming
     before the first publish, the same pipelined publisher with persistent messages, then
     makespan = first publish to the last completion the workers report.
     """

@@ -30,10 +30,12 @@ import threading
 import time
 import uuid
 
-from helpers import broker, producer, tasks, topology
-from helpers.connection import connect
-from helpers.pool import WorkerPool
-from helpers.proxy import LatencyProxy, round_trips_s
+from helpers.broker import resolve as broker
+from helpers.publish import producer
+from helpers.core import tasks, topology
+from helpers.core.connection import connect
+from helpers.pool.pool import WorkerPool
+from helpers.net.proxy import LatencyProxy, round_trips_s
 
 VIAS = ("direct", "process", "thread")
 

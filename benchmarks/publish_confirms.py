@@ -20,8 +20,10 @@ import json
 import time
 import uuid
 
-from helpers import broker, producer, tasks, topology
-from helpers.connection import connect
+from helpers.broker import resolve as broker
+from helpers.publish import outcome, producer
+from helpers.core import tasks, topology
+from helpers.core.connection import connect
 
 MODES = ("pipelined", "each", "none", "none-async")
 
@@ -44,7 +46,7 @@ def _publish_async_unconfirmed(url: str, spec: topology.QueueSpec, pairs, name: 
                 state["t_first"] = time.time()
             for task_id, body in pairs[state["next"]:end]:
                 channel.basic_publish("", spec.name, body,
-                                      producer.message_properties(task_id, True))
+                                      outcome.message_properties(task_id, True))
             state["next"] = end
         if state["next"] < len(pairs) or conn._get_write_buffer_size():
             conn.ioloop.call_later(0 if state["next"] < len(pairs) else 0.0002,

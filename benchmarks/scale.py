@@ -20,8 +20,11 @@ import os
 import resource
 import time
 
-from helpers import broker, forked, runner, timing
-from helpers.tasks import Task
+from helpers.broker import resolve as broker
+from helpers.pool import forked
+from helpers.experiment import skeleton as runner
+from helpers.measure import timing
+from helpers.core.tasks import Task
 
 from . import peers
 

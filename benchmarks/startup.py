@@ -14,16 +14,18 @@ from __future__ import annotations
 import time
 import uuid
 
-from helpers import broker, forked, topology
-from helpers.connection import connect
-from helpers.pool import WorkerPool
+from helpers.broker.model import Broker
+from helpers.pool import forked
+from helpers.core import topology
+from helpers.core.connection import connect
+from helpers.pool.pool import WorkerPool
 
 from . import peers
 
 WAYS = ("tutorial", "fork-cold", "fork-warm", "spawn")
 
 
-def measure(found: broker.Broker, n: int, way: str, kind: str = "quorum") -> float:
+def measure(found: Broker, n: int, way: str, kind: str = "quorum") -> float:
     """Seconds from spawn to all ``n`` workers of ``way`` consuming one fresh queue."""
     spec = topology.QueueSpec(f"bench-startup-{uuid.uuid4().hex[:8]}", kind=kind)
     with connect(found.url, name="bench startup setup") as conn:
@@ -46,7 +48,7 @@ def measure(found: broker.Broker, n: int, way: str, kind: str = "quorum") -> flo
             topology.delete(conn.channel(), spec)
 
 
-def compare(found: broker.Broker, sizes, repeats: int, log, kind: str = "quorum") -> dict:
+def compare(found: Broker, sizes, repeats: int, log, kind: str = "quorum") -> dict:
     """``{n: {way: [seconds per repeat]}}``, the ways interleaved, their order alternating."""
     out: dict = {n: {way: [] for way in WAYS} for n in sizes}
     for r in range(repeats):

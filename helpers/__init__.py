@@ -9,17 +9,21 @@ must start fast, so importing ``helpers`` imports nothing heavy, no pandas, no m
     result = helpers.run(2, 1, work, broker=broker)  # K workers, prefetch, tasks: a RunResult
     print(helpers.table(result.summary))
 
-Modules: ``settings`` (paths, HELPERS_* variables, mode names), ``broker`` and
-``private_node`` (find, start, stop, restart, crash a broker), ``connection``,
-``management`` (the management HTTP API, where one answers), ``topology`` (the one place
-that declares queues), ``dead_letter`` (the dead-letter policy, or the worker doing it),
-``tasks``, ``worker`` (with ``worker_options`` and ``console``), ``pool``, ``producer`` and
-``confirms``, ``pacing``, ``proxy`` and ``relay`` (a worker "on a host N ms away"),
-``prefetch`` (the arithmetic of prefetch and distance), ``runner`` (the one run skeleton),
-``faults`` (named fault scenarios), ``node_control`` (a private node's settings, for a few
-seconds), ``task_hooks`` (crash injection, the poison guard, side effects) and ``dedup``
-(idempotency), ``timing``, ``monitor``, ``plots``, ``notebooks``. The lessons of the notebooks
-are in ``helpers.lessons``, which the rest never imports.
+The package is in families (folders), in layers; a module imports only from its own or a
+lower layer (``tests/test_layout.py`` checks it; CONTRIBUTING.md has the table)::
+
+    0  helpers.settings, errors, procs, checks    the ground floor
+    1  helpers.core        connection, topology, tasks
+    2  helpers.broker      find, run and control a broker; a private cluster
+    3  helpers.net         a worker "on a host N ms away"
+    3  helpers.worker      the worker process (python -m helpers.worker)
+    3  helpers.publish     producer, pipelined confirms, pacing
+    4  helpers.pool        WorkerPool and the workers' events
+    5  helpers.measure     timing, monitor, plots, prefetch arithmetic
+    6  helpers.experiment  the one run skeleton and the steps that plug into it
+    7  helpers.faults      named fault scenarios
+    8  helpers.lessons     one module per notebook section (the rest never imports it)
+    9  helpers.cli, helpers.__main__   the command line
 """
 from __future__ import annotations
 
@@ -29,19 +33,20 @@ __version__ = "0.1.0"
 
 #: public name -> (module, attribute)
 _API = {
-    "get_broker": ("broker", "get"), "resolve_broker": ("broker", "resolve"),
-    "running_broker": ("broker", "running"), "Broker": ("broker", "Broker"),
-    "connect": ("connection", "connect"), "mask_url": ("connection", "mask_url"),
-    "QueueSpec": ("topology", "QueueSpec"), "Task": ("tasks", "Task"),
-    "equal": ("tasks", "equal"), "odd_heavy": ("tasks", "odd_heavy"),
-    "from_csv": ("tasks", "from_csv"), "WorkerPool": ("pool", "WorkerPool"),
-    "publish": ("producer", "publish"), "PublishResult": ("producer", "PublishResult"),
-    "run": ("runner", "run"), "RunResult": ("runner", "RunResult"),
-    "LatencyProxy": ("proxy", "LatencyProxy"),
-    "recommend_prefetch": ("prefetch", "recommend_prefetch"),
+    "get_broker": ("broker.resolve", "get"), "resolve_broker": ("broker.resolve", "resolve"),
+    "running_broker": ("broker.resolve", "running"), "Broker": ("broker.model", "Broker"),
+    "connect": ("core.connection", "connect"), "mask_url": ("core.connection", "mask_url"),
+    "QueueSpec": ("core.topology", "QueueSpec"), "Task": ("core.tasks", "Task"),
+    "equal": ("core.tasks", "equal"), "odd_heavy": ("core.tasks", "odd_heavy"),
+    "from_csv": ("core.tasks", "from_csv"), "WorkerPool": ("pool.pool", "WorkerPool"),
+    "publish": ("publish.producer", "publish"),
+    "PublishResult": ("publish.outcome", "PublishResult"),
+    "run": ("experiment.skeleton", "run"), "RunResult": ("experiment.skeleton", "RunResult"),
+    "LatencyProxy": ("net.proxy", "LatencyProxy"),
+    "recommend_prefetch": ("measure.prefetch", "recommend_prefetch"),
     "run_fault": ("faults", "run_fault"), "FAULTS": ("faults", "FAULTS"),
-    "summarize": ("timing", "summarize"), "table": ("timing", "table"),
-    "DedupStore": ("dedup", "DedupStore"),
+    "summarize": ("measure.timing", "summarize"), "table": ("measure.timing", "table"),
+    "DedupStore": ("worker.dedup", "DedupStore"),
     "HelpersError": ("errors", "HelpersError"),
 }
 

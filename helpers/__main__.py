@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import settings
-from .errors import BadInputError, HelpersError
+from helpers import settings
+from helpers.errors import BadInputError, HelpersError
 
 #: What ``broker`` can do (each kind of broker answers every one, or says why it cannot).
 BROKER_ACTIONS = ("start", "stop", "restart", "crash", "status", "url")
@@ -21,7 +21,7 @@ CLUSTER_ACTIONS = ("start", "stop", "status", "kill", "start-node", "leader", "u
 
 
 def _broker(args) -> int:
-    from . import broker
+    from helpers.broker import resolve as broker
 
     if args.action == "url":
         print(broker.get().url)
@@ -49,16 +49,16 @@ def _broker(args) -> int:
 
 
 def _cluster(args) -> int:
-    from .cluster import main as cluster_main
+    from helpers.broker.cluster import main as cluster_main
 
     argv = [args.action, *([args.target] if args.target else []),
             *(["--nodes", str(args.nodes)] if args.nodes else []),
             *(["--reset"] if args.reset else [])]
-    return cluster_main(argv)  # one implementation: ``python -m helpers.cluster``
+    return cluster_main(argv)  # one implementation: ``python -m helpers.broker.cluster``
 
 
 def _worker(args) -> int:
-    from .worker_options import worker_from_args
+    from helpers.worker.options import worker_from_args
 
     return worker_from_args(args).run()
 
@@ -66,7 +66,9 @@ def _worker(args) -> int:
 def _new_task(args) -> int:
     import uuid
 
-    from . import broker, dead_letter, producer, topology
+    from helpers.broker import resolve as broker, dead_letter
+    from helpers.publish import producer
+    from helpers.core import topology
 
     message = " ".join(args.message) or "Hello World!"
     resolved = broker.get()
@@ -83,8 +85,10 @@ def _new_task(args) -> int:
 
 
 def _run(args) -> int:
-    from . import runner, tasks, timing
-    from .proxy import check_round_trip
+    from helpers.experiment import skeleton as runner
+    from helpers.core import tasks
+    from helpers.measure import timing
+    from helpers.net.proxy import check_round_trip
 
     if args.workload:
         work = tasks.from_csv(args.workload)
@@ -119,7 +123,7 @@ def _run(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result.summary, indent=2, default=str))
     if args.plot:
-        from . import plots
+        from helpers.measure import plots
         plots.run_figure(result, title=f"{args.workers} workers, prefetch "
                                        f"{args.prefetch or 'unlimited'}").savefig(args.plot,
                                                                                  dpi=110)
@@ -127,7 +131,10 @@ def _run(args) -> int:
 
 
 def _fault(args) -> int:
-    from . import faults, runner, tasks, timing
+    from helpers import faults
+    from helpers.experiment import skeleton as runner
+    from helpers.core import tasks
+    from helpers.measure import timing
 
     size = {key: value if value is not None else default
             for key, default in faults.defaults(args.how).items()
@@ -150,7 +157,7 @@ def _fault(args) -> int:
 
 
 def _notebooks(args) -> int:
-    from .notebooks import execute_all
+    from helpers.cli.notebooks import execute_all
 
     return 0 if execute_all(args.paths, args.out, timeout=args.timeout) else 1
 
@@ -163,8 +170,8 @@ def _queue_type(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .faults import FAULTS  # a name list only: scenarios are imported when run
-    from .worker_options import build_parser as worker_parser
+    from helpers.faults import FAULTS  # a name list only: scenarios are imported when run
+    from helpers.worker.options import build_parser as worker_parser
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="round trip (ms) added between each worker and the broker; 0 = none")
     p.add_argument("--reserve", action="store_true",
                    help="reserve mode (needs --prefetch 2): hold a second task, hand it back "
-                        "when the first runs long (helpers.reserve)")
+                        "when the first runs long (helpers.worker.reserve)")
     p.add_argument("--seed", type=int, default=0)
     _queue_type(p)
     p.add_argument("--json", help="write the summary as JSON here")

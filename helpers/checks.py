@@ -1,14 +1,14 @@
 """The values a run is given, checked before anything starts: one sentence per bad value.
 
-``validate`` is what ``helpers.runner`` checks first, and what the CLI and the lessons call
+``validate`` is what ``helpers.experiment.skeleton`` checks first, and what the CLI and the lessons call
 to refuse a bad slider or flag before a broker is even asked.
 """
 from __future__ import annotations
 
 import math
 
-from .errors import BadInputError
-from .settings import MAX_PREFETCH
+from helpers.errors import BadInputError
+from helpers.settings import MAX_PREFETCH
 
 
 def is_whole(value) -> bool:

@@ -42,7 +42,7 @@ INLINE_MAX_S = float(os.environ.get("HELPERS_INLINE_MAX_S", "0.25"))
 #: here puts in flight, low enough that a stuck reader cannot eat the memory.
 PROXY_MAX_HELD_BYTES = int(os.environ.get("HELPERS_PROXY_MAX_HELD_BYTES", str(8 << 20)))
 
-#: Whether a pool forks its workers from a warm fork server (``helpers.forkserver``) rather
+#: Whether a pool forks its workers from a warm fork server (``helpers.pool.forkserver``) rather
 #: than starting a fresh interpreter for each (``HELPERS_FORK_SERVER``, 1 or 0; default 0:
 #: opt-in until the whole suite has run green with it several times; its one run so far
 #: failed notebook 07's browser test, fixed since: see ``ForkServer.start``).

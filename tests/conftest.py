@@ -17,11 +17,13 @@ import uuid
 
 import pytest
 
-from helpers import broker as broker_mod
-from helpers import dead_letter, topology
-from helpers.connection import connect, mask_url
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import find_rabbitmq_server
+from helpers.broker import dead_letter
+from helpers.core import topology
+from helpers.core.connection import connect, mask_url
 from helpers.errors import HelpersError
-from helpers.private_node import PrivateBroker
+from helpers.broker.private_node import PrivateBroker
 from helpers.procs import wait_until
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -83,7 +85,7 @@ def three_nodes(tmp_path_factory):
     """A private three-node cluster in a temporary folder (never the checkout's own
     ``.broker/cluster``), shared by tests/test_cluster*.py: one boot per session. Not started
     here: each test starts what it needs (``start`` boots only the nodes that are down)."""
-    from helpers.cluster import PrivateCluster
+    from helpers.broker.cluster import PrivateCluster
     from helpers.errors import NoBrokerError
 
     try:
@@ -119,7 +121,7 @@ def broker():
 @pytest.fixture(scope="session")
 def bare_node(broker, tmp_path_factory):
     """A second RabbitMQ node without the management plugin, for this session only."""
-    server = broker_mod.find_rabbitmq_server()
+    server = find_rabbitmq_server()
     if server is None:
         if IN_CI:
             pytest.fail("CI needs rabbitmq-server installed to start a second node")

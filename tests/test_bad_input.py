@@ -12,14 +12,17 @@ import uuid
 
 import pytest
 
-from helpers import broker as broker_mod
-from helpers import producer, runner, settings, tasks, topology
-from helpers.connection import connect
+from helpers.broker.model import Broker
+from helpers.publish import producer
+from helpers.experiment import skeleton as runner
+from helpers import settings
+from helpers.core import tasks, topology
+from helpers.core.connection import connect
 from helpers.errors import BadInputError, TopologyError
 from helpers.procs import free_port
 
 #: A broker nobody listens for: anything that touches it before validating fails loudly.
-NOWHERE = broker_mod.Broker(url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
+NOWHERE = Broker(url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
 
 
 # -- broker down, wrong credentials, unknown vhost (the commands `run` does not cover) -----

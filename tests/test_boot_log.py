@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from helpers.boot_log import known_cause
+from helpers.broker.boot_log import known_cause
 from helpers.errors import BrokerControlError
-from helpers.private_node import PrivateBroker
+from helpers.broker.private_node import PrivateBroker
 
 #: The last line RabbitMQ 3.10.8 wrote to its console when localhost did not resolve.
 NXDOMAIN = ('Kernel pid terminated (application_controller) ({application_start_failure,'

@@ -1,15 +1,16 @@
 """Broker resolution and connection errors."""
 import pytest
 
-from helpers import broker as broker_mod
-from helpers.connection import connect, mask_url
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import Broker
+from helpers.core.connection import connect, mask_url
 from helpers.errors import BrokerConnectionError, NoBrokerError
 
 
 def test_mask_url_hides_the_password():
     assert mask_url("amqp://bob:s3cret@host:5672/%2F") == "amqp://bob:***@host:5672/%2F"
     assert mask_url("amqp://host/") == "amqp://host/"
-    assert "s3cret" not in repr(broker_mod.Broker(url="amqp://bob:s3cret@host/"))
+    assert "s3cret" not in repr(Broker(url="amqp://bob:s3cret@host/"))
 
 
 def test_no_broker_names_the_ways_to_get_one(monkeypatch):
@@ -64,7 +65,7 @@ def test_second_start_reuses_the_running_node(broker):
 def test_a_pika_failure_is_described_in_words_not_as_a_repr():
     import pika.exceptions as pe
 
-    from helpers.connection import describe_error
+    from helpers.core.connection import describe_error
 
     closed = pe.ConnectionClosedByBroker(320, "CONNECTION_FORCED - broker forced connection "
                                               "closure with reason 'shutdown'")

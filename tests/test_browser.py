@@ -276,7 +276,7 @@ def no_cluster_node_left(env: dict) -> None:
     """Notebook 07's kernel, ended, leaves no node of its cluster running: its panel run,
     after the last cell had stopped the cluster, started it again."""
     from helpers import settings
-    from helpers.cluster import PrivateCluster
+    from helpers.broker.cluster import PrivateCluster
 
     state_dir = env.get("HELPERS_STATE_DIR")
     cluster = PrivateCluster(state_dir=Path(state_dir) / "cluster" if state_dir else

@@ -64,7 +64,7 @@ def test_broker_url_and_status(broker, cli):
 
 @pytest.mark.broker
 def test_new_task_tutorial_parity(broker, channel, cli):
-    from helpers import topology
+    from helpers.core import topology
     spec = topology.QueueSpec("test-new-task")
     proc = cli("new-task", "Hello...", "--queue", spec.name, env={"AMQP_URL": broker.url})
     try:

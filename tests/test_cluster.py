@@ -17,7 +17,7 @@ import pika
 import pytest
 
 from helpers.procs import free_port, pid_alive
-from helpers.connection import connect
+from helpers.core.connection import connect
 from helpers.errors import BadInputError, BrokerConnectionError
 
 from conftest import eventually
@@ -51,7 +51,7 @@ def test_start_lists_every_member_as_running(cluster):
                                        "rabbit3@localhost"]
     assert cluster.start() is False  # already running: nothing started twice
     env = dict(os.environ, HELPERS_CLUSTER_DIR=str(cluster.state_dir))
-    cli = subprocess.run([sys.executable, "-m", "helpers.cluster", "status"], env=env,
+    cli = subprocess.run([sys.executable, "-m", "helpers.broker.cluster", "status"], env=env,
                          capture_output=True, text=True, timeout=60)
     status = json.loads(cli.stdout)
     assert cli.returncode == 0 and status["running"], cli.stderr

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import faults, producer, tasks, topology
-from helpers.connection import connect, first_to, mask_url, rotated, url_list
+from helpers import faults
+from helpers.publish import producer
+from helpers.core import tasks
+from helpers.core.connection import connect, first_to, mask_url, rotated, url_list
 from helpers.errors import BadInputError, BrokerConnectionError
 from helpers.lessons import cluster as lesson
 from helpers.lessons import cluster_plots
-from helpers.pool import WorkerPool
+from helpers.pool.pool import WorkerPool
 from helpers.procs import free_port, pid_alive
 
 

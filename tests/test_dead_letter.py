@@ -11,12 +11,14 @@ import uuid
 
 import pytest
 
-from helpers import broker as broker_mod
-from helpers import dead_letter, producer, topology
-from helpers.connection import connect
-from helpers.pool import WorkerPool
+from helpers.broker.model import Broker
+from helpers.broker import dead_letter
+from helpers.publish import producer
+from helpers.core import topology
+from helpers.core.connection import connect
+from helpers.pool.pool import WorkerPool
 from helpers.procs import wait_until
-from helpers.tasks import Task
+from helpers.core.tasks import Task
 
 pytestmark = pytest.mark.broker
 
@@ -38,7 +40,7 @@ def way(request, broker):
     node = request.getfixturevalue("bare_node")
     if request.param == "rabbitmqctl":
         return request.param, node
-    return request.param, broker_mod.Broker(url=node.url)
+    return request.param, Broker(url=node.url)
 
 
 def test_a_poison_message_reaches_the_dead_letter_queue_once(way):

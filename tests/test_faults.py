@@ -10,8 +10,10 @@ import time
 
 import pytest
 
-from helpers import faults, producer, tasks, topology
-from helpers.pool import WorkerPool
+from helpers import faults
+from helpers.publish import producer
+from helpers.core import tasks, topology
+from helpers.pool.pool import WorkerPool
 from helpers.procs import pid_alive
 
 pytestmark = pytest.mark.broker
@@ -200,8 +202,8 @@ def test_poison_messages_go_to_the_dead_letter_queue_and_the_worker_goes_on(
 
 KERNEL_CODE = """
 import os
-from helpers.pool import WorkerPool
-from helpers.topology import QueueSpec
+from helpers.pool.pool import WorkerPool
+from helpers.core.topology import QueueSpec
 pool = WorkerPool({url!r}, QueueSpec({queue!r}))
 pool.start(3)
 print(os.getpid(), *[h.pid for h in pool.alive()])

@@ -1,4 +1,4 @@
-"""``python -m helpers.install`` and the make targets that call it before anything else.
+"""``python -m helpers.broker.install`` and the make targets that call it before anything else.
 
 The real install (apt-get in a fresh Debian 12) is shown in a debootstrap chroot, not here:
 this machine's rabbitmq-server serves other checkouts. Here a stand-in ``apt-get`` records
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import broker as broker_mod
-from helpers import install
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import NO_BROKER_HELP
+from helpers.broker import install
 from helpers.procs import port_open
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +77,7 @@ def test_no_way_to_a_broker_is_one_sentence_within_seconds(monkeypatch, tmp_path
     status = install.ensure()
     took = time.monotonic() - started
     err = capsys.readouterr().err
-    assert status == 2 and err.strip() == broker_mod.NO_BROKER_HELP
+    assert status == 2 and err.strip() == NO_BROKER_HELP
     assert took < 5, f"took {took:.1f} s to say there is no broker"
 
 
@@ -144,15 +145,15 @@ def test_a_failed_install_says_so_and_still_restores_the_policy(monkeypatch, tmp
     assert not policy.exists()
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("Installing rabbitmq-server failed: `apt-get update -q` failed (exit 100)")
-    assert "apt-get says hello" in last and broker_mod.NO_BROKER_HELP in last
+    assert "apt-get says hello" in last and NO_BROKER_HELP in last
 
 
 def test_runs_with_the_standard_library_alone():
     """make runs it with the system's Python, before the virtual environment exists."""
-    proc = subprocess.run([sys.executable, "-S", "-m", "helpers.install", "--dry-run"],
+    proc = subprocess.run([sys.executable, "-S", "-m", "helpers.broker.install", "--dry-run"],
                           cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert "Traceback" not in proc.stderr, proc.stderr
-    assert proc.returncode == 0 or proc.stderr.strip() == broker_mod.NO_BROKER_HELP
+    assert proc.returncode == 0 or proc.stderr.strip() == NO_BROKER_HELP
 
 
 def _free_port() -> int:

@@ -1,8 +1,9 @@
-"""The package's shape: the core never imports a lesson, and no module grows past the limit.
+"""The package's shape: families in layers, no module importing from a higher layer.
 
-``helpers/`` is the library (usable without notebooks); ``helpers/lessons/`` holds one
-module per notebook section. Lessons import the core, never the other way round, so the
-core can be used, tested and changed without the notebooks.
+``helpers/`` is the library (usable without notebooks), in families (folders). Each family
+has a layer; a module imports only from its own or a lower layer, at module level and inside
+functions alike, so the core can be used, tested and changed without the lessons, and no
+two modules import each other. CONTRIBUTING.md has the same table in words.
 """
 import ast
 from pathlib import Path
@@ -13,13 +14,23 @@ HELPERS = Path(__file__).resolve().parent.parent / "helpers"
 #: No module of ``helpers/`` over this many lines: one concept per module.
 MAX_LINES = 300
 
+#: family (a module's name inside ``helpers``, up to its folder) -> layer
+LAYERS = {
+    "settings": 0, "errors": 0, "procs": 0, "checks": 0,
+    "core": 1,
+    "broker": 2,
+    "net": 3, "worker": 3, "publish": 3,
+    "pool": 4,
+    "measure": 5,
+    "experiment": 6,
+    "faults": 7,
+    "lessons": 8,
+    "cli": 9, "__main__": 9,
+}
+
 
 def _modules() -> list[Path]:
     return sorted(HELPERS.rglob("*.py"))
-
-
-def _core() -> list[Path]:
-    return [p for p in _modules() if "lessons" not in p.relative_to(HELPERS).parts]
 
 
 def _imported(source: str, package: list[str]) -> set[str]:
@@ -40,30 +51,88 @@ def _package(path: Path) -> list[str]:
     return ["helpers", *path.relative_to(HELPERS).parent.parts]
 
 
-def test_the_layout_is_there():
-    core = {p.relative_to(HELPERS).as_posix() for p in _core()}
-    assert {"settings.py", "broker.py", "private_node.py", "topology.py", "runner.py",
-            "faults/__init__.py"} <= core
+def _name(path: Path) -> str:
+    """``helpers/broker/resolve.py`` -> ``helpers.broker.resolve`` (a package: its folder)."""
+    parts = ["helpers", *path.relative_to(HELPERS).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of ``helpers.FAMILY...`` (None: ``helpers`` itself or not ours)."""
+    parts = module.split(".")
+    if parts[0] != "helpers" or len(parts) < 2:
+        return None
+    return LAYERS[parts[1]]
+
+
+def upward(source: str, module: str, package: list[str]) -> list[str]:
+    """The modules ``source`` (the module ``module``) imports from a higher layer than its own."""
+    own = layer_of(module)
+    return sorted(n for n in _imported(source, package)
+                  if (layer_of(n) is not None and own is not None and layer_of(n) > own))
+
+
+def _own_modules(names: set[str], known: set[str]) -> set[str]:
+    """The modules of ``helpers`` among imported names (``from a.b import c``: ``a.b.c`` or ``a.b``)."""
+    return {n if n in known else n.rsplit(".", 1)[0] for n in names
+            if n in known or n.rsplit(".", 1)[0] in known}
+
+
+def test_every_family_has_a_layer():
+    families = {p.relative_to(HELPERS).parts[0].removesuffix(".py") for p in _modules()}
+    assert families - {"__init__"} == set(LAYERS), "give each new family (folder) a layer"
     assert (HELPERS / "lessons" / "common.py").exists()
 
 
-@pytest.mark.parametrize("path", _core(), ids=lambda p: p.relative_to(HELPERS).as_posix())
-def test_the_core_never_imports_a_lesson(path):
-    lessons = sorted(n for n in _imported(path.read_text(), _package(path))
-                     if n == "helpers.lessons" or n.startswith("helpers.lessons."))
-    assert not lessons, f"{path.relative_to(HELPERS)} imports {lessons}: the core must not " \
-                        "depend on a lesson (move what both need into the core)"
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: p.relative_to(HELPERS).as_posix())
+def test_no_module_imports_from_a_higher_layer(path):
+    found = upward(path.read_text(), _name(path), _package(path))
+    assert not found, f"{path.relative_to(HELPERS)} (layer {layer_of(_name(path))}) imports " \
+        f"{found} from a higher layer: move what both need down, or the importer up"
 
 
-@pytest.mark.parametrize("source, package, lesson", [
-    ("from ..lessons import acks", ["helpers", "faults"], "helpers.lessons.acks"),
-    ("from .lessons.common import Text", ["helpers"], "helpers.lessons.common.Text"),
-    ("from . import lessons", ["helpers"], "helpers.lessons"),
-    ("import helpers.lessons.round_robin", ["helpers"], "helpers.lessons.round_robin"),
+def test_no_two_modules_import_each_other():
+    """No import cycle between modules of the package, function-level imports included."""
+    paths = {_name(p): p for p in _modules()}
+    graph = {name: _own_modules(_imported(p.read_text(), _package(p)), set(paths)) - {name}
+             for name, p in paths.items()}
+    packages = {name for name, p in paths.items() if p.name == "__init__.py"}
+    graph = {n: deps - packages for n, deps in graph.items()}
+    seen, stack, cycles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            cycles.append(stack[stack.index(node):] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            visit(dep)
+        stack.pop()
+
+    for node in sorted(graph):
+        visit(node)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+@pytest.mark.parametrize("source, module, package, found", [
+    ("from helpers.lessons import acks", "helpers.faults.poison", ["helpers", "faults"],
+     ["helpers.lessons", "helpers.lessons.acks"]),
+    ("    from helpers.experiment import skeleton", "helpers.pool.pool", ["helpers", "pool"],
+     ["helpers.experiment", "helpers.experiment.skeleton"]),
+    ("from ..experiment.steps import Step", "helpers.pool.pool", ["helpers", "pool"],
+     ["helpers.experiment.steps", "helpers.experiment.steps.Step"]),
+    ("import helpers.broker.resolve", "helpers.core.topology", ["helpers", "core"],
+     ["helpers.broker.resolve"]),
+    ("from helpers.core import topology", "helpers.worker.consumer", ["helpers", "worker"], []),
 ])
-def test_the_import_check_sees_every_form_of_import(source, package, lesson):
-    """The check above can fail: each way of importing a lesson is seen."""
-    assert lesson in _imported(source, package)
+def test_the_layer_check_sees_every_form_of_upward_import(source, module, package, found):
+    """The check above can fail: each way of importing from a higher layer is seen."""
+    import textwrap
+    assert upward(textwrap.dedent(source) if not source.startswith(" ") else
+                  "def f():\n" + source, module, package) == found
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: p.relative_to(HELPERS).as_posix())

@@ -1,8 +1,10 @@
 """Queue depth from the management API, or over AMQP and the workers' events, on real brokers."""
 import pytest
 
-from helpers import monitor, producer, tasks
-from helpers.pool import WorkerPool
+from helpers.measure import monitor
+from helpers.publish import producer
+from helpers.core import tasks
+from helpers.pool.pool import WorkerPool
 
 pytestmark = pytest.mark.broker
 
@@ -50,8 +52,8 @@ def test_missing_queue_is_none(broker):
 def test_without_a_management_api_the_figures_come_over_amqp_and_from_the_workers(
         bare_node):
     """The same story on a broker with no management plugin, reached through its URL only."""
-    from helpers import topology
-    from helpers.broker import Broker
+    from helpers.core import topology
+    from helpers.broker.model import Broker
 
     external = Broker(url=bare_node.url)  # as AMQP_URL alone resolves it
     spec = topology.unique_spec("test-amqp-monitor")
@@ -81,7 +83,7 @@ def test_without_a_management_api_the_figures_come_over_amqp_and_from_the_worker
 
 
 def test_unacked_counts_what_live_workers_hold():
-    from helpers.events import unacked
+    from helpers.pool.events import unacked
 
     def ev(kind, worker, delivery=None, **extra):
         return {"event": kind, "worker": worker, "delivery": delivery, **extra}

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import notebooks as nbrun
-from helpers.broker import find_rabbitmq_server
+from helpers.cli import notebooks as nbrun
+from helpers.broker.model import find_rabbitmq_server
 
 from conftest import IN_CI, PHASES, kernel_environment
 

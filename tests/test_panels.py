@@ -8,9 +8,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from helpers.errors import BadInputError  # noqa: E402
-from helpers.lessons import (  # noqa: E402
-    acks, backlog, common, distance, durability, durability_confirms, fair_dispatch,
-    forgotten_ack, panels, pitfalls, round_robin)
+from helpers.lessons import acks, backlog, common, distance, durability, durability_confirms, fair_dispatch, forgotten_ack, panels, pitfalls, round_robin
 
 
 def far_panel():

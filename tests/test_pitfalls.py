@@ -11,12 +11,15 @@ import time
 
 import pytest
 
-from helpers import (dead_letter, dedup, faults, management, node_control, producer,
-                     task_hooks, tasks, topology)
-from helpers.broker import Broker
+from helpers.broker import dead_letter, management, node_control
+from helpers.worker import dedup, hooks as task_hooks
+from helpers import faults
+from helpers.publish import outcome, producer
+from helpers.core import tasks, topology
+from helpers.broker.model import Broker
 from helpers.errors import BrokerControlError
 from helpers.faults import consumer_timeout
-from helpers.pool import WorkerPool
+from helpers.pool.pool import WorkerPool
 from helpers.settings import DEAD_LETTER_EXCHANGE, DEAD_LETTER_POLICY
 
 pytestmark = pytest.mark.broker
@@ -127,7 +130,7 @@ def test_the_x_consumer_timeout_argument_is_ignored_before_3_12(private_broker, 
     channel.queue_declare(spec.name, arguments={"x-consumer-timeout": 1000})
     try:
         with node_control.node_env(private_broker, channel_tick_interval=250):
-            from helpers.connection import connect
+            from helpers.core.connection import connect
             with connect(private_broker.url, name="held") as conn:
                 held = conn.channel()
                 held.basic_publish("", spec.name, b"x")
@@ -278,7 +281,7 @@ def test_a_scenario_that_needs_node_settings_refuses_an_external_broker(name):
 
 
 def test_the_producer_reports_a_block_in_one_sentence():
-    result = producer.PublishResult()
+    result = outcome.PublishResult()
     said = []
 
     class Conn:  # the two pika callbacks the producer registers, called as pika would
@@ -289,7 +292,7 @@ def test_the_producer_reports_a_block_in_one_sentence():
             self.unblocked = cb
 
     conn = Conn()
-    producer.watch_blocked(conn, result, said.append)
+    outcome.watch_blocked(conn, result, said.append)
     frame = type("F", (), {"method": type("M", (), {"reason": "low on memory"})()})()
     conn.blocked(conn, frame)
     time.sleep(0.05)

@@ -4,7 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 
-from helpers import plots, timing  # noqa: E402
+from helpers.measure import plots, timing  # noqa: E402
 
 
 def _events():

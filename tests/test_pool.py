@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from helpers import producer, tasks
+from helpers.publish import producer
+from helpers.core import tasks
 from helpers.errors import HelpersError
-from helpers.pool import WorkerPool
+from helpers.pool.pool import WorkerPool
 from helpers.procs import pid_alive
 
 pytestmark = pytest.mark.broker
@@ -52,8 +53,8 @@ def test_killed_worker_can_be_replaced(broker, queue):
 
 OWNER = textwrap.dedent("""
     import json, sys, time
-    from helpers.pool import WorkerPool
-    from helpers.topology import QueueSpec
+    from helpers.pool.pool import WorkerPool
+    from helpers.core.topology import QueueSpec
     pool = WorkerPool(sys.argv[1], QueueSpec(sys.argv[2]))
     pool.start(3)
     print(json.dumps([h.pid for h in pool.alive()]), flush=True)
@@ -95,7 +96,7 @@ def test_workers_forked_by_the_fork_server_consume_and_end_with_the_pool(broker,
                                                                         fork_server):
     """Forked from the warm server (its children, not the pool's) or spawned afresh (the
     pool's), the workers run every task, can be killed one by one, and end with the pool."""
-    from helpers import forked
+    from helpers.pool import forked
 
     with WorkerPool(broker.url, queue, fork_server=fork_server) as pool:
         handles = pool.start(3)

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from helpers import producer, tasks, topology
+from helpers.publish import producer
+from helpers.core import tasks, topology
 from helpers.errors import BadInputError
 
 pytestmark = pytest.mark.broker
@@ -62,7 +63,7 @@ def test_confirmed_persistent_messages_survive(private_broker, queue, how):
         # on 4.0.5 CI once lost this one; the messages, not the declaration, are tested here.
         topology.wait_settled_declarations(declared_at)
     getattr(private_broker, how)()
-    from helpers.connection import connect
+    from helpers.core.connection import connect
     with connect(private_broker.url) as conn:
         channel = conn.channel()
         assert topology.message_count(channel, queue.name) == 50

@@ -21,12 +21,13 @@ import pika
 import pika.exceptions
 import pytest
 
-from helpers import producer, tasks, topology
+from helpers.publish import producer
+from helpers.core import tasks, topology
 from helpers.procs import pid_alive as _pid_alive
-from helpers.connection import connect
+from helpers.core.connection import connect
 from helpers.errors import BadInputError, BrokerConnectionError
-from helpers.pool import WorkerPool
-from helpers.proxy import LatencyProxy, round_trips_s
+from helpers.pool.pool import WorkerPool
+from helpers.net.proxy import LatencyProxy, round_trips_s
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -221,7 +222,7 @@ def test_ending_the_proxy_ends_its_connections_and_its_process(listener):
 
 OWNER = textwrap.dedent("""
     import sys, time
-    from helpers.proxy import LatencyProxy, round_trips_s
+    from helpers.net.proxy import LatencyProxy, round_trips_s
     proxy = LatencyProxy(sys.argv[1], 5)
     proxy.start()
     print(proxy.pid, flush=True)

@@ -1,13 +1,14 @@
-"""Reserve mode (helpers.reserve): a task held behind a long one goes back to the queue,
+"""Reserve mode (helpers.worker.reserve): a task held behind a long one goes back to the queue,
 another worker runs it, and every task completes exactly once (real broker)."""
 import dataclasses
 
 import pytest
 
-from helpers import producer, runner
+from helpers.publish import producer
+from helpers.experiment import skeleton as runner
 from helpers.errors import BadInputError
-from helpers.pool import WorkerPool
-from helpers.tasks import Task
+from helpers.pool.pool import WorkerPool
+from helpers.core.tasks import Task
 
 pytestmark = pytest.mark.broker
 

@@ -1,7 +1,8 @@
 """The experiment runner: round robin vs prefetch=1 on the fair-dispatch workload."""
 import pytest
 
-from helpers import runner, tasks
+from helpers.experiment import skeleton as runner
+from helpers.core import tasks
 
 pytestmark = pytest.mark.broker
 

@@ -11,11 +11,13 @@ import math
 
 import pytest
 
-from helpers import prefetch, runner, tasks
+from helpers.measure import prefetch
+from helpers.experiment import skeleton as runner
+from helpers.core import tasks
 from helpers.errors import BadInputError
-from helpers.pool import WorkerPool
+from helpers.pool.pool import WorkerPool
 from helpers.procs import pid_alive
-from helpers.prefetch import busy_bound, recommend_prefetch, throughput_bound
+from helpers.measure.prefetch import busy_bound, recommend_prefetch, throughput_bound
 
 
 # -- the arithmetic (no broker) ----------------------------------------------------------

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import management, runner, settings, tasks
-from helpers.connection import mask_url
-from helpers.pool import WorkerPool
+from helpers.broker import management
+from helpers.experiment import skeleton as runner
+from helpers import settings
+from helpers.core import tasks
+from helpers.core.connection import mask_url
+from helpers.pool.pool import WorkerPool
 from helpers.procs import free_port
 
 SECRET = "pw-Zq8-s3cret"

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import confirms, prefetch, producer, topology
+from helpers.publish import confirms, outcome, producer
+from helpers.measure import prefetch
+from helpers.core import topology
 from helpers.lessons import common, queue_types
-from helpers.worker import Worker
+from helpers.worker.consumer import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What each notebook must show, as the source of the package: the lines it teaches.
@@ -24,14 +26,14 @@ TAUGHT = {
 def test_source_names_file_and_lines_and_is_the_running_code():
     shown = common.source(Worker._ack, expect=["basic_ack(delivery_tag=tag)"])
     header, body = shown.split("\n", 1)
-    assert re.fullmatch(r"# helpers/worker\.py, lines \d+-\d+: Worker\._ack", header)
+    assert re.fullmatch(r"# helpers/worker/consumer\.py, lines \d+-\d+: Worker\._ack", header)
     assert body.startswith("def _ack(self")  # dedented, as a reader expects
     assert "<pre" in shown._repr_html_() or "highlight" in shown._repr_html_()
 
 
 def test_source_refuses_when_a_taught_line_is_gone():
     with pytest.raises(AssertionError, match="no longer hold"):
-        common.source(producer.message_properties, expect=["basic_qos("])
+        common.source(outcome.message_properties, expect=["basic_qos("])
 
 
 @pytest.mark.parametrize("name", sorted(TAUGHT))
@@ -41,7 +43,7 @@ def test_each_notebook_shows_the_lines_it_teaches(name):
              if c["cell_type"] == "code" and "common.source(" in "".join(c["source"])]
     assert calls, f"{name} shows no source"
     scope = {"common": common, "Worker": Worker, "confirms": confirms,
-             "producer": producer, "topology": topology, "prefetch": prefetch,
+             "producer": producer, "outcome": outcome, "topology": topology, "prefetch": prefetch,
              "queue_types": queue_types}
     shown = "\n".join(str(eval(call.strip(), scope)) for call in calls)  # noqa: S307
     for line in TAUGHT[name]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import tasks
+from helpers.core import tasks
 from helpers.errors import BadInputError
 
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from helpers import timing
+from helpers.measure import timing
 
 
 def _events(worker, seq, task, start, end, redelivered=False, ack=True):

@@ -17,7 +17,8 @@ import uuid
 import pika
 import pytest
 
-from helpers import management, topology
+from helpers.broker import management
+from helpers.core import topology
 from helpers.procs import wait_until
 from helpers.settings import DEAD_LETTER_POLICY
 

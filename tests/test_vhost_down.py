@@ -12,10 +12,11 @@ import uuid
 import pika.exceptions as pe
 import pytest
 
-from helpers import producer, tasks, topology
-from helpers.connection import connect, explain_connect_error, refusal_is_final
+from helpers.publish import producer
+from helpers.core import tasks, topology
+from helpers.core.connection import connect, explain_connect_error, refusal_is_final
 from helpers.errors import BrokerAuthError, BrokerConnectionError
-from helpers.pool import WorkerPool
+from helpers.pool.pool import WorkerPool
 
 
 # -- what pika reports, classified (no broker) ------------------------------------------

@@ -5,19 +5,19 @@ import json
 import subprocess
 import sys
 
-from helpers.forked import worker_environment
+from helpers.pool.forked import worker_environment
 
 # In a fresh interpreter: import what the fork server preloads, then start a pool's worker
 # (options as the pool passes them, URL in the environment) and, once it consumes, print the
 # modules it imported after the preload: each one a forked worker would import on its own.
 _PROBE = r"""
 import json, os, sys, threading
-from helpers.forkserver import PRELOAD
+from helpers.pool.forkserver import PRELOAD
 for name in PRELOAD:
     __import__(name)
 before = set(sys.modules)
-from helpers import worker_options
-from helpers.topology import QueueSpec
+from helpers.worker import options as worker_options
+from helpers.core.topology import QueueSpec
 ready = threading.Event()
 argv = ["--events", "--queue-spec", sys.argv[1], "--name", "probe", "--no-reconnect"]
 worker = worker_options.worker_from_args(worker_options.build_parser().parse_args(argv))
@@ -46,10 +46,10 @@ def test_a_pool_worker_imports_nothing_the_fork_server_did_not_preload(broker, q
 
 def test_a_pool_worker_with_its_url_given_does_not_resolve_a_broker(broker, queue):
     """The pool passes AMQP_URL: its workers skip broker resolution and its imports."""
-    probe = ("import sys; from helpers import worker_options as w; "
+    probe = ("import sys; from helpers.worker import options as w; "
              "a = w.build_parser().parse_args(['--events', '--queue-spec', sys.argv[1]]); "
-             "w.worker_from_args(a); print('helpers.broker' in sys.modules, "
-             "'helpers.private_node' in sys.modules)")
+             "w.worker_from_args(a); print('helpers.broker.resolve' in sys.modules, "
+             "'helpers.broker.private_node' in sys.modules)")
     env = worker_environment() | {"AMQP_URL": broker.url}
     done = subprocess.run([sys.executable, "-c", probe, queue.to_json()], env=env,
                           capture_output=True, text=True, timeout=60, check=True)

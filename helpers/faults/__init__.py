@@ -2,7 +2,7 @@
 
 ``FAULTS`` maps each name to the module of this package that runs it; a scenario module has
 ``run(name, workers, prefetch, tasks, **options) -> RunResult`` (a run of the skeleton in
-``helpers.runner`` with the fault plugged into it) and ``line(summary) -> str`` (its figures
+``helpers.experiment.skeleton`` with the fault plugged into it) and ``line(summary) -> str`` (its figures
 in one line, as the CLI prints them). A new scenario is one module here plus its names in
 ``FAULTS``; the CLI's choices are read from it. A module's ``DEFAULTS`` (optional) sizes
 its run on the command line (``workers``, ``prefetch``, ``tasks``, ``duration``, ``after``),
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import BadInputError
+from helpers.errors import BadInputError
 
 #: fault name -> module in ``helpers.faults`` that runs it
 FAULTS: dict[str, str] = {

@@ -20,11 +20,13 @@ from __future__ import annotations
 import threading
 import time
 
-from .. import broker as broker_mod
-from .. import node_control, runner
-from ..errors import HelpersError
-from ..tasks import Task
-from .steps import Leftovers
+from helpers.broker.model import Broker
+from helpers.broker import node_control
+from helpers.experiment import skeleton as runner
+from helpers.experiment.steps import Run, Step
+from helpers.errors import HelpersError
+from helpers.core.tasks import Task
+from helpers.faults.steps import Leftovers
 
 NAN = float("nan")
 #: 2 workers, 60 tasks of 0.25 s, published faster than they are done; the alarm once 36
@@ -32,7 +34,7 @@ NAN = float("nan")
 DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 60, "duration": 0.25}
 
 
-class DiskAlarm(runner.Step):
+class DiskAlarm(Step):
     """Raise the node's disk alarm once ``backlog`` tasks are confirmed; clear it ``hold_s``
     after. Publishing waits for the alarm (``gate``), so the next batch meets it."""
 
@@ -62,12 +64,12 @@ class DiskAlarm(runner.Step):
             self.ready.set()
             self.raised.wait(self.extra_s)
 
-    def check(self, broker: broker_mod.Broker) -> None:
+    def check(self, broker: Broker) -> None:
         node_control.require(broker, "The disk-alarm lesson")
         # Started now, so the program waits on the node by the time the backlog is there.
         self.control = node_control.DiskAlarm(broker).start()
 
-    def started(self, run: runner.Run) -> None:
+    def started(self, run: Run) -> None:
         control = self.control
 
         def alarm() -> None:
@@ -89,14 +91,14 @@ class DiskAlarm(runner.Step):
         self._thread = threading.Thread(target=alarm, name="disk-alarm", daemon=True)
         self._thread.start()
 
-    def finished(self, run: runner.Run, done: bool) -> None:
+    def finished(self, run: Run, done: bool) -> None:
         self.ready.set()  # a run that ended early: let the alarm thread go
         if self._thread is not None:
             self._thread.join()
         if self.error:
             raise HelpersError(self.error)
 
-    def summary(self, run: runner.Run) -> dict:
+    def summary(self, run: Run) -> dict:
         published, t0 = run.published, run.published.t_first
         blocked = published.blocked
         first = blocked[0]["t"] if blocked else NAN

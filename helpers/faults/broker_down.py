@@ -1,7 +1,7 @@
 """Stop or crash the broker in the middle of a run, and count what survived.
 
-A ``BrokerDown`` step plugged into the run skeleton (``helpers.runner.execute``): tasks are
-published in small batches with publisher confirms (``helpers.pacing``) while K workers
+A ``BrokerDown`` step plugged into the run skeleton (``helpers.experiment.skeleton.execute``): tasks are
+published in small batches with publisher confirms (``helpers.publish.pacing``) while K workers
 consume them; a second thread restarts the broker cleanly (``restart``) or SIGKILLs its
 node and starts it again (``crash``). Producer and workers are left to find their way back
 on their own: the producer republishes what the broker had not confirmed and each worker
@@ -17,19 +17,22 @@ from __future__ import annotations
 import threading
 import time
 
-from .. import broker as broker_mod
-from .. import runner, settings, topology
-from ..connection import mask_url
-from ..errors import BadInputError, BrokerControlError, HelpersError
-from ..monitor import wait_settled
-from ..tasks import Task
+from helpers.broker.model import Broker
+from helpers.experiment import skeleton as runner
+from helpers.experiment.steps import Run, Step
+from helpers import settings
+from helpers.core import topology
+from helpers.core.connection import mask_url
+from helpers.errors import BadInputError, BrokerControlError, HelpersError
+from helpers.measure.monitor import wait_settled
+from helpers.core.tasks import Task
 
 #: What this scenario can do to the broker: the ``Broker`` method of each name.
 HOW = ("restart", "crash")
 NAN = float("nan")
 
 
-class BrokerDown(runner.Step):
+class BrokerDown(Step):
     """Take the broker down once three things hold: ``after_s`` seconds have passed since
     publishing began; for a crash, ``settings.SETTLE_S`` since the queue was declared (a
     node SIGKILLed sooner may come back without it); and at least ``min_held`` confirmed
@@ -45,18 +48,18 @@ class BrokerDown(runner.Step):
         self.settled = False
         self._thread: threading.Thread | None = None
 
-    def check(self, broker: broker_mod.Broker) -> None:
+    def check(self, broker: Broker) -> None:
         if not broker.can_restart:
             raise BrokerControlError(
                 f"Cannot {self.how} the {broker.kind} broker at {mask_url(broker.url)} from "
                 "here, so this measurement needs a private node (unset AMQP_URL).")
 
-    def started(self, run: runner.Run) -> None:
+    def started(self, run: Run) -> None:
         self._thread = threading.Thread(target=self._inject, args=(run,), name="broker-fault",
                                         daemon=True)
         self._thread.start()
 
-    def _inject(self, run: runner.Run) -> None:
+    def _inject(self, run: Run) -> None:
         run.publisher.started.wait()
         time.sleep(self.after_s)
         if self.how == "crash":  # a clean stop writes the declarations down itself
@@ -77,7 +80,7 @@ class BrokerDown(runner.Step):
             self.fault["error"] = str(exc)
         self.fault["t_up"] = time.time()
 
-    def finished(self, run: runner.Run, done: bool) -> None:
+    def finished(self, run: Run, done: bool) -> None:
         if self._thread is not None:
             self._thread.join(timeout=self.extra_s)
         if "error" in self.fault:
@@ -85,7 +88,7 @@ class BrokerDown(runner.Step):
                                      "see `python -m helpers broker status`.")
         self.settled = done and wait_settled(run.broker, run.spec.name)
 
-    def summary(self, run: runner.Run) -> dict:
+    def summary(self, run: Run) -> dict:
         events, published, fault = run.pool.snapshot(), run.published, self.fault
         held = fault.get("confirmed_before", set()) - fault.get("finished_before", set())
         completed = {e["task"] for e in events if e["event"] == "finished"}
@@ -105,7 +108,7 @@ class BrokerDown(runner.Step):
 
 def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
         fault_after_s: float = 1.0, min_held: int = 10, batch: int = 10, pace_s: float = 0.05,
-        broker: broker_mod.Broker | None = None, timeout: float | None = None,
+        broker: Broker | None = None, timeout: float | None = None,
         save: bool = True, label: str | None = None, progress=None,
         queue_type: str = settings.DEFAULT_QUEUE_KIND) -> runner.RunResult:
     """Run ``tasks`` on ``workers`` workers and restart or crash the broker mid-run.

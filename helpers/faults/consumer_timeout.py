@@ -30,10 +30,14 @@ import math
 import re
 import threading
 
-from .. import broker as broker_mod
-from .. import dead_letter, node_control, runner, topology
-from ..tasks import Task
-from .steps import Leftovers, Window, combine, in_parallel
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import Broker
+from helpers.broker import dead_letter, node_control
+from helpers.experiment import skeleton as runner
+from helpers.experiment.steps import Run, Step
+from helpers.core import topology
+from helpers.core.tasks import Task
+from helpers.faults.steps import Leftovers, Window, combine, in_parallel
 
 #: How often the private node checks its channels' timers during the lesson, ms (default 60000).
 TICK_MS = 250
@@ -61,14 +65,14 @@ def timeout_definition(seconds: float) -> dict:
     return {"consumer-timeout": _ms(seconds), **dead_letter.DEFINITION}
 
 
-def timeout_policy(broker: broker_mod.Broker, name: str, pattern: str, seconds: float):
+def timeout_policy(broker: Broker, name: str, pattern: str, seconds: float):
     """The consumer-timeout policy ``name`` on the queues ``pattern`` matches, for a block:
     yields None when the broker took it, else its refusal (RabbitMQ before 3.12)."""
     return node_control.policy(broker, name, pattern, timeout_definition(seconds))
 
 
 def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
-         broker: broker_mod.Broker | None = None) -> tuple[dict, dict]:
+         broker: Broker | None = None) -> tuple[dict, dict]:
     """The three runs (see the module docstring); and how the timeout was set."""
     broker = broker or broker_mod.get()
     node_control.require(broker, "The consumer-timeout lesson")
@@ -108,13 +112,13 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
                      "node_tick_ms": before.get("channel_tick_interval")}
 
 
-class _Consuming(runner.Step):
+class _Consuming(Step):
     """Set ``event`` once the run's workers consume (their channels are open)."""
 
     def __init__(self, event: threading.Event):
         self.event = event
 
-    def started(self, run: runner.Run) -> None:
+    def started(self, run: Run) -> None:
         self.event.set()
 
 

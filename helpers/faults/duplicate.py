@@ -1,7 +1,7 @@
 """Tasks done twice, and idempotency (``python -m helpers fault duplicate``).
 
 Each worker records every task's side effect in one SQLite file, twice: plainly, and
-through the deduplication store of ``helpers.dedup`` (the task id and the effect committed
+through the deduplication store of ``helpers.worker.dedup`` (the task id and the effect committed
 in one transaction). Every worker dies once, right after its
 ``crash_after``-th task is done and recorded but before the ack leaves (``--crash-at
 before-ack``); a supervisor starts replacements that do not crash. The broker delivers each
@@ -20,10 +20,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .. import broker as broker_mod
-from .. import dedup, runner
-from ..tasks import Task
-from .steps import Leftovers, Supervise
+from helpers.broker import resolve as broker_mod
+from helpers.worker import dedup
+from helpers.experiment import skeleton as runner
+from helpers.core.tasks import Task
+from helpers.faults.steps import Leftovers, Supervise
 
 #: 3 workers, 30 tasks of 0.1 s; each worker dies once, after its 4th task
 DEFAULTS = {"workers": 3, "prefetch": 1, "tasks": 30, "duration": 0.1}

@@ -23,10 +23,11 @@ import select
 import socket
 import time
 
-from .. import broker as broker_mod
-from .. import runner
-from ..tasks import Task
-from .steps import Leftovers, Window, combine, in_parallel
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import Broker
+from helpers.experiment import skeleton as runner
+from helpers.core.tasks import Task
+from helpers.faults.steps import Leftovers, Window, combine, in_parallel
 
 MODES = ("blocking", "thread")
 #: the blocking run goes on until its worker has been cut off this often (within its budget)
@@ -38,7 +39,7 @@ DEFAULTS = {"workers": 1, "prefetch": 1, "tasks": 1, "duration": 4.0}
 def silent_connection_cut(url: str, heartbeat_s: int, limit_s: float = 30.0) -> float | None:
     """Open a connection asking for ``heartbeat_s``, then say nothing: seconds until the
     broker closes it (None if it did not within ``limit_s``, or pika's socket is not found)."""
-    from ..connection import connect
+    from helpers.core.connection import connect
 
     conn = connect(url, name="silent client", heartbeat=heartbeat_s)
     sock = getattr(getattr(conn._impl, "_transport", None), "_sock", None)  # pika's own socket
@@ -84,7 +85,7 @@ class CutOff(Window):
 
 
 def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
-         broker: broker_mod.Broker | None = None) -> tuple[dict, float | None]:
+         broker: Broker | None = None) -> tuple[dict, float | None]:
     """The blocking and the thread run, side by side; and the silent connection's cut."""
     broker = broker or broker_mod.get()
 

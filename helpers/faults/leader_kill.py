@@ -1,7 +1,7 @@
 """Kill nodes of a private cluster while workers are busy on a quorum queue, and count.
 
-A ``NodeLoss`` step plugged into the run skeleton (``helpers.runner.execute``), on a
-``helpers.cluster.PrivateCluster``. The run's queue is a quorum queue, replicated on every
+A ``NodeLoss`` step plugged into the run skeleton (``helpers.experiment.skeleton.execute``), on a
+``helpers.broker.cluster.PrivateCluster``. The run's queue is a quorum queue, replicated on every
 node; the workers are spread over the nodes (worker i starts on node i) and, like the
 producer, are given every node's URL: when their node goes away they connect to the next
 that answers. Tasks are published in small batches with publisher confirms, so publishing
@@ -36,11 +36,14 @@ import threading
 import time
 import urllib.parse
 
-from .. import broker as broker_mod
-from .. import runner, settings, topology
-from ..errors import BadInputError, BrokerControlError, HelpersError
-from ..monitor import wait_settled
-from ..tasks import Task
+from helpers.broker.model import Broker
+from helpers.experiment import skeleton as runner
+from helpers.experiment.steps import Run, Step
+from helpers import settings
+from helpers.core import topology
+from helpers.errors import BadInputError, BrokerControlError, HelpersError
+from helpers.measure.monitor import wait_settled
+from helpers.core.tasks import Task
 
 #: Scenario name -> what the step kills: the leader, or enough nodes to lose the majority.
 KILLS = {"leader-kill": "leader", "majority-loss": "majority"}
@@ -52,7 +55,7 @@ GRACE_S = 0.25
 NAN = float("nan")
 
 
-def cluster_broker(cluster) -> broker_mod.Broker:
+def cluster_broker(cluster) -> Broker:
     """The cluster as one broker for the run skeleton: every node's URL, first running first."""
     members = cluster.members()
     running = [m for m in members if m.node_pid()]
@@ -60,11 +63,11 @@ def cluster_broker(cluster) -> broker_mod.Broker:
         raise BrokerControlError("No node of the private cluster is running: start it with "
                                  "`python -m helpers cluster start`.")
     urls = [m.url for m in running] + [m.url for m in members if m not in running]
-    return broker_mod.Broker(url=",".join(urls), management_url=running[0].management_url,
+    return Broker(url=",".join(urls), management_url=running[0].management_url,
                              kind="cluster")
 
 
-class NodeLoss(runner.Step):
+class NodeLoss(Step):
     """SIGKILL ``kill`` (``leader``, ``follower``, ``majority`` or a node) ``after_s`` s in.
 
     With ``down_s``, the node down longest (one already down, else the first killed) is
@@ -99,14 +102,14 @@ class NodeLoss(runner.Step):
             return [n for n in order if n in running][:max(0, len(running) - keep)]
         return [self.cluster.member(self.kill).nodename]
 
-    def started(self, run: runner.Run) -> None:
+    def started(self, run: Run) -> None:
         for target in (self._inject, self._watch_leader):
             thread = threading.Thread(target=target, args=(run,), daemon=True,
                                       name=f"node-loss-{target.__name__}")
             thread.start()
             self._threads.append(thread)
 
-    def _inject(self, run: runner.Run) -> None:
+    def _inject(self, run: Run) -> None:
         run.publisher.started.wait()
         if self._stop.wait(self.after_s):
             return
@@ -134,7 +137,7 @@ class NodeLoss(runner.Step):
         finally:
             self.fault.setdefault("t_kill", None)
 
-    def _watch_leader(self, run: runner.Run) -> None:
+    def _watch_leader(self, run: Run) -> None:
         """Note when a running node leads the queue again after the kill."""
         while "t_kill" not in self.fault and not self._stop.wait(POLL_S):
             pass
@@ -153,7 +156,7 @@ class NodeLoss(runner.Step):
             self._stop.wait(POLL_S)
 
     # -- after the run ---------------------------------------------------------------------
-    def finished(self, run: runner.Run, done: bool) -> None:
+    def finished(self, run: Run, done: bool) -> None:
         if done and "t_kill" in self.fault:  # let a restart under way end, and the watcher
             self._threads[0].join(timeout=self.extra_s)
             self._threads[1].join(timeout=10)
@@ -170,7 +173,7 @@ class NodeLoss(runner.Step):
                 if not self.cluster.member(node).node_pid():
                     self.cluster.start_node(node)
 
-    def summary(self, run: runner.Run) -> dict:
+    def summary(self, run: Run) -> dict:
         fault, events, published = self.fault, run.pool.snapshot(), run.published
         t_kill = fault.get("t_kill") or NAN
         held = fault.get("confirmed_before", set()) - fault.get("finished_before", set())
@@ -259,7 +262,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=No
     if batch < 1 or pace_s < 0 or fault_after_s < 0:
         raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
     if cluster is None:
-        from ..cluster import PrivateCluster
+        from helpers.broker.cluster import PrivateCluster
 
         cluster = PrivateCluster()
         cluster.start()

@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import time
 
-from .. import broker as broker_mod
-from .. import runner, topology
-from ..connection import connect
-from ..settings import POISON_KIND
-from ..tasks import Task, equal
-from .steps import Leftovers, Supervise, Window, combine, in_parallel
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import Broker
+from helpers.experiment import skeleton as runner
+from helpers.experiment.steps import Run, Step
+from helpers.core import topology
+from helpers.core.connection import connect
+from helpers.settings import POISON_KIND
+from helpers.core.tasks import Task, equal
+from helpers.faults.steps import Leftovers, Supervise, Window, combine, in_parallel
 
 RUNS = ("classic", "delivery-limit", "worker-guard")
 #: Deliveries the probe tries before it calls a queue's limit "none".
@@ -42,7 +45,7 @@ PROBE_TRIES = 30
 DEFAULTS = {"workers": 3, "prefetch": 1, "tasks": 20, "duration": 0.1}
 
 
-def delivery_limit_probe(broker: broker_mod.Broker) -> dict:
+def delivery_limit_probe(broker: Broker) -> dict:
     """The broker's default delivery limit on quorum queues, and what counts toward one.
 
     One message per question, in a fresh quorum queue with a dead-letter queue, taken with
@@ -86,13 +89,13 @@ def _get(channel, queue: str, wait_s: float = 1.0):
         time.sleep(0.02)
 
 
-class UntilDeadLettered(runner.Step):
+class UntilDeadLettered(Step):
     """End the run once every good task is done and the poison sits in the dead-letter queue."""
 
     def __init__(self, good: set[str], poisons: int):
         self.good, self.poisons, self._next = good, poisons, 0.0
 
-    def ends(self, run: runner.Run) -> bool:
+    def ends(self, run: Run) -> bool:
         if not all(run.pool.finished[t] for t in self.good) or time.monotonic() < self._next:
             return False
         self._next = time.monotonic() + 0.25  # a passive declare at most four times a second
@@ -108,7 +111,7 @@ def work(good: int = 20, good_s: float = 0.1, poisons: int = 1, prefix: str = ""
 
 def runs(workers: int = 3, good: int = 20, good_s: float = 0.1, poisons: int = 1,
          limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, *,
-         broker: broker_mod.Broker | None = None) -> dict:
+         broker: Broker | None = None) -> dict:
     """The three runs, side by side."""
     broker = broker or broker_mod.get()
 

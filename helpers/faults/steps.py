@@ -13,10 +13,11 @@ import time
 
 import pandas as pd
 
-from .. import timing
-from ..connection import connect
-from ..errors import HelpersError
-from ..runner import Run, RunResult, Step
+from helpers.measure import timing
+from helpers.core.connection import connect
+from helpers.errors import HelpersError
+from helpers.experiment.skeleton import RunResult
+from helpers.experiment.steps import Run, Step
 
 
 class Supervise(Step):

@@ -14,14 +14,17 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import plots, runner, timing, topology
-from .. import tasks as task_lists
-from ..connection import connect
-from ..errors import BadInputError, HelpersError
-from ..pool import WorkerPool
-from ..settings import DEFAULT_QUEUE_KIND
-from .common import finish
-from .panels import KillPanel, dropdown, float_slider, int_slider, queue_type
+from helpers.measure import plots, timing
+from helpers.experiment import skeleton as runner
+from helpers.experiment.steps import Run, Step
+from helpers.core import topology
+from helpers.core import tasks as task_lists
+from helpers.core.connection import connect
+from helpers.errors import BadInputError, HelpersError
+from helpers.pool.pool import WorkerPool
+from helpers.settings import DEFAULT_QUEUE_KIND
+from helpers.lessons.common import finish
+from helpers.lessons.panels import KillPanel, dropdown, float_slider, int_slider, queue_type
 
 
 #: After a kill, how long to wait before calling a quiet run finished (the broker notices a
@@ -67,7 +70,7 @@ def _settled(pool: WorkerPool, total: int, channel, queue: str) -> bool:
     return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
 
 
-class _KillOnce(runner.Step):
+class _KillOnce(Step):
     """Kill ``victim`` ``after_s`` after the first publish (unless a button did first); end
     the run once it has settled (see ``_settled``)."""
 
@@ -76,7 +79,7 @@ class _KillOnce(runner.Step):
         self.settled = False
         self._conn = self._channel = self._timer = None
 
-    def started(self, run: runner.Run) -> None:
+    def started(self, run: Run) -> None:
         if self.victim not in run.names:
             raise BadInputError(f"victim must be one of {', '.join(run.names)} "
                                 f"(got {self.victim!r}).")
@@ -90,11 +93,11 @@ class _KillOnce(runner.Step):
                                           run.pool.kill(self.victim))
             self._timer.start()
 
-    def ends(self, run: runner.Run) -> bool:
+    def ends(self, run: Run) -> bool:
         self.settled = _settled(run.pool, len(run.tasks), self._channel, run.spec.name)
         return self.settled
 
-    def finished(self, run: runner.Run, done: bool) -> None:
+    def finished(self, run: Run, done: bool) -> None:
         if self._timer is not None:
             self._timer.cancel()
         if self._conn is not None and self._conn.is_open:

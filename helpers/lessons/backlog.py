@@ -1,6 +1,6 @@
 """Notebook 04, last section: when every worker is busy, the queue fills up.
 
-Tasks arrive at a steady rate (``helpers.pacing``) faster than the workers take them; the
+Tasks arrive at a steady rate (``helpers.publish.pacing``) faster than the workers take them; the
 queue's ready count grows, exactly (``ReadySampler``, over AMQP) and as the management API
 reports it (``QueueMonitor``, a little late; where no management API answers, the monitor
 counts the unacknowledged messages from the workers' events), until more workers join and
@@ -15,16 +15,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import broker as broker_mod
-from .. import plots, runner, timing, topology
-from .. import tasks as task_lists
-from ..errors import BadInputError
-from ..monitor import QueueMonitor, ReadySampler
-from ..pacing import PacedPublisher
-from ..pool import WorkerPool
-from ..settings import DEFAULT_QUEUE_KIND
-from .common import finish, value_table
-from .panels import Panel, float_slider, int_slider, queue_type
+from helpers.broker import resolve as broker_mod
+from helpers.measure import plots, timing
+from helpers.experiment import skeleton as runner
+from helpers.core import topology
+from helpers.core import tasks as task_lists
+from helpers.errors import BadInputError
+from helpers.measure.monitor import QueueMonitor, ReadySampler
+from helpers.publish.pacing import PacedPublisher
+from helpers.pool.pool import WorkerPool
+from helpers.settings import DEFAULT_QUEUE_KIND
+from helpers.lessons.common import finish, value_table
+from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
 
 #: Every worker of this lesson takes one task at a time, so waiting tasks stay in the queue.
 PREFETCH = 1

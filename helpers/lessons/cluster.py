@@ -1,6 +1,6 @@
 """Notebook 07: a RabbitMQ cluster that loses a node while workers are busy.
 
-Experiments on the checkout's private cluster (``helpers.cluster``), each ending in the
+Experiments on the checkout's private cluster (``helpers.broker.cluster``), each ending in the
 same accounting (confirmed, completed, lost, duplicated, recovered):
 
 * ``park`` (``cluster_classic``): confirmed messages wait in a classic and a quorum queue
@@ -26,13 +26,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import faults, runner, topology
-from .. import tasks as task_lists
-from ..cluster import PrivateCluster
-from ..faults.leader_kill import cluster_broker
-from .cluster_classic import Parked, park  # noqa: F401  (the notebook calls cluster.park)
-from .common import Text
-from .panels import Panel, dropdown, float_slider, int_slider
+from helpers import faults
+from helpers.experiment import skeleton as runner
+from helpers.core import topology
+from helpers.core import tasks as task_lists
+from helpers.broker.cluster import PrivateCluster
+from helpers.faults.leader_kill import cluster_broker
+from helpers.lessons.cluster_classic import Parked, park  # noqa: F401  (the notebook calls cluster.park)
+from helpers.lessons.common import Text
+from helpers.lessons.panels import Panel, dropdown, float_slider, int_slider
 
 
 class Lab:
@@ -219,7 +221,7 @@ def _panel_run(lab: Lab, kill: str, after_s: float, workers: int, tasks: int,
 
 
 def _panel_report(result: runner.RunResult) -> list:
-    from .cluster_plots import node_loss_figure
+    from helpers.lessons.cluster_plots import node_loss_figure
 
     label = f"{_short(result.summary['killed_node'])} killed"
     return [node_loss_figure(result), accounting({label: result}), figures(result)]

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .. import producer, settings, topology
-from .. import tasks as task_lists
-from ..errors import HelpersError
-from ..procs import wait_until
+from helpers.publish import producer
+from helpers import settings
+from helpers.core import topology
+from helpers.core import tasks as task_lists
+from helpers.errors import HelpersError
+from helpers.procs import wait_until
 
 KINDS = ("classic", "quorum")
 

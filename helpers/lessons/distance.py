@@ -1,9 +1,9 @@
 """Notebook 05, first part: prefetch against the distance between workers and broker.
 
-Workers "on a host N ms away" (the pool's latency proxy, ``helpers.proxy``) take short
+Workers "on a host N ms away" (the pool's latency proxy, ``helpers.net.proxy``) take short
 equal tasks at several prefetch values, one run per (round trip, prefetch); each run's
 tasks per second and busy fraction (per worker) stand beside the bound of
-``helpers.prefetch``, and ``recommend_prefetch`` is checked against them. The panel runs one
+``helpers.measure.prefetch``, and ``recommend_prefetch`` is checked against them. The panel runs one
 point and draws it on the curves. The price of a large prefetch on skewed tasks is in
 ``helpers.lessons.skew``.
 """
@@ -15,12 +15,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import runner
-from .. import tasks as task_lists
-from ..prefetch import busy_bound, recommend_prefetch, throughput_bound
-from ..settings import DEFAULT_QUEUE_KIND
-from .common import chain_progress, finish
-from .panels import Panel, float_slider, int_slider, queue_type
+from helpers.experiment import skeleton as runner
+from helpers.core import tasks as task_lists
+from helpers.measure.prefetch import busy_bound, recommend_prefetch, throughput_bound
+from helpers.settings import DEFAULT_QUEUE_KIND
+from helpers.lessons.common import chain_progress, finish
+from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
 
 #: The full grid of notebook 05 (``FULL = True``, or ``python -m benchmarks.prefetch_distance``).
 PREFETCHES = (1, 2, 5, 10, 20, 50, 100, 300)

@@ -16,12 +16,16 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import broker as broker_mod
-from .. import plots, producer, settings, topology
-from ..errors import BadInputError, TopologyError
-from ..tasks import Task
-from .common import Text, finish
-from .panels import Panel, dropdown, int_slider
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import Broker
+from helpers.measure import plots
+from helpers.publish import producer
+from helpers import settings
+from helpers.core import topology
+from helpers.errors import BadInputError, TopologyError
+from helpers.core.tasks import Task
+from helpers.lessons.common import Text, finish
+from helpers.lessons.panels import Panel, dropdown, int_slider
 
 
 #: The four set-ups of the survival table: label, queue options, persistent messages.
@@ -34,14 +38,14 @@ CASES = (
 HOW = ("restart", "crash")
 
 
-def cannot_restart_note(broker: broker_mod.Broker) -> str:
+def cannot_restart_note(broker: Broker) -> str:
     """The one sentence a notebook shows when this broker is not ours to restart."""
     return (f"This {broker.kind} broker cannot be restarted from here (unset AMQP_URL to use "
             "a private node), so the restart is skipped and only the counts before it are "
             "shown.")
 
 
-def version_note(broker: broker_mod.Broker) -> str:
+def version_note(broker: Broker) -> str:
     """What this broker's version means for the four cases."""
     version = broker.version_tuple()
     text = f"This broker runs RabbitMQ {broker.version()}. "
@@ -56,7 +60,7 @@ def version_note(broker: broker_mod.Broker) -> str:
                    "after a restart. (4.3 and later refuse them by default.)")
 
 
-def take_down(broker: broker_mod.Broker, how: str) -> float:
+def take_down(broker: Broker, how: str) -> float:
     """Restart (``restart``) or crash-and-start (``crash``) the broker; return seconds taken."""
     if how not in HOW:
         raise BadInputError(f"how must be one of {', '.join(HOW)} (got {how!r}).")

@@ -13,14 +13,17 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import broker as broker_mod
-from .. import plots, producer, topology
-from ..connection import connect
-from ..errors import BadInputError, HelpersError
-from ..tasks import Task
-from .common import Text, finish, value_table
-from .durability import HOW_OPTIONS, cannot_restart_note, take_down
-from .panels import Panel, dropdown, float_slider, int_slider
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import Broker
+from helpers.measure import plots
+from helpers.publish import producer
+from helpers.core import topology
+from helpers.core.connection import connect
+from helpers.errors import BadInputError, HelpersError
+from helpers.core.tasks import Task
+from helpers.lessons.common import Text, finish, value_table
+from helpers.lessons.durability import HOW_OPTIONS, cannot_restart_note, take_down
+from helpers.lessons.panels import Panel, dropdown, float_slider, int_slider
 
 
 @dataclass
@@ -34,7 +37,7 @@ class ConfirmsResult:
     note: str
     counted_s: float | None = None  #: when the survivors had been counted
 
-def _drain(broker: broker_mod.Broker, name: str) -> list[str]:
+def _drain(broker: Broker, name: str) -> list[str]:
     """Take every message out of queue ``name``; return their ids."""
     ids = []
     with connect(broker.url, name=f"drain {name}") as conn:

@@ -1,6 +1,6 @@
 """Notebook 04, fair dispatch: round robin against a prefetch limit on odd-heavy tasks.
 
-Three experiments, each one or more runs of the run skeleton (``helpers.runner``): prefetch
+Three experiments, each one or more runs of the run skeleton (``helpers.experiment.skeleton``): prefetch
 0 against a limit, a sweep over prefetch values, and workers of unequal speed; each has a
 table, a figure and a panel. The backlog (tasks arriving faster than the workers take
 them) is the notebook's last section, in ``helpers.lessons.backlog``.
@@ -10,12 +10,13 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import plots, runner
-from .. import tasks as task_lists
-from ..errors import BadInputError
-from .common import chain_progress, finish, prefetch_name
-from ..settings import DEFAULT_QUEUE_KIND
-from .panels import Panel, float_slider, int_slider, queue_type, text
+from helpers.measure import plots
+from helpers.experiment import skeleton as runner
+from helpers.core import tasks as task_lists
+from helpers.errors import BadInputError
+from helpers.lessons.common import chain_progress, finish, prefetch_name
+from helpers.settings import DEFAULT_QUEUE_KIND
+from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type, text
 
 
 def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,

@@ -2,7 +2,7 @@
 
 ``forgotten_ack`` runs a worker that never acks and samples the queue, as ``rabbitmqctl
 list_queues`` would show it (through the management API, or over AMQP and the worker's own
-events where none answers: ``helpers.monitor``), while a backlog waits, the worker takes it,
+events where none answers: ``helpers.measure.monitor``), while a backlog waits, the worker takes it,
 more tasks arrive, and the worker is stopped (its messages come back).
 """
 from __future__ import annotations
@@ -13,15 +13,19 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import broker as broker_mod
-from .. import monitor, plots, producer, settings, topology
-from .. import tasks as task_lists
-from ..errors import BadInputError, HelpersError
-from ..pacing import PacedPublisher
-from ..settings import DEFAULT_QUEUE_KIND
-from ..pool import WorkerPool
-from .common import Text, finish, value_table
-from .panels import Panel, float_slider, int_slider, queue_type
+from helpers.broker import resolve as broker_mod
+from helpers.broker.model import Broker
+from helpers.measure import monitor, plots
+from helpers.publish import producer
+from helpers import settings
+from helpers.core import topology
+from helpers.core import tasks as task_lists
+from helpers.errors import BadInputError, HelpersError
+from helpers.publish.pacing import PacedPublisher
+from helpers.settings import DEFAULT_QUEUE_KIND
+from helpers.pool.pool import WorkerPool
+from helpers.lessons.common import Text, finish, value_table
+from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
 
 #: The two figures of a queue that the lesson compares.
 FIELDS = ("messages_ready", "messages_unacknowledged")
@@ -41,7 +45,7 @@ class ForgottenAckResult:
     sources: str = ""
 
 
-def list_queues_ctl(broker: broker_mod.Broker, queue: str) -> str | None:
+def list_queues_ctl(broker: Broker, queue: str) -> str | None:
     """``rabbitmqctl list_queues name messages_ready messages_unacknowledged``, our queue's
     line only; None when rabbitmqctl cannot reach this broker (it is not our node)."""
     if not hasattr(broker, "rabbitmqctl"):
@@ -59,7 +63,7 @@ def list_queues_ctl(broker: broker_mod.Broker, queue: str) -> str | None:
     return "\n".join(keep)
 
 
-def stats_interval_s(broker: broker_mod.Broker) -> float | None:
+def stats_interval_s(broker: Broker) -> float | None:
     """How often the broker refreshes the statistics the management API serves (seconds):
     the private node's setting, else None (RabbitMQ's default is 5 s)."""
     if hasattr(broker, "rabbitmqctl"):  # a private node: we wrote its configuration
@@ -67,7 +71,7 @@ def stats_interval_s(broker: broker_mod.Broker) -> float | None:
     return None
 
 
-def side_by_side(broker: broker_mod.Broker, queue: str, t0: float,
+def side_by_side(broker: Broker, queue: str, t0: float,
                  tries: int = 5) -> tuple[pd.DataFrame, str | None]:
     """The queue's figures from ``rabbitmqctl`` and from the management API, read back to
     back (until they agree, at most ``tries`` times); the table and rabbitmqctl's own text.

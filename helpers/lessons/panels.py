@@ -16,8 +16,8 @@ import time
 
 import ipywidgets as w
 
-from ..errors import HelpersError
-from ..settings import DEFAULT_QUEUE_KIND
+from helpers.errors import HelpersError
+from helpers.settings import DEFAULT_QUEUE_KIND
 
 #: Width of the controls' labels, so the sliders line up; wide enough for ``LABEL_CHARS``
 #: characters in JupyterLab's font (the browser test fails on any label it shows cut off).

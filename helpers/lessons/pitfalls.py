@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import broker as broker_mod
-from .. import dead_letter, faults, node_control, runner
-from ..faults.consumer_timeout import TICK_MS
-from ..tasks import equal
-from . import pitfalls_plots as figures
-from .common import Skipped, Text, full_text, value_table
-from .panels import Panel, dropdown, float_slider, int_slider
+from helpers.broker import resolve as broker_mod
+from helpers.broker import dead_letter, node_control
+from helpers import faults
+from helpers.experiment import skeleton as runner
+from helpers.faults.consumer_timeout import TICK_MS
+from helpers.core.tasks import equal
+from helpers.lessons import pitfalls_plots as figures
+from helpers.lessons.common import Skipped, Text, full_text, value_table
+from helpers.lessons.panels import Panel, dropdown, float_slider, int_slider
 
 #: the scenarios of this notebook, in its order
 SCENARIOS = ("heartbeat", "consumer-timeout", "poison", "duplicate", "alarm")
@@ -148,7 +150,7 @@ def dead_letter_note(result) -> Text | None:
 
 def duplicates_table(result: runner.RunResult) -> pd.DataFrame:
     """The tasks done twice: who did them, and how often each side effect was recorded."""
-    from ..dedup import per_task
+    from helpers.worker.dedup import per_task
 
     counts = per_task(result.summary["store"])
     done: dict = {}

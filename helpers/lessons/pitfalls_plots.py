@@ -1,6 +1,6 @@
 """Notebook 06's figures: one per scenario, from the result of ``helpers.lessons.pitfalls``.
 
-Times are seconds since each run's first publish. Timelines are ``helpers.plots.timeline``
+Times are seconds since each run's first publish. Timelines are ``helpers.measure.plots.timeline``
 (pink with a cross: cut off; hatched: redelivered); red lines mark the moments a worker
 lost its connection or consumer.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import plots
-from .common import finish
+from helpers.measure import plots
+from helpers.lessons.common import finish
 
 LOST = "#b00020"
 

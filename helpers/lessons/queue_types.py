@@ -16,11 +16,12 @@ import time
 
 import pandas as pd
 
-from .. import broker as broker_mod
-from .. import producer, topology
-from ..connection import connect
-from ..settings import QUEUE_KINDS
-from ..tasks import Task
+from helpers.broker import resolve as broker_mod
+from helpers.publish import producer
+from helpers.core import topology
+from helpers.core.connection import connect
+from helpers.settings import QUEUE_KINDS
+from helpers.core.tasks import Task
 
 #: Messages published for the prefetch-0 measurement: more than a quorum queue hands out.
 UNLIMITED_PROBE = 2100

@@ -1,6 +1,6 @@
 """Notebook 01, round robin: K workers, N equal tasks, no prefetch limit.
 
-``round_robin`` runs the experiment through the run skeleton (``helpers.runner``); the other
+``round_robin`` runs the experiment through the run skeleton (``helpers.experiment.skeleton``); the other
 functions read the result: who got which task, the deal as a table, the check that task
 *i* and task *i + K* went to the same worker, and the figure.
 """
@@ -9,11 +9,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import plots, runner
-from .. import tasks as task_lists
-from .common import Text, finish
-from ..settings import DEFAULT_QUEUE_KIND
-from .panels import Panel, float_slider, int_slider, queue_type
+from helpers.measure import plots
+from helpers.experiment import skeleton as runner
+from helpers.core import tasks as task_lists
+from helpers.lessons.common import Text, finish
+from helpers.settings import DEFAULT_QUEUE_KIND
+from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
 
 
 def round_robin(workers: int = 3, tasks: int = 12, duration: float = 0.3,

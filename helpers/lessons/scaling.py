@@ -1,6 +1,6 @@
 """Notebook 05, second part: scaling out, until the CPUs or the broker say stop.
 
-Three experiments on the run skeleton (``helpers.runner``): the same work on 1, 2, 4 ...
+Three experiments on the run skeleton (``helpers.experiment.skeleton``): the same work on 1, 2, 4 ...
 workers, sleeping (I/O-like) and CPU-bound, makespan against the ideal; a backlog drained
 by workers that join mid-run (the ``AddWorkers`` step); and zero-length tasks, where the
 tasks per second level off at what the broker, the workers and this process can move
@@ -15,10 +15,11 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import runner
-from .. import tasks as task_lists
-from ..runner import Run, Step
-from .common import chain_progress, finish
+from helpers.experiment import skeleton as runner
+from helpers.experiment.steps import Run, Step
+from helpers.core import tasks as task_lists
+from helpers.experiment.skeleton import Run, Step
+from helpers.lessons.common import chain_progress, finish
 
 
 def cores() -> int:

@@ -12,11 +12,11 @@ import random
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import runner
-from ..prefetch import recommend_prefetch
-from ..settings import DEFAULT_QUEUE_KIND
-from ..tasks import Task
-from .common import chain_progress, finish
+from helpers.experiment import skeleton as runner
+from helpers.measure.prefetch import recommend_prefetch
+from helpers.settings import DEFAULT_QUEUE_KIND
+from helpers.core.tasks import Task
+from helpers.lessons.common import chain_progress, finish
 
 
 def skewed_tasks(n: int = 48, long_share: float = 0.125, long_ms: float = 200.0,

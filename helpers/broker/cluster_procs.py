@@ -1,0 +1,59 @@
+"""Processes behind a private cluster: the server's version, parallel steps, ending a process.
+
+Kept apart from ``cluster.py`` (what a cluster is and does) as plumbing. Ports come from
+``procs.free_port`` and the shared epmd from ``private_node.start_epmd``, as for one node.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import threading
+from pathlib import Path
+
+from helpers.errors import BrokerControlError
+from helpers.broker.private_node import PrivateBroker
+from helpers.procs import pid_alive, wait_gone
+
+
+def server_major(server: Path) -> int | None:
+    """The major version of the RabbitMQ a start script belongs to, from its install path."""
+    found = re.search(r"rabbitmq[_-]server-(\d+)\.", str(server))
+    if not found:
+        plugins = sorted(server.parent.parent.glob("plugins/rabbit-[0-9]*"))
+        found = re.search(r"rabbit-(\d+)\.", plugins[-1].name) if plugins else None
+    return int(found.group(1)) if found else None
+
+
+def in_parallel(action, members: list[PrivateBroker]) -> None:
+    """Run ``action(member)`` for every member in threads; raise the first failure after all."""
+    errors: list[tuple[str, Exception]] = []
+
+    def run(member: PrivateBroker) -> None:
+        try:
+            action(member)
+        except Exception as exc:  # noqa: BLE001  (re-raised below, with the node's name)
+            errors.append((member.nodename, exc))
+
+    threads = [threading.Thread(target=run, args=(m,), daemon=True) for m in members]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        node, exc = errors[0]
+        if isinstance(exc, BrokerControlError):
+            raise BrokerControlError(f"{node}: {exc}") from exc
+        raise exc
+
+
+def end_process(pid: int | None, grace_s: float = 5.0) -> None:
+    """SIGTERM ``pid``, SIGKILL it after ``grace_s``; a process already gone is fine."""
+    if not pid_alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        if not wait_gone(pid, grace_s):
+            os.kill(pid, signal.SIGKILL)
+            wait_gone(pid, grace_s)
