@@ -42,6 +42,8 @@ from helpers.broker import resolve as broker
 from helpers.broker.model import Broker
 from helpers.publish import producer
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.measure import timing
 from helpers.core import topology
 from helpers.core.connection import connect
@@ -90,8 +92,9 @@ def run_once(peer: str, found: Broker, tasks: list[Task], workers: int,
         return peers.run_peer(peer, found, tasks, workers, kind=kind)
     prefetch, options = {"project": (1, {}), "project-p2": (2, {}),
                          "project-reserve": (2, {"reserve": True})}[peer]
-    result = runner.run(workers, prefetch, tasks, broker=found, save=False, label="bench",
-                        queue_type=kind, **options)
+    config = WorkerConfig(prefetch=prefetch, **options)
+    result = runner.run(Experiment(workers, tasks, config, queue_type=kind, label="bench",
+                                   save=False), broker=found)
     s, d = result.summary, result.deliveries
     done = d[d["finished_t"].notna()]
     counts = [e.get("delivery_count") or 0 for e in result.events if e["event"] == "delivered"]
@@ -190,7 +193,7 @@ def measure_scaling(found: Broker, sizes: dict, log) -> list[dict]:
     with connect(found.url, name="bench scaling setup") as conn:
         topology.declare(conn.channel(), spec)
     try:
-        with WorkerPool(found.url, spec, prefetch=1) as pool:
+        with WorkerPool(found.url, spec, WorkerConfig(prefetch=1)) as pool:
             for k in sizes["scale_workers"]:
                 pool.add(k - len(pool.alive()))
                 names = [h.name for h in pool.alive()]

@@ -34,6 +34,7 @@ from helpers.broker import resolve as broker
 from helpers.publish import producer
 from helpers.core import tasks, topology
 from helpers.core.connection import connect
+from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 from helpers.net.proxy import LatencyProxy, round_trips_s
 
@@ -48,7 +49,7 @@ def consume(broker_url: str, via: str, workers: int, n: int, prefetch: int = 50,
                                                       in_thread=via == "thread")
     try:
         url = proxy.start() if proxy else broker_url
-        with WorkerPool(url, spec, prefetch=prefetch) as pool:
+        with WorkerPool(url, spec, WorkerConfig(prefetch=prefetch)) as pool:
             pool.start(workers, timeout=180)
             cpu0, parent0 = (proxy.cpu_s() if proxy else 0.0), time.process_time()
             published = producer.publish(broker_url, spec, tasks.equal(n, 0.0),

@@ -23,6 +23,8 @@ import time
 from helpers.broker import resolve as broker
 from helpers.pool import forked
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.measure import timing
 from helpers.core.tasks import Task
 
@@ -79,8 +81,7 @@ def measure(tasks: int, workers: int, queue_type: str, peer: str = "project") ->
                 "makespan_s": row["makespan_s"],
                 "tasks_per_s": row["tasks_completed"] / row["makespan_s"],
                 "spawn_s": row["spawn_s"], **spent, "parent_peak_mb": _peak_mb()}
-    result = runner.run(workers, 1, work, broker=found, save=False, label="bench-scale",
-                        queue_type=queue_type, timeout=900)
+    result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=1), save=False, label="bench-scale", queue_type=queue_type, timeout=900), broker=found)
     cpu1, broker1 = _cpu_s(), _broker_cpu_s(node_pid)
     forked.stop_all()  # its workers are reaped: their CPU time is now the server's children's
     spent = costs(cpu1, broker1)

@@ -85,10 +85,11 @@ def _new_task(args) -> int:
 
 
 def _run(args) -> int:
-    from helpers.experiment import skeleton as runner
     from helpers.core import tasks
+    from helpers.experiment import skeleton as runner
+    from helpers.experiment.value import Experiment
     from helpers.measure import timing
-    from helpers.net.proxy import check_round_trip
+    from helpers.worker.config import WorkerConfig
 
     if args.workload:
         work = tasks.from_csv(args.workload)
@@ -96,8 +97,12 @@ def _run(args) -> int:
         if args.tasks is None:
             raise BadInputError("Give --tasks N (with --heavy and --light) or --workload CSV.")
         work = tasks.odd_heavy(args.tasks, args.heavy, args.light, kind=args.kind)
-    runner.validate(args.workers, args.prefetch, work, args.kill_every)
-    check_round_trip(args.latency)
+    # Every value is checked once, here, before the broker is asked for anything.
+    experiment = Experiment(
+        args.workers, work, WorkerConfig(prefetch=args.prefetch, ack=args.ack, mode=args.mode,
+                                         heartbeat=args.heartbeat, reserve=args.reserve),
+        queue_type=args.queue_type, latency_ms=args.latency, kill_every=args.kill_every,
+        seed=args.seed, label=f"k{args.workers}-p{args.prefetch}")
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():
@@ -106,11 +111,7 @@ def _run(args) -> int:
     far = f", workers {args.latency:g} ms round trip away" if args.latency else ""
     print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
           f"{len(work)} tasks{far} ...", file=sys.stderr)
-    result = runner.run(args.workers, args.prefetch, work, ack=args.ack, mode=args.mode,
-                        kill_every=args.kill_every, seed=args.seed, progress=progress,
-                        label=f"k{args.workers}-p{args.prefetch}", heartbeat=args.heartbeat,
-                        queue_type=args.queue_type, latency_ms=args.latency,
-                        **({"reserve": True} if args.reserve else {}))
+    result = runner.run(experiment, progress=progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(timing.table(result.summary))
@@ -143,8 +144,9 @@ def _fault(args) -> int:
     print(f"fault {args.how}: {size['workers']} worker{'s' * (size['workers'] != 1)}, prefetch "
           f"{size['prefetch'] or 'unlimited'}, {len(work)} tasks of {size['duration']} s ...",
           file=sys.stderr)
-    result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,
-                              fault_after_s=size["after"], queue_type=args.queue_type)
+    options = faults.command_line_options(
+        args.how, {"fault_after_s": size["after"], "queue_type": args.queue_type})
+    result = faults.run_fault(args.how, size["workers"], size["prefetch"], work, **options)
     print(timing.table(result.summary))
     if result.summary.get("queue"):  # `poison` combines three runs, each on its own queue
         print(runner.queue_line(result.summary))

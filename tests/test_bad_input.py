@@ -15,6 +15,8 @@ import pytest
 from helpers.broker.model import Broker
 from helpers.publish import producer
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers import settings
 from helpers.core import tasks, topology
 from helpers.core.connection import connect
@@ -132,11 +134,11 @@ def test_a_message_above_the_size_limit_is_refused_and_the_others_go_through(
     (dict(kill_every=math.nan), "kill_every"), (dict(kill_every=math.inf), "kill_every"),
     (dict(kill_every=True), "kill_every"),
 ])
-def test_runner_validate_names_the_bad_value(kwargs, fragment):
+def test_an_experiment_names_the_bad_value(kwargs, fragment):
     values = {"workers": 2, "prefetch": 1, "tasks": tasks.equal(2, 0), **kwargs}
     with pytest.raises(BadInputError, match=fragment):
-        runner.validate(values["workers"], values["prefetch"], values["tasks"],
-                        values.get("kill_every"))
+        Experiment(values["workers"], values["tasks"], WorkerConfig(prefetch=values["prefetch"]),
+                   kill_every=values.get("kill_every"))
 
 
 @pytest.mark.parametrize("call, fragment", [
@@ -145,10 +147,10 @@ def test_runner_validate_names_the_bad_value(kwargs, fragment):
     (lambda: tasks.odd_heavy(4, math.nan, 0.1), "--heavy"),
     (lambda: tasks.odd_heavy(4, 0.1, "fast"), "--light.*not a number"),
     (lambda: tasks.equal(4, -1), ">= 0"),
-    (lambda: runner.run(2, 1, tasks.equal(2, 0), speeds=[1.0, 0.0], broker=NOWHERE),
+    (lambda: runner.run(Experiment(2, tasks.equal(2, 0), WorkerConfig(prefetch=1), speeds=[1.0, 0.0]), broker=NOWHERE),
      "speeds.*above 0"),
-    (lambda: runner.run(2, 1, tasks.equal(2, 0), speeds=[1.0], broker=NOWHERE), "speeds"),
-    (lambda: runner.run(2, 1, [tasks.Task("a", 0), tasks.Task("a", 0)], broker=NOWHERE),
+    (lambda: runner.run(Experiment(2, tasks.equal(2, 0), WorkerConfig(prefetch=1), speeds=[1.0]), broker=NOWHERE), "speeds"),
+    (lambda: runner.run(Experiment(2, [tasks.Task("a", 0), tasks.Task("a", 0)], WorkerConfig(prefetch=1)), broker=NOWHERE),
      "unique"),
 ])
 def test_building_blocks_refuse_bad_values_before_touching_the_broker(call, fragment):

@@ -16,6 +16,7 @@ from helpers.broker import dead_letter
 from helpers.publish import producer
 from helpers.core import topology
 from helpers.core.connection import connect
+from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 from helpers.procs import wait_until
 from helpers.core.tasks import Task
@@ -55,7 +56,7 @@ def test_a_poison_message_reaches_the_dead_letter_queue_once(way):
         topology.setup(where.url, spec)
         producer.publish(where.url, spec, [*good[:2], ("poison", b"{not json"), good[2]],
                          declare_queue=False)
-        with WorkerPool(where.url, spec, prefetch=1) as pool:
+        with WorkerPool(where.url, spec, WorkerConfig(prefetch=1)) as pool:
             pool.start(1)
             assert pool.wait_for(lambda p: len(p.finished) == 3 and any(
                 e["event"] == "dead-lettered" for e in p.events), 30)
@@ -124,7 +125,7 @@ def test_a_poison_past_its_limit_or_its_attempts_is_dead_lettered_not_dropped(wa
                     assert method, f"the poison did not come back to {spec.name}"
                     channel.basic_nack(method.delivery_tag, requeue=True)
         assert _dead_letters(where.url, limited.dead_letter_queue, 1) == ["delivery_limit"]
-        with WorkerPool(where.url, guarded, prefetch=1, max_attempts=1) as pool:
+        with WorkerPool(where.url, guarded, WorkerConfig(prefetch=1, max_attempts=1)) as pool:
             pool.start(1)
             assert pool.wait_for(lambda p: any(e["event"] == "rejected" for e in p.events), 30)
         assert _dead_letters(where.url, guarded.dead_letter_queue, 1) == ["rejected"]

@@ -4,6 +4,7 @@ import pytest
 from helpers.measure import monitor
 from helpers.publish import producer
 from helpers.core import tasks
+from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 
 pytestmark = pytest.mark.broker
@@ -24,7 +25,7 @@ def test_ready_then_unacked_then_ready_again(broker, queue):
     producer.publish(broker.url, queue, tasks.equal(12, 0))
     sampler = monitor.QueueMonitor(broker, queue.name)
     _wait(lambda s: s["messages_ready"] == 12 and s["consumers"] == 0, sampler)
-    pool = WorkerPool(broker.url, queue, prefetch=5, ack="never")
+    pool = WorkerPool(broker.url, queue, WorkerConfig(prefetch=5, ack="never"))
     with pool:
         pool.start(1)
         # Each management figure trails on its own (a quorum queue's consumer count on
@@ -60,7 +61,7 @@ def test_without_a_management_api_the_figures_come_over_amqp_and_from_the_worker
     topology.setup(external.url, spec)
     try:
         producer.publish(external.url, spec, tasks.equal(12, 0))
-        pool = WorkerPool(external.url, spec, prefetch=5, ack="never")
+        pool = WorkerPool(external.url, spec, WorkerConfig(prefetch=5, ack="never"))
         sampler = monitor.QueueMonitor(external, spec.name, pool=pool)
         assert sampler.source == "amqp"
         assert "No management API answered" in sampler.where()

@@ -26,6 +26,7 @@ from helpers.core import tasks, topology
 from helpers.procs import pid_alive as _pid_alive
 from helpers.core.connection import connect
 from helpers.errors import BadInputError, BrokerConnectionError
+from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 from helpers.net.proxy import LatencyProxy, round_trips_s
 
@@ -281,7 +282,7 @@ def test_n_numbered_tasks_from_4_publishers_reach_8_workers_through_it_exactly_o
     n, publishers = 2000, 4
     work = tasks.equal(n, 0.0)
     with LatencyProxy(broker.url, 2) as proxied, \
-            WorkerPool(proxied, queue, prefetch=50) as pool:
+            WorkerPool(proxied, queue, WorkerConfig(prefetch=50)) as pool:
         pool.start(8)
         results = []
         threads = [threading.Thread(target=lambda part: results.append(producer.publish(

@@ -6,6 +6,8 @@ import pytest
 
 from helpers.publish import producer
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.errors import BadInputError
 from helpers.pool.pool import WorkerPool
 from helpers.core.tasks import Task
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.broker
 def test_a_task_held_behind_a_long_one_is_handed_back_and_run_elsewhere(broker, queue, kind):
     queue = dataclasses.replace(queue, kind=kind)
     long_task, short_task = Task("long", 1.0), Task("short", 0.0)
-    with WorkerPool(broker.url, queue, prefetch=2, reserve=True) as pool:
+    with WorkerPool(broker.url, queue, WorkerConfig(prefetch=2, reserve=True)) as pool:
         pool.start(1)
         # The lone worker takes both: the long one in hand, the short one in reserve, which
         # it hands back once the long one has run 10 ms with nothing else queued.
@@ -39,8 +41,7 @@ def test_a_task_held_behind_a_long_one_is_handed_back_and_run_elsewhere(broker, 
 
 def test_reserve_mode_completes_every_task_once(broker):
     work = [Task(f"t{i:03d}", 0.03 if i % 4 == 0 else 0.002) for i in range(120)]
-    result = runner.run(3, 2, work, broker=broker, save=False, label="test-reserve",
-                        queue_type="classic", reserve=True)
+    result = runner.run(Experiment(3, work, WorkerConfig(prefetch=2, reserve=True), save=False, label="test-reserve", queue_type="classic"), broker=broker)
     s = result.summary
     assert s["tasks_completed"] == 120 and s["tasks_lost"] == 0
     assert s["duplicates"] == 0  # handed back unstarted: never run twice
@@ -49,4 +50,4 @@ def test_reserve_mode_completes_every_task_once(broker):
 
 def test_reserve_mode_needs_prefetch_two():
     with pytest.raises(BadInputError, match="prefetch 2"):
-        runner.run(2, 1, [Task("a", 0.0)], reserve=True)
+        runner.run(Experiment(2, [Task("a", 0.0)], WorkerConfig(prefetch=1, reserve=True)))

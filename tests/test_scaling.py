@@ -13,6 +13,8 @@ import pytest
 
 from helpers.measure import prefetch
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.core import tasks
 from helpers.errors import BadInputError
 from helpers.pool.pool import WorkerPool
@@ -94,7 +96,7 @@ def test_run_refuses_a_bad_latency_in_one_sentence(cli, one_sentence, value):
 
 @pytest.mark.broker
 def test_the_pool_owns_its_proxy(broker, queue):
-    with WorkerPool(broker.url, queue, prefetch=1, latency_ms=10) as pool:
+    with WorkerPool(broker.url, queue, WorkerConfig(prefetch=1), latency_ms=10) as pool:
         pool.start(1)
         proxy = pool.proxy
         assert proxy is not None and pid_alive(proxy.pid) and proxy.pid != pool.workers["w1"].pid
@@ -141,4 +143,4 @@ def test_workers_added_mid_run_join_and_drain_the_backlog(broker):
 
 def test_run_keeps_the_bad_latency_from_the_broker():
     with pytest.raises(BadInputError, match="round trip"):
-        runner.run(1, 1, tasks.equal(1, 0.0), latency_ms=-1, save=False)
+        runner.run(Experiment(1, tasks.equal(1, 0.0), WorkerConfig(prefetch=1), latency_ms=-1, save=False))

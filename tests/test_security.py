@@ -15,6 +15,8 @@ import pytest
 
 from helpers.broker import management
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers import settings
 from helpers.core import tasks
 from helpers.core.connection import mask_url
@@ -150,7 +152,7 @@ def test_pools_runs_and_reprs_never_show_the_password(broker, queue, tmp_path, m
         assert f":{password}@" not in repr(pool) + repr(pool.workers)
     # A recorded run holds figures, never the URL.
     monkeypatch.setattr(settings, "RUNS_DIR", tmp_path)
-    result = runner.run(1, 1, tasks.equal(2, 0), broker=broker)
+    result = runner.run(Experiment(1, tasks.equal(2, 0), WorkerConfig(prefetch=1)), broker=broker)
     for path in result.folder.iterdir():
         assert "amqp://" not in path.read_text()
     assert "amqp://" not in repr(result.publish)

@@ -1,7 +1,7 @@
 """Worker kills: a random consuming worker SIGKILLed every few seconds, and replaced.
 
 The ``WorkerKills`` step of the run skeleton, behind ``python -m helpers run --kill-every S``
-(``runner.run(kill_every=S)``). With manual acks after the work, nothing is lost: the broker
+(``Experiment(kill_every=S)``). With manual acks after the work, nothing is lost: the broker
 requeues the task a killed worker held (at most ``prefetch`` of them).
 """
 from __future__ import annotations
@@ -71,8 +71,7 @@ class WorkerKills(Step):
             victim = pool.kill(self.rng.choice(consuming))
             try:
                 spawned_t = time.time()
-                (handle,) = pool.add(1, wait=False, **{
-                    k: victim.options[k] for k in ("speed",) if k in victim.options})
+                (handle,) = pool.add(1, wait=False, speed=victim.config.speed)
                 self._replacements.append((spawned_t, handle))
             except HelpersError:
                 pass  # the next round tries again

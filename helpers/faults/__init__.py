@@ -46,8 +46,17 @@ def scenario(name: str):
 
 
 def run_fault(name: str, workers: int, prefetch: int, tasks: list, **options):
-    """Run fault scenario ``name`` on ``workers`` workers and return its ``RunResult``."""
+    """Run fault scenario ``name`` on ``workers`` workers and return its ``RunResult``.
+
+    ``options`` are the scenario's own keywords (a misspelt one is a ``TypeError``).
+    """
     return scenario(name).run(name, workers, prefetch, tasks, **options)
+
+
+def command_line_options(name: str, given: dict) -> dict:
+    """Of the options the ``fault`` command has (``given``), those scenario ``name`` takes
+    (its ``COMMAND_LINE``: e.g. ``fault_after_s``, ``queue_type``)."""
+    return {key: given[key] for key in getattr(scenario(name), "COMMAND_LINE", ())}
 
 
 def line(summary: dict) -> str:

@@ -23,6 +23,8 @@ import time
 from helpers.broker.model import Broker
 from helpers.broker import node_control
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.errors import HelpersError
 from helpers.core.tasks import Task
@@ -121,15 +123,14 @@ class DiskAlarm(Step):
 
 def run(name: str, workers: int, prefetch: int, tasks: list[Task], *,
         backlog: int | None = None, hold_s: float = 2.5, batch: int = 3, every_s: float = 0.05,
-        broker=None, save: bool = False, **_ignored) -> runner.RunResult:
+        broker=None, save: bool = False) -> runner.RunResult:
     """Publish ``tasks`` ``batch`` at a time to ``workers`` workers; once ``backlog`` of them
     (default: 60 %) are confirmed, a disk alarm for ``hold_s`` (publishing goes on into it)."""
     backlog = int(0.6 * len(tasks)) if backlog is None else backlog
     alarm = DiskAlarm(backlog, batch, hold_s)
     pace = {"batch": batch, "every_s": every_s, "on_blocked": alarm.on_blocked,
             "gate": alarm.gate}
-    result = runner.execute(workers, prefetch, tasks, steps=[alarm, Leftovers()], pace=pace,
-                            broker=broker, label="alarm", save=save)
+    result = runner.run(Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label="alarm", save=save), steps=[alarm, Leftovers()], broker=broker)
     result.summary.update(fault=name, task_s=max(t.duration for t in tasks))
     return result
 

@@ -6,7 +6,7 @@ consume them; a second thread restarts the broker cleanly (``restart``) or SIGKI
 node and starts it again (``crash``). Producer and workers are left to find their way back
 on their own: the producer republishes what the broker had not confirmed and each worker
 reconnects in a loop. The run ends when every confirmed task has been done and the queue
-has settled. (Worker kills are the ``runner.WorkerKills`` step: ``run --kill-every``.)
+has settled. (Worker kills are the ``helpers.experiment.kills.WorkerKills`` step: ``run --kill-every``.)
 
 Used by ``python -m helpers fault restart|crash`` (through ``helpers.faults.run_fault``), by
 tests/test_faults.py and by the README's "Guarantees" section, so the three report the same
@@ -19,6 +19,8 @@ import time
 
 from helpers.broker.model import Broker
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers import settings
 from helpers.core import topology
@@ -105,6 +107,9 @@ class BrokerDown(Step):
             worker_reconnects=sum(e["event"] == "ready" and e.get("generation", 0) > 0
                                   for e in events))
 
+#: the options of ``python -m helpers fault`` this scenario takes
+COMMAND_LINE = ("fault_after_s", "queue_type")
+
 
 def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
         fault_after_s: float = 1.0, min_held: int = 10, batch: int = 10, pace_s: float = 0.05,
@@ -139,10 +144,7 @@ def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
     pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
     step = BrokerDown(how, fault_after_s, min_held)
     label = label or f"fault-{how}"
-    return runner.execute(workers, prefetch, tasks, steps=[step],
-                          pace=pace, broker=broker, label=label,
-                          queue=topology.unique_spec(label, kind=queue_type),
-                          timeout=timeout, progress=progress, save=save)
+    return runner.run(Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label=label, queue=topology.unique_spec(label, kind=queue_type), timeout=timeout, save=save), steps=[step], broker=broker, progress=progress)
 
 
 def line(summary: dict) -> str:

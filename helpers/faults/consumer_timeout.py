@@ -34,6 +34,8 @@ from helpers.broker import resolve as broker_mod
 from helpers.broker.model import Broker
 from helpers.broker import dead_letter, node_control
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.core import topology
 from helpers.core.tasks import Task
@@ -87,9 +89,7 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
         steps = [Window(window_s, hold=label == "too-long"), Leftovers()]
         if consuming is not None:
             steps.insert(0, _Consuming(consuming))
-        return runner.execute(1, 1, _work(label, task_s, timeout_s), steps=steps,
-                              broker=broker, queue=specs[label], label=f"ct-{label}",
-                              save=False, timeout=window_s + 30)
+        return runner.run(Experiment(1, _work(label, task_s, timeout_s), WorkerConfig(prefetch=1), queue=specs[label], label=f"ct-{label}", save=False, timeout=window_s + 30), steps=steps, broker=broker)
 
     with contextlib.ExitStack() as stack:
         refusal = stack.enter_context(timeout_policy(
@@ -144,7 +144,7 @@ def _acked(result: runner.RunResult) -> int:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, timeout_s: float = 1.0,
-        window_s: float = 5.0, broker=None, **_ignored) -> runner.RunResult:
+        window_s: float = 5.0, broker=None) -> runner.RunResult:
     """The three runs as one result: one worker each, prefetch 1, the task as long as the
     longest of ``tasks``."""
     task_s = max(t.duration for t in tasks)

@@ -23,6 +23,8 @@ from pathlib import Path
 from helpers.broker import resolve as broker_mod
 from helpers.worker import dedup
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.core.tasks import Task
 from helpers.faults.steps import Leftovers, Supervise
 
@@ -43,17 +45,14 @@ def duplicates_delivered(events: list[dict]) -> int:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, crash_after: int = 4,
-        store: str | Path | None = None, broker=None, save: bool = False,
-        **_ignored) -> runner.RunResult:
+        store: str | Path | None = None, broker=None, save: bool = False) -> runner.RunResult:
     """Run ``tasks`` on ``workers`` workers that each die once between a task's side
     effect and its ack (replaced by workers that do not); count duplicates and effects."""
     broker = broker or broker_mod.get()
     scratch = None if store else Path(tempfile.mkdtemp(prefix="dedup-"))
     store = Path(store or scratch / "effects.sqlite")
     dedup.EffectLog(store).close()  # the tables exist before any worker writes
-    result = runner.execute(workers, prefetch, tasks, broker=broker, label="duplicate",
-                            save=save, effects=str(store), crash_after=crash_after,
-                            crash_at="before-ack", steps=[Supervise(crash_after=0), Leftovers()])
+    result = runner.run(Experiment(workers, tasks, WorkerConfig(prefetch=prefetch, effects=str(store), crash_after=crash_after, crash_at="before-ack"), label="duplicate", save=save), broker=broker, steps=[Supervise(crash_after=0), Leftovers()])
     counts = dedup.effect_counts(store)
     if scratch is not None:  # one file per run, gone with it unless the caller named one
         shutil.rmtree(scratch, ignore_errors=True)

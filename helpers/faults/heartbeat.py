@@ -26,6 +26,8 @@ import time
 from helpers.broker import resolve as broker_mod
 from helpers.broker.model import Broker
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.core.tasks import Task
 from helpers.faults.steps import Leftovers, Window, combine, in_parallel
 
@@ -92,9 +94,7 @@ def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
     def one(mode: str):
         ending = CutOff(window_s) if mode == "blocking" else Window(window_s)
         steps = [ending, Leftovers()]
-        return runner.execute(1, 1, [Task(f"long-{mode}", task_s)], steps=steps,
-                              broker=broker, label=f"heartbeat-{mode}", save=False,
-                              mode=mode, heartbeat=heartbeat_s, timeout=window_s + 30)
+        return runner.run(Experiment(1, [Task(f"long-{mode}", task_s)], WorkerConfig(prefetch=1, mode=mode, heartbeat=heartbeat_s), label=f"heartbeat-{mode}", save=False, timeout=window_s + 30), steps=steps, broker=broker)
 
     results = in_parallel({mode: (lambda m=mode: one(m)) for mode in MODES}
                           | {"cut": lambda: silent_connection_cut(broker.url, heartbeat_s)})
@@ -103,7 +103,7 @@ def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, heartbeat_s: int = 1,
-        window_s: float | None = None, broker=None, **_ignored) -> runner.RunResult:
+        window_s: float | None = None, broker=None) -> runner.RunResult:
     """Both runs as one result: one worker each, one task each as long as the longest of
     ``tasks``; the blocking run is cut at ``window_s`` (default: two tasks' time, and a bit)."""
     task_s = max(t.duration for t in tasks)

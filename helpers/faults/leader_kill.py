@@ -38,6 +38,8 @@ import urllib.parse
 
 from helpers.broker.model import Broker
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers import settings
 from helpers.core import topology
@@ -233,6 +235,9 @@ def _duplicate_sources(events: list[dict]) -> tuple[int, int]:
         seen.add(e["task"])
     return by_redelivery, by_copy
 
+#: the options of ``python -m helpers fault`` this scenario takes
+COMMAND_LINE = ("fault_after_s", "queue_type")
+
 
 def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=None,
         kill: str | None = None, fault_after_s: float = 1.0, down_s: float | None = None,
@@ -250,7 +255,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=No
     down_s: majority loss: seconds from the kill to starting the first node killed again.
     restore: start every killed node again once the run is over (the cluster is whole again).
     queue_type: ``quorum`` or None (the only queue these scenarios are about).
-    discard: deletes the run's queue (see ``runner.execute``): with a node down, RabbitMQ
+    discard: deletes the run's queue (see ``helpers.experiment.skeleton.run``): with a node down, RabbitMQ
         takes 5 s to delete a quorum queue (it waits for the missing member), so the
         notebook defers it.
     """
@@ -271,9 +276,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=No
     step = NodeLoss(cluster, kill or KILLS[name], fault_after_s, down_s, restore, name)
     spec = topology.unique_spec(label or name, kind="quorum", dead_letter=False)
     pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
-    return runner.execute(workers, prefetch, tasks, steps=[step], pace=pace,
-                          broker=cluster_broker(cluster), queue=spec, label=label or name,
-                          timeout=timeout, progress=progress, save=save, discard=discard)
+    return runner.run(Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, queue=spec, label=label or name, timeout=timeout, save=save), steps=[step], broker=cluster_broker(cluster), progress=progress, discard=discard)
 
 
 def line(summary: dict) -> str:

@@ -31,6 +31,8 @@ import time
 from helpers.broker import resolve as broker_mod
 from helpers.broker.model import Broker
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.core import topology
 from helpers.core.connection import connect
@@ -122,10 +124,11 @@ def runs(workers: int = 3, good: int = 20, good_s: float = 0.1, poisons: int = 1
                                     delivery_limit=limit if label == "delivery-limit" else None)
         good_ids = {t.id for t in tasks if t.kind != POISON_KIND}
         ending = Window(window_s) if label == "classic" else UntilDeadLettered(good_ids, poisons)
-        guard = {"max_attempts": max_attempts} if label == "worker-guard" else {}
-        return runner.execute(workers, 1, tasks, steps=[Supervise(), ending, Leftovers()],
-                              broker=broker, queue=spec, label=f"poison-{label}", save=False,
-                              timeout=max(window_s, 30.0) + 30, **guard)
+        guard = max_attempts if label == "worker-guard" else 0
+        exp = Experiment(workers, tasks, WorkerConfig(prefetch=1, max_attempts=guard),
+                         queue=spec, label=f"poison-{label}", save=False,
+                         timeout=max(window_s, 30.0) + 30)
+        return runner.run(exp, broker=broker, steps=[Supervise(), ending, Leftovers()])
 
     return in_parallel({label: (lambda x=label: one(x)) for label in RUNS})
 
@@ -136,8 +139,7 @@ def poison_deliveries(result: runner.RunResult) -> int:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1,
-        limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, broker=None,
-        **_ignored) -> runner.RunResult:
+        limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, broker=None) -> runner.RunResult:
     """The probe and the three runs as one result: as many good tasks as ``tasks``, as long
     as the first, with ``poisons`` poison tasks among them (prefetch is 1)."""
     good, good_s = len(tasks), tasks[0].duration

@@ -15,7 +15,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from helpers.measure import plots, timing
+from helpers.checks import validate
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.core import topology
 from helpers.core import tasks as task_lists
@@ -118,13 +121,11 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
     on_pool: called with the running ``WorkerPool`` (the Kill button keeps it).
     """
     work = task_lists.equal(tasks, duration)
-    runner.validate(workers, prefetch, work)
+    validate(workers, prefetch, work)
     if ack not in ("manual", "auto"):
         raise BadInputError(f"ack must be 'manual' or 'auto' (got {ack!r}).")
     kill = _KillOnce(victim, kill_after_s, on_pool)
-    result = runner.execute(workers, prefetch, work, steps=[kill], broker=broker,
-                            queue=topology.unique_spec(f"kill-{ack}", kind=queue_type),
-                            label=f"kill-{ack}", progress=progress, save=False, ack=ack)
+    result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=prefetch, ack=ack), queue=topology.unique_spec(f"kill-{ack}", kind=queue_type), label=f"kill-{ack}", save=False), steps=[kill], broker=broker, progress=progress)
     if not kill.settled and not result.summary["completed_in_time"]:
         raise HelpersError("The run did not settle in time: is a worker stuck? Run it again "
                            "with fewer tasks or workers.")

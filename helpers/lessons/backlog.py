@@ -17,12 +17,13 @@ import pandas as pd
 
 from helpers.broker import resolve as broker_mod
 from helpers.measure import plots, timing
-from helpers.experiment import skeleton as runner
+from helpers.checks import validate
 from helpers.core import topology
 from helpers.core import tasks as task_lists
 from helpers.errors import BadInputError
 from helpers.measure.monitor import QueueMonitor, ReadySampler
 from helpers.publish.pacing import PacedPublisher
+from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.lessons.common import finish, value_table
@@ -54,14 +55,14 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
     ``messages_ready`` counts them. ``add_after_s`` counts from the first publish; 0 or
     ``add_workers=0`` adds nobody.
     """
-    runner.validate(workers, 1, [None])
+    validate(workers, 1, [None])
     if rate <= 0 or seconds <= 0:
         raise BadInputError(f"rate and seconds must be above 0 (got {rate}, {seconds}).")
     broker = broker or broker_mod.get()
     work = task_lists.equal(max(1, round(rate * seconds)), duration)
     total = len(work)
     with topology.scratch_queue(broker.url, "backlog", kind=queue_type) as spec:
-        pool = WorkerPool(broker.url, spec, prefetch=PREFETCH)
+        pool = WorkerPool(broker.url, spec, WorkerConfig(prefetch=PREFETCH))
         sampler = QueueMonitor(broker, spec.name, interval=0.2, pool=pool)
         exact = ReadySampler(broker, spec.name)
         publisher = PacedPublisher(broker.url, spec, work, every_s=1 / rate, fixed_rate=True,

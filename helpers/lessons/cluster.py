@@ -75,7 +75,7 @@ class Lab:
         return down
 
     def discard_later(self, urls, *queues) -> None:
-        """Note ``queues`` to delete at ``finish`` (a ``discard`` for ``runner.execute``; they
+        """Note ``queues`` to delete at ``finish`` (a ``discard`` for ``helpers.experiment.skeleton.run``; they
         are deleted through the nodes running then, whatever ``urls`` says now)."""
         self.pending.extend(queues)
 

@@ -11,7 +11,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from helpers.measure import plots
+from helpers.checks import validate
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.core import tasks as task_lists
 from helpers.errors import BadInputError
 from helpers.lessons.common import chain_progress, finish, prefetch_name
@@ -25,12 +28,10 @@ def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,
                      progress=None) -> dict:
     """Round robin (prefetch 0) against ``prefetch`` on odd-heavy tasks: two runs."""
     work = task_lists.odd_heavy(tasks, heavy, light)
-    runner.validate(workers, prefetch, work)  # before the first run, not after it
+    validate(workers, prefetch, work)  # before the first run, not after it
     out = {}
     for n, p in enumerate((0, prefetch)):
-        out[f"prefetch {prefetch_name(p)}"] = runner.run(
-            workers, p, work, broker=broker, save=False, label=f"fair-p{p}",
-            progress=chain_progress(progress, n * tasks, 2 * tasks), queue_type=queue_type)
+        out[f"prefetch {prefetch_name(p)}"] = runner.run(Experiment(workers, work, WorkerConfig(prefetch=p), save=False, label=f"fair-p{p}", queue_type=queue_type), broker=broker, progress=chain_progress(progress, n * tasks, 2 * tasks))
     return out
 
 
@@ -79,10 +80,8 @@ def prefetch_sweep(workers: int = 2, tasks: int = 20, heavy: float = 0.2, light:
     work = task_lists.odd_heavy(tasks, heavy, light)
     rows = []
     for n, p in enumerate(prefetches):
-        result = runner.run(workers, p, work, broker=broker, save=False, label=f"sweep-p{p}",
-                            progress=chain_progress(progress, n * tasks,
-                                                    len(prefetches) * tasks),
-                            queue_type=queue_type)
+        result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=p), save=False, label=f"sweep-p{p}", queue_type=queue_type), broker=broker, progress=chain_progress(progress, n * tasks,
+                                                    len(prefetches) * tasks))
         s = result.summary
         rows.append({"prefetch": prefetch_name(p), "makespan_s": s["makespan_s"],
                      "ideal_s": s["ideal_makespan_s"], "efficiency": s["efficiency"],
@@ -145,9 +144,7 @@ def unequal_speeds(speeds="1, 3", tasks: int = 20, duration: float = 0.2,
     work = task_lists.equal(tasks, duration)
     out = {}
     for n, p in enumerate(prefetches):
-        result = runner.run(len(speeds), p, work, speeds=speeds, broker=broker, save=False,
-                            label=f"speeds-p{p}", queue_type=queue_type,
-                            progress=chain_progress(progress, n * tasks,
+        result = runner.run(Experiment(len(speeds), work, WorkerConfig(prefetch=p), speeds=speeds, save=False, label=f"speeds-p{p}", queue_type=queue_type), broker=broker, progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
         result.summary.setdefault("speeds", speeds)
         out[f"prefetch {prefetch_name(p)}"] = result

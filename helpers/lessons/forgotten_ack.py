@@ -23,6 +23,7 @@ from helpers.core import tasks as task_lists
 from helpers.errors import BadInputError, HelpersError
 from helpers.publish.pacing import PacedPublisher
 from helpers.settings import DEFAULT_QUEUE_KIND
+from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 from helpers.lessons.common import Text, finish, value_table
 from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
@@ -120,7 +121,7 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
 
     with topology.scratch_queue(broker.url, "forgotten-ack", dead_letter=False,
                                 kind=queue_type) as spec:
-        pool = WorkerPool(broker.url, spec, prefetch=prefetch, ack="never")
+        pool = WorkerPool(broker.url, spec, WorkerConfig(prefetch=prefetch, ack="never"))
         sampler = monitor.QueueMonitor(broker, spec.name, interval=0.25, pool=pool).start()
         try:
             say(0, len(work), "publishing the backlog")

@@ -11,6 +11,8 @@ import pandas as pd
 
 from helpers.measure import plots
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.core import tasks as task_lists
 from helpers.lessons.common import Text, finish
 from helpers.settings import DEFAULT_QUEUE_KIND
@@ -22,8 +24,7 @@ def round_robin(workers: int = 3, tasks: int = 12, duration: float = 0.3,
                 progress=None) -> runner.RunResult:
     """Notebook 01: ``workers`` consumers with no prefetch limit, ``tasks`` equal tasks."""
     work = task_lists.equal(tasks, duration)
-    return runner.run(workers, 0, work, broker=broker, progress=progress, save=False,
-                      label="round-robin", queue_type=queue_type)
+    return runner.run(Experiment(workers, work, WorkerConfig(prefetch=0), save=False, label="round-robin", queue_type=queue_type), broker=broker, progress=progress)
 
 
 def first_deliveries(result: runner.RunResult) -> pd.DataFrame:

@@ -16,9 +16,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.core import tasks as task_lists
-from helpers.experiment.skeleton import Run, Step
 from helpers.lessons.common import chain_progress, finish
 
 
@@ -42,8 +43,7 @@ def scale_out(worker_counts=(1, 8), kind: str = "sleep", tasks: int = 32,
     rows = []
     for n, k in enumerate(worker_counts):
         work = task_lists.equal(tasks, task_ms / 1000, kind=kind)
-        s = runner.run(k, prefetch, work, broker=broker, save=False, label=f"scale-{kind}{k}",
-                       progress=chain_progress(progress, n * tasks,
+        s = runner.run(Experiment(k, work, WorkerConfig(prefetch=prefetch), save=False, label=f"scale-{kind}{k}"), broker=broker, progress=chain_progress(progress, n * tasks,
                                                len(worker_counts) * tasks)).summary
         on_cores = max(tasks * task_ms / 1000 / min(k, cores()), task_ms / 1000)
         rows.append({"kind": kind, "workers": k, "makespan_s": s["makespan_s"],
@@ -120,8 +120,7 @@ def drain(workers: int = 2, add: int = 6, tasks: int = 240, task_ms: float = 40.
           after_s: float = 1.0, *, broker=None, progress=None) -> runner.RunResult:
     """A backlog of ``tasks`` published at once; ``add`` workers join after ``after_s`` s."""
     step = AddWorkers(add, after_s)
-    return runner.execute(workers, 1, task_lists.equal(tasks, task_ms / 1000), steps=[step],
-                          broker=broker, label="drain", save=False, progress=progress)
+    return runner.run(Experiment(workers, task_lists.equal(tasks, task_ms / 1000), WorkerConfig(prefetch=1), label="drain", save=False), steps=[step], broker=broker, progress=progress)
 
 
 def drain_rates(result: runner.RunResult) -> dict:
@@ -170,8 +169,7 @@ def saturation(worker_counts=(1, 4), tasks: int = 2000, prefetch: int = 100, *,
     rows = []
     for n, k in enumerate(worker_counts):
         started = time.monotonic()
-        result = runner.run(k, prefetch, task_lists.equal(tasks, 0.0), broker=broker,
-                            save=False, label=f"zero-k{k}", progress=chain_progress(
+        result = runner.run(Experiment(k, task_lists.equal(tasks, 0.0), WorkerConfig(prefetch=prefetch), save=False, label=f"zero-k{k}"), broker=broker, progress=chain_progress(
                                 progress, n * tasks, len(worker_counts) * tasks))
         s = result.summary
         rows.append({"workers": k, "tasks": s["tasks_completed"],

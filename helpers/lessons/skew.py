@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from helpers.experiment import skeleton as runner
+from helpers.experiment.value import Experiment
+from helpers.worker.config import WorkerConfig
 from helpers.measure.prefetch import recommend_prefetch
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.core.tasks import Task
@@ -36,10 +38,7 @@ def skew_sweep(round_trip_ms: float = 20.0, prefetches=(1, 5, 20, 100), workers:
     long_ids = {t.id for t in work if t.duration * 1000 == long_ms}
     rows = []
     for n, prefetch in enumerate(prefetches):
-        result = runner.run(workers, prefetch, work, latency_ms=round_trip_ms, broker=broker,
-                            queue_type=queue_type, save=False,
-                            label=f"skew-p{prefetch}",
-                            progress=chain_progress(progress, n * tasks,
+        result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=prefetch), latency_ms=round_trip_ms, queue_type=queue_type, save=False, label=f"skew-p{prefetch}"), broker=broker, progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
         s, df = result.summary, result.deliveries
         done = df[df["finished_t"].notna()]

@@ -24,6 +24,7 @@ from helpers.core.connection import mask_url, rotated, url_list
 from helpers.errors import BadInputError, HelpersError
 from helpers.pool.events import EventLog, parse_lines
 from helpers.pool import forked
+from helpers.worker.config import WorkerConfig
 from helpers.net.proxy import LatencyProxy
 from helpers.settings import FORK_SERVER
 from helpers.core.topology import QueueSpec
@@ -48,7 +49,7 @@ class WorkerHandle:
 
     name: str
     process: subprocess.Popen  # or forked.ForkedProcess, its look-alike
-    options: dict
+    config: WorkerConfig
     ready_t: float | None = None
     stderr: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
     threads: list = field(default_factory=list)
@@ -69,25 +70,20 @@ class WorkerPool:
     ----------
     url: AMQP URL(s) the workers connect to; of several (a cluster), worker i tries the i-th first.
     spec: the queue they consume (declared by each worker with the same arguments).
-    prefetch: prefetch count per worker, 0 for unlimited.
-    ack: ``manual``, ``auto`` or ``never``.
-    mode: ``thread`` (heartbeat-safe) or ``blocking`` (tutorial-style).
+    config: how every worker consumes (``WorkerConfig``: prefetch, acks, mode, speed, ...).
     on_event: called with each event dict, from a reader thread.
     latency_ms: a round trip (ms) added between each worker and the broker by a
         ``LatencyProxy`` the pool starts and stops (workers "on a far host"); 0: none.
     fork_server: True: fork each worker from a warm process (``helpers.pool.forkserver``, consuming
         sooner); False: ``python -m helpers.worker`` each. Default ``HELPERS_FORK_SERVER``.
-    worker_options: other ``helpers.worker`` options (speed, unit, heartbeat, crash_after).
     """
 
-    def __init__(self, url: str | list[str], spec: QueueSpec, prefetch: int = 1,
-                 ack: str = "manual", mode: str = "thread", on_event=None, latency_ms: float = 0,
-                 fork_server: bool | None = None, **worker_options):
-        if prefetch < 0:
-            raise BadInputError(f"prefetch must be 0 (unlimited) or more (got {prefetch}).")
+    def __init__(self, url: str | list[str], spec: QueueSpec,
+                 config: WorkerConfig = WorkerConfig(), *, on_event=None,
+                 latency_ms: float = 0, fork_server: bool | None = None):
         self.url, self.spec = ",".join(url_list(url)), spec  # (an empty list is refused)
         self.proxy = LatencyProxy(url, latency_ms) if latency_ms else None
-        self.defaults = dict(prefetch=prefetch, ack=ack, mode=mode, **worker_options)
+        self.config = config
         self.log = EventLog(on_event)
         self.workers: dict[str, WorkerHandle] = {}
         self._counter = 0
@@ -98,28 +94,23 @@ class WorkerPool:
         _LIVE_POOLS.add(self)
 
     # -- spawning ------------------------------------------------------------------------
-    def _command(self, name: str, options: dict) -> list[str]:
+    def _command(self, name: str, config: WorkerConfig) -> list[str]:
         # The URL (and its password) goes through the environment, not argv: any local user
         # can read a process's command line with `ps`.
         cmd = [sys.executable, "-m", "helpers.worker", "--events",
                "--queue-spec", self.spec.to_json(), "--name", name, "--exit-with-parent"]
-        for key, value in options.items():
-            if value is None or value is False:
-                continue
-            flag = "--" + key.replace("_", "-")
-            cmd += [flag] if value is True else [flag, str(value)]
-        return cmd
+        return cmd + config.argv()
 
     def _spawn(self, **overrides) -> WorkerHandle:
         self._counter += 1
         name = overrides.pop("name", None) or f"w{self._counter}"
-        options = {**self.defaults, **overrides}
+        config = self.config.replace(**overrides)
         env = forked.worker_environment()
         # Read by the worker when --url is not given: the proxy's, or every URL, rotated.
         env["AMQP_URL"] = self.proxy.start() if self.proxy else \
             ",".join(rotated(self.url, self._counter - 1))
-        proc = forked.start_worker(self._command(name, options), env, self.fork_server)
-        handle = WorkerHandle(name, proc, options)
+        proc = forked.start_worker(self._command(name, config), env, self.fork_server)
+        handle = WorkerHandle(name, proc, config)
         self.workers[name] = handle
         for target, stream in ((self._read_events, proc.stdout), (self._read_stderr, proc.stderr)):
             thread = threading.Thread(target=target, args=(handle, stream),

@@ -41,9 +41,9 @@ import time
 from helpers.core import tasks as task_bodies
 from helpers.worker.console import human_line
 from helpers.worker.console import preview as _preview
-from helpers.worker.reserve import ReserveKeeper
+from helpers.worker.config import WorkerConfig
+from helpers.worker.reserve import DEFAULT_AFTER_S, ReserveKeeper
 from helpers.settings import INLINE_MAX_S
-from helpers.worker.hooks import TaskHooks
 from helpers.core.topology import QueueSpec, declare, reject_for_good
 
 #: One encoder for every event line (json.dumps with options builds a new one per call).
@@ -53,16 +53,14 @@ _encode_line = json.JSONEncoder(separators=(",", ":")).encode
 class Worker:
     """One consumer with its own connection; see the module docstring."""
 
-    def __init__(self, url: str, spec: QueueSpec, name: str, prefetch: int = 1,
-                 ack: str = "manual", mode: str = "thread", speed: float = 1.0,
-                 unit: float = task_bodies.DOT_UNIT_S, heartbeat: int | None = None,
-                 hooks: TaskHooks | None = None, reconnect: bool = True, out=None,
-                 human: bool = False, note: str | None = None,
-                 reserve_after: float | None = None):
+    def __init__(self, url: str, spec: QueueSpec, name: str,
+                 config: WorkerConfig = WorkerConfig(), *, reconnect: bool = True, out=None,
+                 human: bool = False, note: str | None = None):
         self.url, self.spec, self.name = url, spec, name
-        self.prefetch, self.ack, self.mode = prefetch, ack, mode
-        self.speed, self.unit, self.heartbeat = speed, unit, heartbeat
-        self.hooks, self.reconnect = hooks or TaskHooks(), reconnect
+        self.config = config
+        self.prefetch, self.ack, self.mode = config.prefetch, config.ack, config.mode
+        self.speed, self.unit, self.heartbeat = config.speed, config.unit, config.heartbeat
+        self.hooks, self.reconnect = config.hooks(), reconnect
         self.out = out or sys.stdout
         #: lines for a person instead of JSON events; ``note``: said once, at the start
         self.human, self.note = human, note
@@ -73,8 +71,11 @@ class Worker:
         self._jobs: queue.Queue = queue.Queue()
         self._conn = None
         self._ready_generation = 0  # the generation whose connection last became ready
-        #: reserve mode (``helpers.worker.reserve``), when ``reserve_after`` (seconds) is given
-        self.keeper = None if reserve_after is None else ReserveKeeper(self, reserve_after)
+        #: reserve mode (``helpers.worker.reserve``)
+        self.keeper = None
+        if config.in_reserve_mode:
+            after = DEFAULT_AFTER_S if config.reserve_after is None else config.reserve_after
+            self.keeper = ReserveKeeper(self, after)
         self._broker_cancelled = False
 
     # -- events --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from helpers.core import tasks as task_bodies
 from helpers.settings import ACK_MODES, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS, WORK_MODES, amqp_url
 from helpers.worker.hooks import TaskHooks
 from helpers.core.topology import QueueSpec
+from helpers.worker.config import WorkerConfig
 from helpers.worker.consumer import Worker
 
 
@@ -53,34 +54,24 @@ def build_parser(prog: str = "python -m helpers.worker",
 
 
 def worker_from_args(args: argparse.Namespace) -> Worker:
-    """Validate parsed options and build a ``Worker``."""
-    from helpers.errors import BadInputError
-
-    if args.prefetch < 0:
-        raise BadInputError(f"--prefetch must be 0 (unlimited) or more (got {args.prefetch}).")
-    if not args.speed > 0:  # also refuses nan
-        raise BadInputError(f"--speed must be above 0 (got {args.speed}).")
-    if args.heartbeat is not None and args.heartbeat < 0:
-        raise BadInputError(f"--heartbeat must be 0 (off) or more seconds (got {args.heartbeat}).")
-    reserve_after = _reserve_after(args)
+    """Validate parsed options (``WorkerConfig`` checks them) and build a ``Worker``."""
+    config = WorkerConfig.from_args(args)
     note = None
     if args.queue_spec:  # a pool's worker: the pool has settled the spec (dead-lettering too)
         spec = QueueSpec.from_json(args.queue_spec)
         # The pool passes AMQP_URL: no broker resolution, nor its imports (start-up time).
         url = args.url or amqp_url() or _resolved().url
     else:  # a person's worker: set the dead-letter policy, or say how it goes without
-        from helpers.broker.model import Broker
         from helpers.broker import dead_letter
+        from helpers.broker.model import Broker
 
         resolved = None if args.url else _resolved()
         url = args.url or resolved.url
         where = resolved or Broker(url=url)
         spec = dead_letter.prepare(where, QueueSpec(args.queue, kind=args.queue_type))
         note = dead_letter.describe(spec, where)
-    return Worker(url, spec, args.name, prefetch=args.prefetch, ack=args.ack, mode=args.mode,
-                  speed=args.speed, unit=args.unit, heartbeat=args.heartbeat,
-                  hooks=TaskHooks.from_args(args), reconnect=not args.no_reconnect,
-                  human=not args.events, note=note, reserve_after=reserve_after)
+    return Worker(url, spec, args.name, config, reconnect=not args.no_reconnect,
+                  human=not args.events, note=note)
 
 
 def _resolved():
@@ -88,23 +79,6 @@ def _resolved():
     from helpers.broker import resolve as broker_mod
 
     return broker_mod.get()
-
-
-def _reserve_after(args: argparse.Namespace) -> float | None:
-    """The reserve mode's threshold (s), None when off; checks what the mode needs."""
-    from helpers.errors import BadInputError
-    from helpers.worker.reserve import DEFAULT_AFTER_S
-
-    if not args.reserve and args.reserve_after is None:
-        return None
-    after = DEFAULT_AFTER_S if args.reserve_after is None else args.reserve_after
-    if not after >= 0:
-        raise BadInputError(f"--reserve-after must be 0 or more seconds (got {after}).")
-    if args.prefetch != 2 or args.ack != "manual" or args.mode != "thread":
-        raise BadInputError("reserve mode holds one task in hand and one in reserve: it needs "
-                            "--prefetch 2, --ack manual and --mode thread (got prefetch "
-                            f"{args.prefetch}, ack {args.ack}, mode {args.mode}).")
-    return after
 
 
 def _exit_with_parent() -> None:
