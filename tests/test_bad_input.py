@@ -200,7 +200,7 @@ def test_bad_run_flags_exit_with_one_sentence(args, fragment, cli, one_sentence)
 def test_a_negative_heartbeat_is_one_sentence(broker, cli, one_sentence):
     proc = cli("run", "--workers", "1", "--prefetch", "1", "--tasks", "2", "--heartbeat", "-1",
                env={"AMQP_URL": broker.url})
-    one_sentence(proc, "--heartbeat must be 0 (off) or more")
+    one_sentence(proc, "heartbeat (--heartbeat) must be 0 (off) or more")
 
 
 # -- workload files -------------------------------------------------------------------------

@@ -58,17 +58,18 @@ class WorkerConfig:
             raise BadInputError(f"mode must be one of {', '.join(WORK_MODES)} "
                                 f"(got {self.mode!r}).")
         if not (isinstance(self.speed, (int, float)) and 0 < self.speed < math.inf):
-            raise BadInputError(f"speed must be above 0 (got {self.speed!r}).")
+            raise BadInputError(f"speed (--speed) must be above 0 (got {self.speed!r}).")
         if self.heartbeat is not None and self.heartbeat < 0:
-            raise BadInputError(f"heartbeat must be 0 (off) or more seconds "
+            raise BadInputError(f"heartbeat (--heartbeat) must be 0 (off) or more seconds "
                                 f"(got {self.heartbeat}).")
         if self.crash_after < 0 or self.max_attempts < 0:
-            raise BadInputError("crash_after and max_attempts must be 0 (off) or more.")
+            raise BadInputError("crash_after and max_attempts (--crash-after, --max-attempts) must be 0 (off) "
+                                "or more.")
         if self.crash_at not in CRASH_POINTS:
             raise BadInputError(f"crash_at must be one of {', '.join(CRASH_POINTS)} "
                                 f"(got {self.crash_at!r}).")
         if self.reserve_after is not None and not self.reserve_after >= 0:
-            raise BadInputError(f"reserve_after must be 0 or more seconds "
+            raise BadInputError(f"reserve_after (--reserve-after) must be 0 or more seconds "
                                 f"(got {self.reserve_after}).")
         if self.in_reserve_mode and (self.prefetch != 2 or self.ack != "manual"
                                      or self.mode != "thread"):
