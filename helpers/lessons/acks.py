@@ -125,7 +125,10 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
     if ack not in ("manual", "auto"):
         raise BadInputError(f"ack must be 'manual' or 'auto' (got {ack!r}).")
     kill = _KillOnce(victim, kill_after_s, on_pool)
-    result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=prefetch, ack=ack), queue=topology.unique_spec(f"kill-{ack}", kind=queue_type), label=f"kill-{ack}", save=False), steps=[kill], broker=broker, progress=progress)
+    exp = Experiment(workers, work, WorkerConfig(prefetch=prefetch, ack=ack),
+                     queue=topology.unique_spec(f"kill-{ack}", kind=queue_type),
+                     label=f"kill-{ack}", save=False)
+    result = runner.run(exp, steps=[kill], broker=broker, progress=progress)
     if not kill.settled and not result.summary["completed_in_time"]:
         raise HelpersError("The run did not settle in time: is a worker stuck? Run it again "
                            "with fewer tasks or workers.")
