@@ -144,10 +144,8 @@ def management_url() -> str | None:
 
     It may carry its own credentials (``http://user:password@host:15672``); without them
     the AMQP URL's are used. Unset: no management API (figures come over AMQP instead).
-    ``RABBITMQ_MANAGEMENT_URL``, its earlier name, is still read.
     """
-    return (os.environ.get("HELPERS_MANAGEMENT_URL") or os.environ.get("RABBITMQ_MANAGEMENT_URL")
-            or None)
+    return os.environ.get("HELPERS_MANAGEMENT_URL") or None
 
 
 def rabbitmq_server() -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from browser_lab import Lab, find_chromium, launch_chromium
-from conftest import IN_CI, eventually, kernel_environment
+from support import IN_CI, eventually, kernel_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))

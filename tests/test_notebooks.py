@@ -24,7 +24,7 @@ import pytest
 from helpers.cli import notebooks as nbrun
 from helpers.broker.model import find_rabbitmq_server
 
-from conftest import IN_CI, PHASES, kernel_environment
+from support import IN_CI, PHASES, kernel_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = nbrun.notebook_paths([ROOT / "notebooks"])
@@ -74,8 +74,7 @@ def kernel_env(broker, monkeypatch):
 def bare_env(bare_node, monkeypatch):
     """Point the kernels at the second node as an external broker, with no management URL."""
     monkeypatch.setenv("AMQP_URL", bare_node.url)
-    for name in ("HELPERS_MANAGEMENT_URL", "RABBITMQ_MANAGEMENT_URL"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("HELPERS_MANAGEMENT_URL", raising=False)
     return bare_node
 
 

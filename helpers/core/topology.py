@@ -2,8 +2,10 @@
 
 RabbitMQ refuses to redeclare an existing queue with other arguments (406
 PRECONDITION_FAILED), so producer and workers build their declarations from the same
-``QueueSpec``, here: every ``queue_declare`` of this package (blocking or asynchronous,
-active or passive) and every ``queue_delete`` is in this module.
+``QueueSpec``, here: every ``queue_declare`` that creates a queue (blocking or
+asynchronous) and every ``queue_delete`` of this package is in this module. Passive
+declares, which only read a queue's counts, are made where the counts are read (the
+monitor, the proxy's readiness check, the worker's reserve mode).
 
 The default work queue is declared exactly as the official tutorial declares it:
 ``queue_declare("task_queue", durable=True, arguments={"x-queue-type": "quorum"})`` and
