@@ -43,6 +43,7 @@ def _broker(args) -> int:
         status = resolved.status()
         if status["running"]:
             status["version"] = resolved.version()
+            status["metadata_store"] = resolved.metadata_store()
         print(json.dumps(status, indent=2))
         return 0 if status["running"] else 1
     return 0

@@ -78,6 +78,25 @@ class Broker:
             out.append(int(digits) if digits else 0)
         return tuple(out)
 
+    def metadata_store(self) -> str | None:
+        """``Khepri`` or ``Mnesia``, as the broker says: its ``khepri_db`` feature flag over
+        the management API (no such flag: Mnesia, before 3.13), else ``rabbitmqctl eval``
+        on a node of ours; None when neither answers."""
+        from . import management
+
+        with contextlib.suppress(Exception):
+            flags = management.get(self, "feature-flags")
+            if isinstance(flags, list):
+                khepri = [f for f in flags if f.get("name") == "khepri_db"]
+                return "Khepri" if khepri and khepri[0].get("state") == "enabled" else "Mnesia"
+        if hasattr(self, "rabbitmqctl"):
+            with contextlib.suppress(Exception):
+                proc = self.rabbitmqctl("eval", "case code:which(rabbit_khepri) of non_existing"
+                                        " -> false; _ -> rabbit_khepri:is_enabled() end.")
+                if proc.returncode == 0:
+                    return "Khepri" if proc.stdout.strip() == "true" else "Mnesia"
+        return None
+
     def management_auth(self) -> tuple[str, str]:
         """User and password for the management HTTP API (by default those of the AMQP URL)."""
         if self.management_credentials:
