@@ -5,7 +5,8 @@ PRECONDITION_FAILED), so producer and workers build their declarations from the 
 ``QueueSpec``, here: every ``queue_declare`` that creates a queue (blocking or
 asynchronous) and every ``queue_delete`` of this package is in this module. Passive
 declares, which only read a queue's counts, are made where the counts are read (the
-monitor, the proxy's readiness check, the worker's reserve mode).
+monitor, the proxy's readiness check, the worker's reserve mode); the version probes
+(``helpers.broker.version_facts``) declare bare queues of their own on purpose.
 
 The default work queue is declared exactly as the official tutorial declares it:
 ``queue_declare("task_queue", durable=True, arguments={"x-queue-type": "quorum"})`` and

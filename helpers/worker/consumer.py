@@ -212,6 +212,7 @@ class Worker:
 
         from helpers.core.connection import connect
 
+        self._broker_cancelled = False
         self._conn = connect(self.url, name=f"worker {self.name}", heartbeat=self.heartbeat)
         channel = self._conn.channel()
         declare(channel, self.spec)
@@ -240,8 +241,14 @@ class Worker:
         raise pika_errors.ConsumerCancelled("the broker cancelled the consumer")
 
     def _on_cancelled(self, _frame) -> None:
+        # A broker-sent basic.cancel: the queue was deleted, or (RabbitMQ 4.3, quorum
+        # queues) a delivery outlived the consumer timeout. Said once on stderr; the worker
+        # then consumes again (``run``), as after a lost connection.
         self._broker_cancelled = True
         self.emit("cancelled")
+        print(f"worker {self.name}: the broker cancelled its consumer on {self.spec.name} "
+              "(queue deleted, or a consumer timeout); consuming again", file=sys.stderr,
+              flush=True)
 
     def run(self) -> int:
         """Consume until killed; reconnect after a lost connection unless told not to."""
@@ -271,7 +278,7 @@ class Worker:
             self.emit("disconnected", reason=repr(problem)[:300])
             if not self.reconnect:
                 return 1
-            if self._ready_generation == self._generation - 1:
+            if self._ready_generation == self._generation - 1 and not self._broker_cancelled:
                 # First failure since the last good connection: say so once (on stderr,
                 # the events stay on stdout), and start the back-off from the bottom.
                 print(f"worker {self.name}: lost the broker ({type(problem).__name__}); "
