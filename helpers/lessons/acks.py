@@ -24,8 +24,8 @@ from .common import finish
 from .panels import KillPanel, dropdown, float_slider, int_slider, queue_type
 
 
-#: After a kill, how long to wait before calling a quiet run finished (the broker notices a
-#: killed consumer's closed socket within milliseconds and requeues at once).
+#: With auto acks, how long after a kill to wait before calling a run with nothing left in
+#: the queue or in hand finished (what the killed worker received but never reported).
 SETTLE_S = 0.5
 
 
@@ -56,14 +56,34 @@ def _busy_workers(pool: WorkerPool) -> set:
     return set(open_rows["worker"])
 
 
-def _settled(pool: WorkerPool, total: int, channel, queue: str) -> bool:
-    """All tasks done, or a worker was killed and nothing is left anywhere to finish."""
-    if len(pool.finished) >= total:
+def _settled(pool: WorkerPool, confirmed, channel, queue: str) -> bool:
+    """All tasks done, or a worker was killed and nothing is left anywhere to finish.
+
+    With manual acks nothing is ever gone: what a killed worker held goes back to the queue,
+    so only every task done (or no worker left alive) ends the run. The queue's count and
+    the workers' events are two views taken at different moments: a task the broker has
+    just handed to a live worker is in neither (it left the queue, its ``delivered`` line is
+    still on its way), and a run ended on them cut that worker off mid-task and called the
+    task lost. With auto acks a killed worker's tasks are gone: the run may end once each
+    task is done or was delivered to a dead worker, or (for what it received but never
+    reported) ``SETTLE_S`` after the kill with the queue empty and no live worker busy.
+    """
+    done = pool.finished
+    if all(done[i] for i in confirmed):
         return True
-    if not pool.kills or time.time() - pool.kills[-1]["t"] < SETTLE_S:
+    if not pool.kills:
         return False
     if not pool.alive():
         return True
+    if pool.defaults.get("ack") != "auto":
+        return False
+    df = timing.deliveries(pool.snapshot())
+    dead = ~df["worker"].isin({h.name for h in pool.alive()}) & df["finished_t"].isna()
+    gone = set(df.loc[dead, "task"])
+    if all(done[i] or i in gone for i in confirmed):
+        return True
+    if time.time() - pool.kills[-1]["t"] < SETTLE_S:
+        return False
     return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
 
 
@@ -91,7 +111,8 @@ class _KillOnce(runner.Step):
             self._timer.start()
 
     def ends(self, run: runner.Run) -> bool:
-        self.settled = _settled(run.pool, len(run.tasks), self._channel, run.spec.name)
+        self.settled = _settled(run.pool, run.published.confirmed, self._channel,
+                                run.spec.name)
         return self.settled
 
     def finished(self, run: runner.Run, done: bool) -> None:
