@@ -7,6 +7,10 @@ a task the broker had just handed to a live worker is in neither view (its ``del
 line still on its way to the parent), so the run stopped the pool under that worker. On a
 loaded machine the parent reads events late and the blind spot is wide. Here the pool's
 reader waits 50 ms between reads (``READ_COALESCE_S``, 5 ms normally) to be that machine.
+Under load the end of a run showed a second fault (1 in 100 kills): the pool stopped a
+worker between its last ``finished`` line and its ack, and the requeued task went to a
+worker not yet stopped (a redelivery no kill caused, cut off): the kill step now waits for
+the last acks.
 """
 from __future__ import annotations
 

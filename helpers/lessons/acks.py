@@ -18,6 +18,7 @@ from .. import plots, runner, timing, topology
 from .. import tasks as task_lists
 from ..connection import connect
 from ..errors import BadInputError, HelpersError
+from ..events import unacked
 from ..pool import WorkerPool
 from ..settings import DEFAULT_QUEUE_KIND
 from .common import finish
@@ -87,6 +88,14 @@ def _settled(pool: WorkerPool, confirmed, channel, queue: str) -> bool:
     return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
 
 
+def _all_acked(pool: WorkerPool) -> bool:
+    """No live worker holds a delivery it has not acked. The run ends on the last
+    ``finished`` line, which a worker writes before its ack; the pool's stop ends a worker at
+    once, and a stop that beat the ack made the broker requeue a task that was done and
+    hand it to a worker not yet stopped: a redelivery and a cut bar that no kill caused."""
+    return unacked(pool.events, {h.name for h in pool.alive()}) == 0
+
+
 class _KillOnce(runner.Step):
     """Kill ``victim`` ``after_s`` after the first publish (unless a button did first); end
     the run once it has settled (see ``_settled``)."""
@@ -118,6 +127,8 @@ class _KillOnce(runner.Step):
     def finished(self, run: runner.Run, done: bool) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if done:  # the last acks, and a task done before a kill and redone (a duplicate)
+            run.pool.wait_for(_all_acked, 1.0 + max(t.duration for t in run.tasks))
         if self._conn is not None and self._conn.is_open:
             self._conn.close()
 
