@@ -42,8 +42,10 @@ from helpers.core import tasks as task_bodies
 from helpers.worker.console import human_line
 from helpers.worker.console import preview as _preview
 from helpers.worker.config import WorkerConfig
+from helpers.worker import failure
 from helpers.worker.reserve import DEFAULT_AFTER_S, ReserveKeeper
-from helpers.settings import INLINE_MAX_S
+from helpers.worker.shutdown import GracefulStop
+from helpers.settings import FAIL_KIND, INLINE_MAX_S
 from helpers.core.topology import QueueSpec, declare, reject_for_good
 
 #: One encoder for every event line (json.dumps with options builds a new one per call).
@@ -77,6 +79,7 @@ class Worker:
             after = DEFAULT_AFTER_S if config.reserve_after is None else config.reserve_after
             self.keeper = ReserveKeeper(self, after)
         self._broker_cancelled = False
+        self.stop, self._channel = GracefulStop(self), None  # SIGTERM (helpers.worker.shutdown)
 
     # -- events --------------------------------------------------------------------------
     def emit(self, event: str, flush: bool = True, **fields) -> None:
@@ -155,6 +158,8 @@ class Worker:
             by = reject_for_good(channel, self.spec, method, props, body)
             self.emit("rejected", delivery=delivery, task=task_id, reason=reason, by=by)
             return
+        if kind == FAIL_KIND and self.ack == "manual":  # a task that fails: failure.settle
+            return failure.fail(self, channel, method, props, body, delivery, task_id, seconds)
         job = (self._generation, channel, method.delivery_tag, delivery, task_id, seconds, kind)
         if inline:
             self._run_job(job, threadsafe=False)
@@ -213,7 +218,7 @@ class Worker:
         from helpers.core.connection import connect
 
         self._conn = connect(self.url, name=f"worker {self.name}", heartbeat=self.heartbeat)
-        channel = self._conn.channel()
+        channel = self._channel = self._conn.channel()
         declare(channel, self.spec)
         if self.prefetch:
             channel.basic_qos(prefetch_count=self.prefetch)
@@ -234,8 +239,10 @@ class Worker:
             channel.start_consuming()
         else:  # start_consuming would return while the consumer is cancelled on purpose
             self._broker_cancelled = False
-            while not self._broker_cancelled:
+            while not (self._broker_cancelled or self.stop.requested):
                 self._conn.process_data_events(time_limit=1)
+        if self.stop.requested:  # SIGTERM: finish the task in hand, ack it, close
+            return self.stop.finish(self._conn)
         self._conn.close()  # it returns once no consumer is left: the broker cancelled ours
         raise pika_errors.ConsumerCancelled("the broker cancelled the consumer")
 
@@ -249,6 +256,7 @@ class Worker:
 
         from helpers.errors import BrokerAuthError, BrokerConnectionError, TopologyError
 
+        self.stop.install()
         if self.mode == "thread":
             threading.Thread(target=self._work_loop, name="work", daemon=True).start()
         if self.human and self.note:
