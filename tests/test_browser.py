@@ -49,6 +49,7 @@ CLICKS = {
     "05_scaling": Clicks("Workers on a far host", "round trip added, ms", 23, expect="23.0"),
     "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
     "07_cluster": Clicks("Kill a node of the cluster", "workers", 4, expect="leader-kill"),
+    "08_retries_and_order": Clicks("Back-pressure", "max length", 30, expect="reject-publish"),
 }
 
 
