@@ -58,7 +58,10 @@ def _problems(panel, victim: str) -> list[str]:
     held = set(at_victim.loc[at_victim["finished_t"].isna(), "task"])  # never finished there
     unacked = set(at_victim.loc[at_victim["acked_t"].isna(), "task"])  # the broker requeues
     again = df[df["redelivered"].astype(bool)]
-    if not held <= set(again["task"]) <= unacked:
+    # A delivery on its way to the victim when it died (sent, never reported) comes back too:
+    # its redelivery is then the task's only row.
+    in_flight = {t for t in again["task"] if (df["task"] == t).sum() == 1}
+    if not held <= set(again["task"]) <= unacked | in_flight:
         out.append(f"redelivered {sorted(again['task'])}: the victim held {sorted(held)} "
                    f"unfinished, {sorted(unacked)} unacked")
     if (again["worker"] == victim).any() or again["finished_t"].isna().any():

@@ -30,6 +30,11 @@ def series(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def series_key(name: str) -> tuple[int, ...]:
+    """``"4.10"`` -> ``(4, 10)``: series in the order of their releases."""
+    return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+
 def pinned(version: str, path: Path = FACTS_FILE) -> dict | None:
     """The pinned facts of ``version``'s series, as ``{fact: value}`` (None: not pinned)."""
     row = json.loads(path.read_text()).get(series(version))

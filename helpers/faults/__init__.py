@@ -1,7 +1,7 @@
 """Named fault scenarios: ``python -m helpers fault NAME`` runs one and counts what survived.
 
 ``FAULTS`` maps each name to the module of this package that runs it; a scenario module has
-``run(name, workers, prefetch, tasks, **options) -> RunResult`` (a run of the skeleton in
+``run(name, workers, prefetch, tasks, *, its own keywords) -> RunResult`` (a run of the skeleton in
 ``helpers.experiment.skeleton`` with the fault plugged into it) and ``line(summary) -> str`` (its figures
 in one line, as the CLI prints them). A new scenario is one module here plus its names in
 ``FAULTS``; the CLI's choices are read from it. A module's ``DEFAULTS`` (optional) sizes

@@ -22,6 +22,13 @@ module                     notebook
 ``cluster_classic``        07: confirmed messages in a classic and a quorum queue on a node
                            that dies (``probe``: the consumer run with a deadline)
 ``cluster_plots``          07: the node-loss timeline
+``retries``, ``retries_plots``  08: a failing task retried after 1, 4, 16 s, then parked
+``priorities``             08: urgent tasks behind a backlog, with and without priorities
+``order``                  08: competing consumers against a single active consumer
+``backpressure``           08: a length limit: reject-publish against drop-head
+``shutdown``               08: SIGTERM mid-task, plain and graceful; a rolling restart
+``versions``               02, 03, 06, 07: what this run measured beside the other
+                           RabbitMQ versions (pinned in data/version_facts.json)
 ``common``, ``panels``     what the lessons share; the panel machinery (ipywidgets)
 =========================  ===========================================================
 

@@ -82,7 +82,7 @@ def _settled(pool: WorkerPool, confirmed, channel, queue: str) -> bool:
         return False
     if not pool.alive():
         return True
-    if pool.defaults.get("ack") != "auto":
+    if pool.config.ack != "auto":
         return False
     df = timing.deliveries(pool.snapshot())
     dead = ~df["worker"].isin({h.name for h in pool.alive()}) & df["finished_t"].isna()

@@ -45,21 +45,6 @@ def cannot_restart_note(broker: Broker) -> str:
             "shown.")
 
 
-def version_note(broker: Broker) -> str:
-    """What this broker's version means for the four cases."""
-    version = broker.version_tuple()
-    text = f"This broker runs RabbitMQ {broker.version()}. "
-    if version >= (4, 3):
-        return text + ("From 4.3 on, RabbitMQ refuses non-durable queues that are not "
-                       "exclusive unless its configuration allows them, so the first case "
-                       "is expected to be refused.")
-    if version >= (4, 0):
-        return text + ("RabbitMQ 4 marks non-durable, non-exclusive queues as deprecated but "
-                       "still accepts them (4.3 will refuse them by default).")
-    return text + ("RabbitMQ 3 accepts non-durable queues; they simply do not come back "
-                   "after a restart. (4.3 and later refuse them by default.)")
-
-
 def take_down(broker: Broker, how: str) -> float:
     """Restart (``restart``) or crash-and-start (``crash``) the broker; return seconds taken."""
     if how not in HOW:
