@@ -11,6 +11,7 @@ done prints one line.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import tempfile
 import time
@@ -69,6 +70,11 @@ def execute(path: Path, timeout: int = 600, on_cell=None):
     return nb
 
 
+def plain(exc: Exception) -> str:
+    """An error's text without the terminal colours a kernel's traceback carries."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+
+
 def to_html(nb, target: Path) -> Path:
     """Write an executed notebook as standalone HTML (widgets kept as their state)."""
     from nbconvert import HTMLExporter
@@ -95,8 +101,8 @@ def execute_all(paths, out: str | Path = "build", timeout: int = 600) -> bool:
                 nb = execute(path, timeout, on_cell=lambda: bar(next(cells, done + size)))
             except Exception as exc:  # report every notebook, then fail
                 ok = False
-                print(f"FAILED {path.name}: {type(exc).__name__}: {str(exc)[-800:]}",
-                      file=sys.stderr)
+                bar.write(f"FAILED {path.name}: {type(exc).__name__}: {plain(exc)[-800:]}",
+                          sys.stderr)
                 continue
             finally:
                 done += size  # a failed notebook's cells count as done

@@ -44,7 +44,7 @@ class Bar:
     ``unit`` names what is counted (tasks, cells); ``total`` may be given now or by the
     first call. ``leave``: keep the final bar on screen (when it was shown at all).
     ``before``: the words before the bar until the first report (then ``desc``).
-    ``write(line)`` prints a line on stdout without tearing the bar.
+    ``write(line)`` prints a line (on stdout, or ``stream``) without tearing the bar.
     """
 
     def __init__(self, unit: str, total: int | None = None, desc: str | None = None,
@@ -98,15 +98,17 @@ class Bar:
             with self._lock:
                 self._bar.set_description_str(desc, refresh=False)
 
-    def write(self, line: str) -> None:
-        """Print ``line`` on stdout; a bar on the terminal is cleared and drawn again."""
+    def write(self, line: str, stream=None) -> None:
+        """Print ``line`` on ``stream`` (default: stdout); a bar on the terminal is cleared
+        first and drawn again after, so the two do not run into each other."""
+        stream = stream or sys.stdout
         if self._bar is None:
-            print(line, flush=True)
+            print(line, file=stream, flush=True)
         else:
             from tqdm import tqdm
             with self._lock:
-                tqdm.write(line, file=sys.stdout)
-                sys.stdout.flush()
+                tqdm.write(line, file=stream)
+                stream.flush()
 
     def _tick(self) -> None:
         while not self._stop.wait(TICK_S):
