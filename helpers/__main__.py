@@ -109,7 +109,7 @@ def _run(args) -> int:
     far = f", workers {args.latency:g} ms round trip away" if args.latency else ""
     print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
           f"{len(work)} tasks{far} ...", file=sys.stderr)
-    with Bar("tasks", total=len(work), desc="done", before="starting, publishing") as progress:
+    with Bar("tasks", total=len(work), desc="done", before="starting workers") as progress:
         result = runner.run(experiment, progress=progress)
     print(timing.table(result.summary))
     print(runner.queue_line(result.summary))
@@ -144,7 +144,7 @@ def _fault(args) -> int:
           file=sys.stderr)
     options = faults.command_line_options(
         args.how, {"fault_after_s": size["after"], "queue_type": args.queue_type})
-    with Bar("tasks", total=len(work), desc="done", before="starting") as progress:
+    with Bar("tasks", total=len(work), desc="done", before="starting workers") as progress:
         result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,
                                   progress=progress, **options)
     print(timing.table(result.summary))
