@@ -44,7 +44,7 @@ from helpers.publish import producer
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
-from helpers.measure import timing
+from helpers.measure import figures, timing
 from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.pool.pool import WorkerPool
@@ -85,6 +85,11 @@ def skewed(n: int, median: float, seed: int = 5, sigma: float = 0.6) -> list[Tas
 
 
 # -- one measurement per peer ------------------------------------------------------------
+def _nan_if_none(value) -> float:
+    """A figure the summary has as None (it cannot be computed) as NaN, for the medians."""
+    return float("nan") if value is None else value
+
+
 def run_once(peer: str, found: Broker, tasks: list[Task], workers: int,
              kind: str = "classic") -> dict:
     """Makespan, ideal and spawn time of ``tasks`` on ``workers`` workers of ``peer``."""
@@ -101,7 +106,8 @@ def run_once(peer: str, found: Broker, tasks: list[Task], workers: int,
     return {"peer": peer, "workers": workers, "tasks": len(tasks), "kind": kind,
             "tasks_completed": s["tasks_completed"], "complete": s["completed_in_time"],
             "makespan_s": s["makespan_s"], "ideal_makespan_s": s["ideal_makespan_s"],
-            "makespan_over_ideal": s["makespan_over_ideal"], "spawn_s": s["spawn_s"],
+            # None (tasks of no length have no ideal) is NaN here: the medians skip it
+            "makespan_over_ideal": _nan_if_none(s["makespan_over_ideal"]), "spawn_s": s["spawn_s"],
             "duplicates": s["duplicates"], "redeliveries": s["redeliveries"],
             "handed_back": s["handed_back"], "max_delivery_count": max(counts, default=0),
             **peers.gaps(list(zip(done["worker"], done["started_t"], done["finished_t"])),
@@ -131,8 +137,8 @@ def compare(found: Broker, sizes: dict, repeats: int, peer_list, log,
                     [task.duration for task in tasks], workers, row["gap_ms"] / 1000,
                     row["first_start_ms"] / 1000)
                 runs[name][peer].append(row)
-                log(f"  [{r + 1}/{repeats}] {kind:<7} {name:<11} {peer:<15} makespan/ideal "
-                    f"{row['makespan_over_ideal']:.3f}  gap {row['gap_ms']:.2f} ms  "
+                log(f"  [{r + 1}/{repeats}] {kind:<7} {name:<11} {peer:<15} "
+                    f"{figures.text(row, 'makespan_over_ideal')}  gap {row['gap_ms']:.2f} ms  "
                     f"first {row['first_start_ms']:.1f} ms  tail {row['tail_ms']:.1f} ms  "
                     f"spawn {row['spawn_s']:.2f} s  "
                     f"({'complete' if row['complete'] else 'INCOMPLETE'}, "

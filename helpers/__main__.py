@@ -1,7 +1,11 @@
-"""The command line: ``python -m helpers broker|cluster|worker|new-task|run|fault|notebooks``.
+"""The command line: ``python -m helpers broker|cluster|worker|new-task|run|fault|notebooks``
+(installed as ``workqueues`` too).
 
 Errors a user can cause print one sentence on stderr and exit with status 2, never a
-traceback; anything else is a bug and keeps its traceback.
+traceback; anything else is a bug and keeps its traceback. The options are in
+``helpers.cli.parser``; the progress bars (on stderr, when it is a terminal) in
+``helpers.cli.progress``. Without a command it prints every command with an example and
+exits 2: nothing was run, so a script whose command went missing still fails.
 """
 from __future__ import annotations
 
@@ -10,14 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from helpers import settings
+from helpers.cli.parser import BROKER_ACTIONS, CLUSTER_ACTIONS  # noqa: F401 (kept importable)
 from helpers.errors import BadInputError, HelpersError
 
-#: What ``broker`` can do (each kind of broker answers every one, or says why it cannot).
-BROKER_ACTIONS = ("start", "stop", "restart", "crash", "status", "url")
-#: What ``cluster`` can do (``leader QUEUE`` names the node leading a quorum queue; ``urls``
-#: prints every node's AMQP URL, password included, for scripts).
-CLUSTER_ACTIONS = ("start", "stop", "status", "kill", "start-node", "leader", "urls")
+#: the exit status of ``python -m helpers`` without a command (argparse's, for a usage error)
+NO_COMMAND = 2
 
 
 def _broker(args) -> int:
@@ -87,10 +88,11 @@ def _new_task(args) -> int:
 
 
 def _run(args) -> int:
+    from helpers.cli.progress import Bar
     from helpers.core import tasks
     from helpers.experiment import skeleton as runner
     from helpers.experiment.value import Experiment
-    from helpers.measure import timing
+    from helpers.measure import figures, timing
     from helpers.worker.config import WorkerConfig
 
     if args.workload:
@@ -106,25 +108,20 @@ def _run(args) -> int:
         queue_type=args.queue_type, latency_ms=args.latency, kill_every=args.kill_every,
         seed=args.seed, label=f"k{args.workers}-p{args.prefetch}")
 
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\r{done}/{total} tasks done", end="", file=sys.stderr, flush=True)
-
     far = f", workers {args.latency:g} ms round trip away" if args.latency else ""
     print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
           f"{len(work)} tasks{far} ...", file=sys.stderr)
-    result = runner.run(experiment, progress=progress)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    with Bar("tasks", total=len(work), desc="done", before="starting workers") as progress:
+        result = runner.run(experiment, progress=progress)
     print(timing.table(result.summary))
     print(runner.queue_line(result.summary))
-    print(f"throughput {result.summary['throughput_tps']:.1f} tasks/s, "
+    print(f"{figures.text(result.summary, 'throughput_tps', '.1f')}, "
           f"round trip added {args.latency:g} ms")
     if result.summary["kills"]:
         print(f"kills {result.summary['kills']}")
     print(f"saved to {result.folder}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result.summary, indent=2, default=str))
+        Path(args.json).write_text(figures.dumps(result.summary, indent=2))
     if args.plot:
         from helpers.measure import plots
         plots.run_figure(result, title=f"{args.workers} workers, prefetch "
@@ -135,9 +132,10 @@ def _run(args) -> int:
 
 def _fault(args) -> int:
     from helpers import faults
+    from helpers.cli.progress import Bar
     from helpers.experiment import skeleton as runner
     from helpers.core import tasks
-    from helpers.measure import timing
+    from helpers.measure import figures, timing
 
     size = {key: value if value is not None else default
             for key, default in faults.defaults(args.how).items()
@@ -148,7 +146,9 @@ def _fault(args) -> int:
           file=sys.stderr)
     options = faults.command_line_options(
         args.how, {"fault_after_s": size["after"], "queue_type": args.queue_type})
-    result = faults.run_fault(args.how, size["workers"], size["prefetch"], work, **options)
+    with Bar("tasks", total=len(work), desc="done", before="starting workers") as progress:
+        result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,
+                                  progress=progress, **options)
     print(timing.table(result.summary))
     if result.summary.get("queue"):  # `poison` combines three runs, each on its own queue
         print(runner.queue_line(result.summary))
@@ -156,7 +156,7 @@ def _fault(args) -> int:
     if result.folder:  # `poison` and `consumer-timeout` keep no folder of their own
         print(f"saved to {result.folder}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result.summary, indent=2, default=str))
+        Path(args.json).write_text(figures.dumps(result.summary, indent=2))
     return 0 if result.summary["tasks_lost"] == 0 else 1
 
 
@@ -166,97 +166,33 @@ def _notebooks(args) -> int:
     return 0 if execute_all(args.paths, args.out, timeout=args.timeout) else 1
 
 
-def _queue_type(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue-type", choices=settings.QUEUE_KINDS,
-                        default=settings.DEFAULT_QUEUE_KIND,
-                        help=f"the work queue's type (default {settings.DEFAULT_QUEUE_KIND}, "
-                             "as in the tutorial)")
+#: command -> the function that runs it
+HANDLERS = {"broker": _broker, "cluster": _cluster, "worker": _worker, "new-task": _new_task,
+            "run": _run, "fault": _fault, "notebooks": _notebooks}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from helpers.faults import FAULTS  # a name list only: scenarios are imported when run
-    from helpers.worker.options import build_parser as worker_parser
+def program_name() -> str:
+    """How this command was called: ``workqueues`` (the installed script) or
+    ``python -m helpers``."""
+    return "workqueues" if Path(sys.argv[0]).name == "workqueues" else "python -m helpers"
 
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("broker", help="start, stop, restart, crash or inspect the broker")
-    p.add_argument("action", choices=BROKER_ACTIONS)
-    p.set_defaults(func=_broker)
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line (``helpers.cli.parser``), each command run by ``HANDLERS``."""
+    from helpers.cli.about import VersionAction
+    from helpers.cli.parser import build_parser as build
 
-    p = sub.add_parser("cluster", help="a private cluster of N nodes on 127.0.0.1: start, "
-                                       "stop, status, kill or start one node")
-    p.add_argument("action", choices=CLUSTER_ACTIONS)
-    p.add_argument("target", nargs="?", metavar="NODE",
-                   help="kill, start-node: the node (2, rabbit2 or rabbit2@localhost); "
-                        "leader: a queue's name")
-    p.add_argument("--nodes", type=int, help="start: how many nodes (default 3)")
-    p.add_argument("--reset", action="store_true",
-                   help="stop: also delete the cluster's data, ports and cookie")
-    p.set_defaults(func=_cluster)
-
-    p = sub.add_parser("worker", help="run one worker in the foreground",
-                       parents=[worker_parser(add_help=False)])
-    p.set_defaults(func=_worker)
-
-    p = sub.add_parser("new-task", help="publish one tutorial-style task ('Hello...')")
-    p.add_argument("message", nargs="*")
-    p.add_argument("--queue", default=settings.DEFAULT_QUEUE)
-    _queue_type(p)
-    p.set_defaults(func=_new_task)
-
-    p = sub.add_parser("run", help="K workers, N tasks: measure how they were spread")
-    p.add_argument("--workers", type=int, required=True)
-    p.add_argument("--prefetch", type=int, required=True, help="0 = unlimited (round robin)")
-    p.add_argument("--tasks", type=int, help="number of tasks (odd heavy, even light)")
-    p.add_argument("--heavy", type=float, default=0.2, help="seconds per odd task")
-    p.add_argument("--light", type=float, default=0.02, help="seconds per even task")
-    p.add_argument("--kind", choices=settings.TASK_KINDS, default="sleep")
-    p.add_argument("--workload", help="CSV with a 'duration' column, published in order")
-    p.add_argument("--kill-every", type=float, help="SIGKILL a random worker every S seconds")
-    # "never" is left out: a run whose workers never ack could not finish.
-    p.add_argument("--ack", choices=[m for m in settings.ACK_MODES if m != "never"],
-                   default="manual")
-    p.add_argument("--mode", choices=settings.WORK_MODES, default="thread")
-    p.add_argument("--heartbeat", type=int)
-    p.add_argument("--latency", type=float, default=0, metavar="MS",
-                   help="round trip (ms) added between each worker and the broker; 0 = none")
-    p.add_argument("--reserve", action="store_true",
-                   help="reserve mode (needs --prefetch 2): hold a second task, hand it back "
-                        "when the first runs long (helpers.worker.reserve)")
-    p.add_argument("--seed", type=int, default=0)
-    _queue_type(p)
-    p.add_argument("--json", help="write the summary as JSON here")
-    p.add_argument("--plot", help="save the timeline and load figure here (PNG)")
-    p.set_defaults(func=_run)
-
-    p = sub.add_parser("fault", help="run a named fault scenario: count what survived")
-    p.add_argument("how", choices=list(FAULTS), metavar="NAME",
-                   help=f"one of {', '.join(FAULTS)} (restart: clean stop then start; crash: "
-                        "SIGKILL the node then start; leader-kill, majority-loss: nodes of the "
-                        "private cluster die, notebook 07; the others: notebook 06)")
-    p.add_argument("--workers", type=int, help="default: the scenario's (restart/crash: 4)")
-    p.add_argument("--prefetch", type=int, help="0 = unlimited (default 1)")
-    p.add_argument("--tasks", type=int, help="default: the scenario's (restart/crash: 300)")
-    p.add_argument("--duration", type=float, help="seconds per task (restart/crash: 0.05)")
-    p.add_argument("--after", type=float,
-                   help="seconds after the first publish at which the fault strikes "
-                        "(restart, crash, alarm)")
-    _queue_type(p)  # restart and crash; the notebook-06 scenarios pick their own queues
-    p.add_argument("--json", help="write the summary as JSON here")
-    p.set_defaults(func=_fault)
-
-    p = sub.add_parser("notebooks", help="execute notebooks headless, write HTML")
-    p.add_argument("paths", nargs="*", default=["notebooks"])
-    p.add_argument("--out", default="build")
-    p.add_argument("--timeout", type=int, default=600)
-    p.set_defaults(func=_notebooks)
-    return parser
+    return build(HANDLERS, prog or program_name(), version=VersionAction)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # nothing to run: what could be run, and a failing status
+        from helpers.cli.parser import overview
+        print(overview(parser.prog))
+        return NO_COMMAND
     try:
         return args.func(args)
     except HelpersError as exc:

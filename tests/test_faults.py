@@ -214,11 +214,13 @@ print(os.getpid(), *[h.pid for h in pool.alive()])
 
 @pytest.mark.parametrize("now", [False, True], ids=["restart", "restart-now"])
 def test_workers_exit_within_two_seconds_when_the_kernel_restarts(broker, queue, now,
-                                                                   record_property):
+                                                                   record_property, tmp_path):
     """``now=False`` is JupyterLab's "Restart Kernel" (a shutdown request, then a new
     kernel); ``now=True`` kills the kernel outright, as a hung kernel's restart does."""
     client_mod = pytest.importorskip("jupyter_client")
-    km = client_mod.KernelManager(kernel_name="python3")
+    # IPC, as helpers.cli.notebooks runs kernels: no TCP port, no "without encryption" warning
+    km = client_mod.KernelManager(kernel_name="python3", transport="ipc",
+                                  ip=str(tmp_path / "kernel"))
     km.start_kernel(env=dict(os.environ))
     kc = km.client()
     kc.start_channels()

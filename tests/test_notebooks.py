@@ -215,3 +215,17 @@ def test_notebook_runs_without_a_management_api(path, bare_env, timings, record_
     for call, sentence in WORD_ON_SOURCES.items():
         if call in code:
             assert sentence in text, f"{path.name}: no word on where the figures came from"
+
+
+def test_a_headless_kernel_runs_over_ipc_without_the_tcp_warning(tmp_path, capfd):
+    """``make run`` and these tests start kernels over IPC: ipykernel's "Kernel is running
+    over TCP without encryption" warning (once per notebook over TCP) does not appear."""
+    import nbformat
+
+    path = tmp_path / "01_tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("6 * 7")]), path)
+    cells = []
+    nb = nbrun.execute(path, timeout=60, on_cell=lambda: cells.append(1))
+    assert nb.cells[0].outputs[0]["data"]["text/plain"] == "42" and cells == [1]
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out

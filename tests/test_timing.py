@@ -80,3 +80,57 @@ def test_deliveries_carry_nominal_durations():
     assert by_task.loc["a", "duration"] == 1.0 and by_task.loc["b", "duration"] == 0.5
     assert set(timing.deliveries(events, durations=0.3)["duration"]) == {0.3}
     assert "duration" not in timing.deliveries(events)
+
+
+# -- figures that cannot be computed: None in the summary, a clause in the table, null in JSON
+
+def _no_nan(summary) -> None:
+    import json
+
+    from helpers.measure import figures
+
+    text = timing.table(summary)
+    assert "nan" not in text.lower() and "inf" not in text.lower(), text
+    dumped = figures.dumps(summary)
+    assert "NaN" not in dumped and "Infinity" not in dumped
+    json.loads(dumped)  # strict JSON
+
+
+def test_tasks_of_no_length_have_no_ideal_ratio():
+    events = _events("w1", 1, "a", 10.0, 10.001) + _events("w2", 1, "b", 10.0, 10.002)
+    summary = timing.summarize(events, ["a", "b"], ["a", "b"], {"a": 0.0, "b": 0.0},
+                               ["w1", "w2"], 9.9)
+    assert summary["ideal_makespan_s"] == 0
+    assert summary["makespan_over_ideal"] is None and summary["efficiency"] is None
+    assert summary["throughput_tps"] == pytest.approx(2 / 0.102, rel=0.01)
+    assert "no makespan/ideal (the tasks take no time, so the ideal makespan is 0 s)" \
+        in timing.table(summary)
+    _no_nan(summary)
+
+
+def test_nobody_busy_has_no_jain_index_and_no_imbalance():
+    events = _events("w1", 1, "a", 10.0, 10.0) + _events("w2", 1, "b", 10.0, 10.0)
+    summary = timing.summarize(events, ["a", "b"], ["a", "b"], {"a": 0.0, "b": 0.0},
+                               ["w1", "w2"], 10.0)
+    assert summary["jain"] is None and summary["imbalance"] is None
+    assert summary["makespan_s"] == 0 and summary["throughput_tps"] is None
+    table = timing.table(summary)
+    assert "no imbalance (no worker was busy), no Jain's index (no worker was busy)" in table
+    _no_nan(summary)
+
+
+def test_nothing_completed_has_no_makespan():
+    events = _events("w1", 1, "a", 10.0, None)
+    summary = timing.summarize(events, ["a"], ["a"], {"a": 1.0}, ["w1"], 10.0)
+    assert summary["makespan_s"] is None and summary["throughput_tps"] is None
+    assert "no makespan (no task was completed)" in timing.table(summary)
+    _no_nan(summary)
+
+
+def test_json_has_null_where_a_figure_is_nan_at_any_depth():
+    from helpers.measure import figures
+
+    value = {"a": float("nan"), "b": [1.0, float("inf"), {"c": -float("inf")}], "d": "x"}
+    assert figures.dumps(value) == '{"a": null, "b": [1.0, null, {"c": null}], "d": "x"}'
+    assert figures.text({"spawn_s": float("nan")}, "spawn_s") == \
+        "no spawn time (it was not recorded)"

@@ -239,18 +239,31 @@ class PrivateCluster:
                 "running": all(m["running"] for m in members) and len(running) == self.size}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m helpers.broker.cluster start|stop|status|kill NODE|start-node NODE|leader QUEUE``."""
+def build_parser():
+    """The options of ``python -m helpers.broker.cluster``, each described."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m helpers.broker.cluster", description=__doc__
                                      .split("\n")[0])
     parser.add_argument("action", choices=["start", "stop", "status", "kill", "start-node",
-                                           "leader", "urls"])
-    parser.add_argument("target", nargs="?", help="NODE (kill, start-node) or QUEUE (leader)")
-    parser.add_argument("--nodes", type=int, default=None, help="start: members (default 3)")
-    parser.add_argument("--reset", action="store_true", help="stop: also delete the data")
+                                           "leader", "urls"],
+                        help="start, stop, status (JSON), kill NODE, start-node NODE, leader "
+                             "QUEUE (the node leading it), urls (every node's AMQP URL)")
+    parser.add_argument("target", nargs="?", help="NODE (kill, start-node: 2, rabbit2 or "
+                        "rabbit2@localhost) or QUEUE (leader) (default: none)")
+    parser.add_argument("--nodes", type=int, default=None, metavar="N",
+                        help=f"start: how many nodes, 1 to {settings.CLUSTER_MAX_NODES} "
+                             f"(default: as recorded, else {settings.CLUSTER_NODES})")
+    parser.add_argument("--reset", action="store_true",
+                        help="stop: also delete the data, ports and cookie (default: kept)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.broker.cluster start|stop|status|kill NODE|start-node NODE|leader QUEUE``."""
+    import sys
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.action in ("kill", "start-node", "leader") and not args.target:
         parser.error(f"{args.action} needs a {'QUEUE' if args.action == 'leader' else 'NODE'}")

@@ -9,6 +9,8 @@ all of them measure the same thing the same way.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -60,7 +62,8 @@ def run(experiment: Experiment, *, broker: Broker | None = None, steps=(), progr
     ----------
     broker: the broker to run on (default: the one ``helpers`` resolves, started).
     steps: ``Step``s plugged into the run (a fault); ``experiment.kill_every`` adds one.
-    progress: ``progress(done, total)`` called as tasks complete (from a reader thread).
+    progress: ``progress(done, total)`` called as tasks complete (from a reader thread;
+        while the tasks are published, every 0.25 s from a thread of its own).
     discard: called as ``discard(url, spec)`` to delete the run's queue at the end (default
         ``topology.discard``, at once); a caller may defer it (notebook 07's ``Lab``).
 
@@ -96,8 +99,10 @@ def run(experiment: Experiment, *, broker: Broker | None = None, steps=(), progr
         if sampler:
             sampler.start()
         if exp.pace is None:
-            run.published = producer.publish(broker.url, spec, exp.tasks, declare_queue=False,
-                                             name=f"producer {spec.name}")
+            with _reporting(pool, progress, len(exp.tasks)):  # a big publish takes seconds
+                run.published = producer.publish(broker.url, spec, exp.tasks,
+                                                 declare_queue=False,
+                                                 name=f"producer {spec.name}")
             if run.published.error:
                 raise HelpersError(f"Publishing stopped before every task was confirmed "
                                    f"({run.published.error}): check the broker "
@@ -122,6 +127,27 @@ def run(experiment: Experiment, *, broker: Broker | None = None, steps=(), progr
                 sampler.stop()
             (discard or topology.discard)(broker.url, spec)
     return _result(run, exp, durations, spawn_s, done, steps, sampler)
+
+
+@contextlib.contextmanager
+def _reporting(pool: WorkerPool, progress, total: int, every_s: float = 0.25):
+    """Call ``progress(done, total)`` every ``every_s`` from a thread for the block (while
+    the tasks are published: the workers complete some meanwhile; ``_wait`` reports after)."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            progress(len(pool.finished), total)
+    thread = threading.Thread(target=loop, name="progress-while-publishing", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _wait(run: Run, budget: float, progress, steps) -> bool:

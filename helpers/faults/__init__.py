@@ -1,9 +1,10 @@
 """Named fault scenarios: ``python -m helpers fault NAME`` runs one and counts what survived.
 
 ``FAULTS`` maps each name to the module of this package that runs it; a scenario module has
-``run(name, workers, prefetch, tasks, *, its own keywords) -> RunResult`` (a run of the skeleton in
-``helpers.experiment.skeleton`` with the fault plugged into it) and ``line(summary) -> str`` (its figures
-in one line, as the CLI prints them). A new scenario is one module here plus its names in
+``run(name, workers, prefetch, tasks, *, progress=None, its own keywords) -> RunResult`` (a run of
+the skeleton in ``helpers.experiment.skeleton`` with the fault plugged into it;
+``progress(done, total)`` is called as tasks complete, summed over its runs) and
+``line(summary) -> str`` (its figures in one line, as the CLI prints them). A new scenario is one module here plus its names in
 ``FAULTS``; the CLI's choices are read from it. A module's ``DEFAULTS`` (optional) sizes
 its run on the command line (``workers``, ``prefetch``, ``tasks``, ``duration``, ``after``),
 over the broker faults' ``DEFAULTS`` below. Modules are imported only when run, so the CLI
@@ -50,12 +51,13 @@ def scenario(name: str):
     return importlib.import_module(f"{__name__}.{FAULTS[name]}")
 
 
-def run_fault(name: str, workers: int, prefetch: int, tasks: list, **options):
+def run_fault(name: str, workers: int, prefetch: int, tasks: list, progress=None, **options):
     """Run fault scenario ``name`` on ``workers`` workers and return its ``RunResult``.
 
+    ``progress(done, total)`` is called as tasks complete (every scenario takes it);
     ``options`` are the scenario's own keywords (a misspelt one is a ``TypeError``).
     """
-    return scenario(name).run(name, workers, prefetch, tasks, **options)
+    return scenario(name).run(name, workers, prefetch, tasks, progress=progress, **options)
 
 
 def command_line_options(name: str, given: dict) -> dict:

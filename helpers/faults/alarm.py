@@ -123,16 +123,17 @@ class DiskAlarm(Step):
 
 def run(name: str, workers: int, prefetch: int, tasks: list[Task], *,
         backlog: int | None = None, hold_s: float = 2.5, batch: int = 3, every_s: float = 0.05,
-        broker=None, save: bool = False) -> runner.RunResult:
+        broker=None, save: bool = False, progress=None) -> runner.RunResult:
     """Publish ``tasks`` ``batch`` at a time to ``workers`` workers; once ``backlog`` of them
-    (default: 60 %) are confirmed, a disk alarm for ``hold_s`` (publishing goes on into it)."""
+    (default: 60 %) are confirmed, a disk alarm for ``hold_s`` (publishing goes on into it).
+    ``progress(done, total)`` is called as tasks complete."""
     backlog = int(0.6 * len(tasks)) if backlog is None else backlog
     alarm = DiskAlarm(backlog, batch, hold_s)
     pace = {"batch": batch, "every_s": every_s, "on_blocked": alarm.on_blocked,
             "gate": alarm.gate}
     exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label="alarm",
                      save=save)
-    result = runner.run(exp, steps=[alarm, Leftovers()], broker=broker)
+    result = runner.run(exp, steps=[alarm, Leftovers()], broker=broker, progress=progress)
     result.summary.update(fault=name, task_s=max(t.duration for t in tasks))
     return result
 

@@ -39,7 +39,7 @@ from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.core import topology
 from helpers.core.tasks import Task
-from helpers.faults.steps import Leftovers, Window, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, Window, combine, in_parallel
 
 #: How often the private node checks its channels' timers during the lesson, ms (default 60000).
 TICK_MS = 250
@@ -74,9 +74,11 @@ def timeout_policy(broker: Broker, name: str, pattern: str, seconds: float):
 
 
 def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
-         broker: Broker | None = None) -> tuple[dict, dict]:
-    """The three runs (see the module docstring); and how the timeout was set."""
+         broker: Broker | None = None, progress=None) -> tuple[dict, dict]:
+    """The three runs (see the module docstring); and how the timeout was set.
+    ``progress(done, total)`` hears the tasks of all three."""
     broker = broker or broker_mod.get()
+    tally = Tally(progress)
     node_control.require(broker, "The consumer-timeout lesson")
     # Quorum queues, as the tutorial's task_queue: the type every version checks (4.3
     # stopped checking classic queues).
@@ -92,7 +94,7 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
         exp = Experiment(1, _work(label, task_s, timeout_s), WorkerConfig(prefetch=1),
                          queue=specs[label], label=f"ct-{label}", save=False,
                          timeout=window_s + 30)
-        return runner.run(exp, steps=steps, broker=broker)
+        return runner.run(exp, steps=steps, broker=broker, progress=tally.part(label))
 
     with contextlib.ExitStack() as stack:
         refusal = stack.enter_context(timeout_policy(
@@ -147,11 +149,11 @@ def _acked(result: runner.RunResult) -> int:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, timeout_s: float = 1.0,
-        window_s: float = 5.0, broker=None) -> runner.RunResult:
+        window_s: float = 5.0, broker=None, progress=None) -> runner.RunResult:
     """The three runs as one result: one worker each, prefetch 1, the task as long as the
     longest of ``tasks``."""
     task_s = max(t.duration for t in tasks)
-    results, how = runs(timeout_s, task_s, window_s, broker=broker)
+    results, how = runs(timeout_s, task_s, window_s, broker=broker, progress=progress)
     events = results["too-long"].events
     closes = [e.get("reason", "") for e in events if e["event"] == "disconnected"]
     cancels = sum(e["event"] == "cancelled" for e in events)

@@ -45,17 +45,20 @@ def duplicates_delivered(events: list[dict]) -> int:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, crash_after: int = 4,
-        store: str | Path | None = None, broker=None, save: bool = False) -> runner.RunResult:
+        store: str | Path | None = None, broker=None, save: bool = False,
+        progress=None) -> runner.RunResult:
     """Run ``tasks`` on ``workers`` workers that each die once between a task's side
-    effect and its ack (replaced by workers that do not); count duplicates and effects."""
+    effect and its ack (replaced by workers that do not); count duplicates and effects.
+    ``progress(done, total)`` is called as tasks complete."""
     broker = broker or broker_mod.get()
     scratch = None if store else Path(tempfile.mkdtemp(prefix="dedup-"))
     store = Path(store or scratch / "effects.sqlite")
     dedup.EffectLog(store).close()  # the tables exist before any worker writes
-    exp = Experiment(workers, tasks,
-                     WorkerConfig(prefetch=prefetch, effects=str(store), crash_after=crash_after, crash_at="before-ack"),
-                     label="duplicate", save=save)
-    result = runner.run(exp, broker=broker, steps=[Supervise(crash_after=0), Leftovers()])
+    config = WorkerConfig(prefetch=prefetch, effects=str(store), crash_after=crash_after,
+                          crash_at="before-ack")
+    exp = Experiment(workers, tasks, config, label="duplicate", save=save)
+    result = runner.run(exp, broker=broker, steps=[Supervise(crash_after=0), Leftovers()],
+                        progress=progress)
     counts = dedup.effect_counts(store)
     if scratch is not None:  # one file per run, gone with it unless the caller named one
         shutil.rmtree(scratch, ignore_errors=True)

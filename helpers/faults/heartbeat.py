@@ -29,7 +29,7 @@ from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
 from helpers.core.tasks import Task
-from helpers.faults.steps import Leftovers, Window, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, Window, combine, in_parallel
 
 MODES = ("blocking", "thread")
 #: the blocking run goes on until its worker has been cut off this often (within its budget)
@@ -87,9 +87,11 @@ class CutOff(Window):
 
 
 def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
-         broker: Broker | None = None) -> tuple[dict, float | None]:
-    """The blocking and the thread run, side by side; and the silent connection's cut."""
+         broker: Broker | None = None, progress=None) -> tuple[dict, float | None]:
+    """The blocking and the thread run, side by side; and the silent connection's cut.
+    ``progress(done, total)`` hears the tasks of both runs."""
     broker = broker or broker_mod.get()
+    tally = Tally(progress)
 
     def one(mode: str):
         ending = CutOff(window_s) if mode == "blocking" else Window(window_s)
@@ -97,7 +99,7 @@ def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
         exp = Experiment(1, [Task(f"long-{mode}", task_s)],
                          WorkerConfig(prefetch=1, mode=mode, heartbeat=heartbeat_s),
                          label=f"heartbeat-{mode}", save=False, timeout=window_s + 30)
-        return runner.run(exp, steps=steps, broker=broker)
+        return runner.run(exp, steps=steps, broker=broker, progress=tally.part(mode))
 
     results = in_parallel({mode: (lambda m=mode: one(m)) for mode in MODES}
                           | {"cut": lambda: silent_connection_cut(broker.url, heartbeat_s)})
@@ -106,12 +108,12 @@ def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, heartbeat_s: int = 1,
-        window_s: float | None = None, broker=None) -> runner.RunResult:
+        window_s: float | None = None, broker=None, progress=None) -> runner.RunResult:
     """Both runs as one result: one worker each, one task each as long as the longest of
     ``tasks``; the blocking run is cut at ``window_s`` (default: two tasks' time, and a bit)."""
     task_s = max(t.duration for t in tasks)
     window_s = window_s or 2 * task_s + 0.5
-    results, cut = runs(heartbeat_s, task_s, window_s, broker=broker)
+    results, cut = runs(heartbeat_s, task_s, window_s, broker=broker, progress=progress)
     own = {"heartbeat_s": heartbeat_s, "task_s": task_s, "window_s": window_s,
            "broker_cut_s": cut}
     for mode, result in results.items():

@@ -24,7 +24,7 @@ from helpers.core.tasks import Task
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
 from helpers.publish import producer
 
 DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 200, "duration": 0.01}
@@ -96,9 +96,10 @@ class UntilEmpty(Step):
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, max_length: int = 20,
-        kind: str = "classic", broker=None) -> runner.RunResult:
+        kind: str = "classic", broker=None, progress=None) -> runner.RunResult:
     """Both runs as one result: a flood of ``len(tasks)`` tasks (prefetch is 1)."""
     broker = broker or broker_mod.get()
+    tally = Tally(progress)
     flood, task_s = len(tasks), tasks[0].duration
 
     def work(label: str) -> list[Task]:
@@ -109,7 +110,8 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, max_length: int 
                                     max_length=max_length, overflow=label)
         exp = Experiment(workers, work(label), queue=spec, label=f"overflow-{label}", save=False)
         step = Republish(work(label)) if label == "reject-publish" else UntilEmpty()
-        return runner.run(exp, broker=broker, steps=[step, Leftovers()])
+        return runner.run(exp, broker=broker, steps=[step, Leftovers()],
+                          progress=tally.part(label))
 
     results = in_parallel({label: (lambda x=label: one(x)) for label in MODES})
     rp, dh = results["reject-publish"].summary, results["drop-head"].summary

@@ -38,7 +38,7 @@ from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.settings import POISON_KIND
 from helpers.core.tasks import Task, equal
-from helpers.faults.steps import Leftovers, Supervise, Window, combine, in_parallel
+from helpers.faults.steps import Leftovers, Supervise, Tally, Window, combine, in_parallel
 
 RUNS = ("classic", "delivery-limit", "worker-guard")
 #: Deliveries the probe tries before it calls a queue's limit "none".
@@ -115,9 +115,10 @@ def work(good: int = 20, good_s: float = 0.1, poisons: int = 1, prefix: str = ""
 
 def runs(workers: int = 3, good: int = 20, good_s: float = 0.1, poisons: int = 1,
          limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, *,
-         broker: Broker | None = None) -> dict:
-    """The three runs, side by side."""
+         broker: Broker | None = None, progress=None) -> dict:
+    """The three runs, side by side; ``progress(done, total)`` hears the tasks of all three."""
     broker = broker or broker_mod.get()
+    tally = Tally(progress)
 
     def one(label: str) -> runner.RunResult:
         tasks = work(good, good_s, poisons, prefix=f"{label}-")
@@ -130,7 +131,8 @@ def runs(workers: int = 3, good: int = 20, good_s: float = 0.1, poisons: int = 1
         exp = Experiment(workers, tasks, WorkerConfig(prefetch=1, max_attempts=guard),
                          queue=spec, label=f"poison-{label}", save=False,
                          timeout=max(window_s, 30.0) + 30)
-        return runner.run(exp, broker=broker, steps=[Supervise(), ending, Leftovers()])
+        return runner.run(exp, broker=broker, steps=[Supervise(), ending, Leftovers()],
+                          progress=tally.part(label))
 
     return in_parallel({label: (lambda x=label: one(x)) for label in RUNS})
 
@@ -141,7 +143,8 @@ def poison_deliveries(result: runner.RunResult) -> int:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1,
-        limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, broker=None) -> runner.RunResult:
+        limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, broker=None,
+        progress=None) -> runner.RunResult:
     """The probe and the three runs as one result: as many good tasks as ``tasks``, as long
     as the first, with ``poisons`` poison tasks among them (prefetch is 1)."""
     good, good_s = len(tasks), tasks[0].duration
@@ -149,7 +152,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1
     results = in_parallel({
         "probe": lambda: delivery_limit_probe(broker),
         "runs": lambda: runs(workers, good, good_s, poisons, limit, max_attempts, window_s,
-                             broker=broker)})
+                             broker=broker, progress=progress)})
     probe, results = results["probe"], results["runs"]
     limited, classic, guard = (results[k] for k in ("delivery-limit", "classic", "worker-guard"))
 

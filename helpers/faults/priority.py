@@ -30,7 +30,7 @@ from helpers.core.tasks import Task
 from helpers.errors import TopologyError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
 from helpers.worker.config import WorkerConfig
 
 RUNS = ("fifo", "classic-priority", "quorum", "prefetch")
@@ -88,8 +88,10 @@ def levels_probe(broker, kind: str, max_priority: int | None, each: int = 3) -> 
 
 
 def runs(workers: int, backlog: int, urgent: int, task_s: float, big_prefetch: int,
-         broker) -> dict:
+         broker, progress=None) -> dict:
     """The four runs, side by side."""
+    tally = Tally(progress)
+
     def one(label: str) -> runner.RunResult:
         spec = topology.unique_spec(f"priority-{label}", kind="quorum" if label == "quorum"
                                     else "classic", max_priority=None if label in (
@@ -97,7 +99,7 @@ def runs(workers: int, backlog: int, urgent: int, task_s: float, big_prefetch: i
         config = WorkerConfig(prefetch=big_prefetch if label == "prefetch" else 1)
         exp = Experiment(workers, work(backlog, urgent, task_s, f"{label}-"), config,
                          queue=spec, label=f"priority-{label}", save=False)
-        return runner.run(exp, broker=broker, steps=[Leftovers()])
+        return runner.run(exp, broker=broker, steps=[Leftovers()], progress=tally.part(label))
 
     return in_parallel({label: (lambda x=label: one(x)) for label in RUNS})
 
@@ -112,7 +114,7 @@ def urgent_starts(result: runner.RunResult) -> list[float]:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, urgent: int = 5,
-        big_prefetch: int = 50, broker=None) -> runner.RunResult:
+        big_prefetch: int = 50, broker=None, progress=None) -> runner.RunResult:
     """The probes and the four runs as one result: a backlog as long as ``tasks``."""
     broker = broker or broker_mod.get()
     backlog, task_s = len(tasks), tasks[0].duration
@@ -120,7 +122,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, urgent: int = 5,
         "classic": lambda: levels_probe(broker, "classic", MAX_PRIORITY),
         "quorum": lambda: levels_probe(broker, "quorum", None),
         "quorum-arg": lambda: levels_probe(broker, "quorum", MAX_PRIORITY),
-        "runs": lambda: runs(workers, backlog, urgent, task_s, big_prefetch, broker)})
+        "runs": lambda: runs(workers, backlog, urgent, task_s, big_prefetch, broker, progress)})
     results = got["runs"]
     starts = {label: urgent_starts(result) for label, result in results.items()}
     own = {"urgent_start_s_without": starts["fifo"],

@@ -28,7 +28,7 @@ from helpers.core.tasks import Task, equal
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, Window, combine, drain_ids, in_parallel
+from helpers.faults.steps import Leftovers, Tally, Window, combine, drain_ids, in_parallel
 from helpers.settings import FAIL_KIND
 from helpers.worker.config import WorkerConfig
 
@@ -101,8 +101,11 @@ def head_of_line_probe(broker, short_s: float, long_s: float) -> dict:
             back.get("short", 1e9) < back.get("long", 1e9)}
 
 
-def runs(workers: int, good: int, good_s: float, delays, window_s: float, broker) -> dict:
+def runs(workers: int, good: int, good_s: float, delays, window_s: float, broker,
+         progress=None) -> dict:
     """The hot loop and the delayed retries, side by side."""
+    tally = Tally(progress)
+
     def one(label: str) -> runner.RunResult:
         tasks = work(good, good_s, f"{label}-")
         hot = label == "hot-loop"
@@ -113,7 +116,8 @@ def runs(workers: int, good: int, good_s: float, delays, window_s: float, broker
         exp = Experiment(workers, tasks, WorkerConfig(on_failure="requeue" if hot else "retry"),
                          queue=spec, label=f"retry-{label}", save=False,
                          timeout=window_s + sum(delays) + 30)
-        return runner.run(exp, broker=broker, steps=[ending, Parked()])
+        return runner.run(exp, broker=broker, steps=[ending, Parked()],
+                          progress=tally.part(label))
 
     return in_parallel({label: (lambda x=label: one(x)) for label in ("hot-loop", "delayed")})
 
@@ -132,13 +136,13 @@ def attempts_of(result: runner.RunResult, run: str) -> list[dict]:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, delays=DELAYS_S,
-        window_s: float = 1.5, broker=None) -> runner.RunResult:
+        window_s: float = 1.5, broker=None, progress=None) -> runner.RunResult:
     """The probe and both runs as one result (prefetch is 1)."""
     broker = broker or broker_mod.get()
     delays = tuple(delays)
     good, good_s = len(tasks), tasks[0].duration
     both = in_parallel({"probe": lambda: head_of_line_probe(broker, delays[0], delays[-1]),
-                        "runs": lambda: runs(workers, good, good_s, delays, window_s, broker)})
+                        "runs": lambda: runs(workers, good, good_s, delays, window_s, broker, progress)})
     results = both["runs"]
     tries = attempts_of(combine(name, results, {}, {}), "delayed")
     gaps = [round(b["started_t"] - a["failed_t"], 3) for a, b in zip(tries, tries[1:])]

@@ -27,7 +27,7 @@ from helpers.core.tasks import Task, equal
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
 from helpers.worker.config import WorkerConfig
 
 DEFAULTS = {"workers": 3, "prefetch": 1, "tasks": 300, "duration": 0.05}
@@ -80,8 +80,11 @@ def started_twice(result: runner.RunResult) -> int:
     return sum(n > 1 for n in seen.values())
 
 
-def runs(workers: int, tasks: int, duration: float, task_s: float, broker) -> dict:
+def runs(workers: int, tasks: int, duration: float, task_s: float, broker,
+         progress=None) -> dict:
     """The four runs, side by side."""
+    tally = Tally(progress)
+
     def one(label: str) -> runner.RunResult:
         kind, way = label.split("-")
         config = WorkerConfig(on_sigterm=WAYS[way])
@@ -91,17 +94,18 @@ def runs(workers: int, tasks: int, duration: float, task_s: float, broker) -> di
                          queue=topology.unique_spec(f"sigterm-{label}"), label=label,
                          save=False)
         after = task_s / 3 if kind == "single" else 0.3
-        return runner.run(exp, broker=broker, steps=[Restart(after), Leftovers()])
+        return runner.run(exp, broker=broker, steps=[Restart(after), Leftovers()],
+                          progress=tally.part(label))
 
     labels = [f"{kind}-{way}" for kind in ("single", "rolling") for way in WAYS]
     return in_parallel({label: (lambda x=label: one(x)) for label in labels})
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, task_s: float = 1.0,
-        broker=None) -> runner.RunResult:
+        broker=None, progress=None) -> runner.RunResult:
     """The four runs as one result (prefetch is 1; ``tasks`` sizes the rolling runs)."""
     broker = broker or broker_mod.get()
-    results = runs(workers, len(tasks), tasks[0].duration, task_s, broker)
+    results = runs(workers, len(tasks), tasks[0].duration, task_s, broker, progress)
     s = {label: result.summary for label, result in results.items()}
     own = {"redelivered_sigterm_plain": s["rolling-plain"]["redeliveries"],
            "redelivered_graceful": s["rolling-graceful"]["redeliveries"],

@@ -27,7 +27,7 @@ from helpers.core.tasks import Task
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
 
 DEFAULTS = {"workers": 3, "prefetch": 1, "tasks": 20, "duration": 0.02}
 ACCOUNTS = "abc"
@@ -85,9 +85,11 @@ class KillActive(Step):
                 "killed": self.victim}
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, broker=None) -> runner.RunResult:
+def run(name: str, workers: int, prefetch: int, tasks: list, *, broker=None,
+        progress=None) -> runner.RunResult:
     """Both runs as one result: as many steps per account as ``tasks`` (prefetch 1)."""
     broker = broker or broker_mod.get()
+    tally = Tally(progress)
     steps, task_s = len(tasks), tasks[0].duration
 
     def one(label: str) -> runner.RunResult:
@@ -95,7 +97,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, broker=None) -> 
         spec = topology.unique_spec(label, kind="classic", single_active=single)
         exp = Experiment(workers, work(steps, task_s, f"{label}-"), queue=spec,
                          label=label, save=False)
-        return runner.run(exp, broker=broker,
+        return runner.run(exp, broker=broker, progress=tally.part(label),
                           steps=[KillActive(), Leftovers()] if single else [Leftovers()])
 
     results = in_parallel({label: (lambda x=label: one(x))

@@ -196,3 +196,24 @@ def in_parallel(calls: dict) -> dict:
     if errors:
         raise errors[0]
     return {name: results[name] for name in calls}
+
+
+class Tally:
+    """One ``progress(done, total)`` for runs side by side: ``part(label)`` is the callback
+    each run reports to; ``progress`` hears the sums over the runs that have reported."""
+
+    def __init__(self, progress=None):
+        self.progress, self._counts, self._lock = progress, {}, threading.Lock()
+
+    def part(self, label: str):
+        """The callback run ``label`` reports to (None when nobody listens)."""
+        if self.progress is None:
+            return None
+
+        def report(done: int, total: int) -> None:
+            with self._lock:
+                self._counts[label] = (done, total)
+                done_all = sum(d for d, _ in self._counts.values())
+                total_all = sum(t for _, t in self._counts.values())
+            self.progress(done_all, total_all)
+        return report

@@ -216,7 +216,8 @@ def kill_table(results: dict) -> pd.DataFrame:
         rows.append({"run": label, "killed": r.victim if r.killed_at_s is not None else "-",
                      "published": s["tasks_published"], "completed": s["tasks_completed"],
                      "lost": s["tasks_lost"], "redeliveries": s["redeliveries"],
-                     "duplicates": s["duplicates"], "makespan_s": round(s["makespan_s"], 2)})
+                     "duplicates": s["duplicates"], "makespan_s": None if s["makespan_s"] is None
+                     else round(s["makespan_s"], 2)})
     return pd.DataFrame(rows).set_index("run")
 
 

@@ -12,6 +12,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from helpers.measure import figures
+
 HEAVY = "#d95f02"
 LIGHT = "#1b9e77"
 CUT = "#e7298a"
@@ -179,8 +181,9 @@ def compare_runs(results: dict) -> Figure:
     for (label, result), (left, right) in zip(results.items(), axes):
         s = result.summary
         timeline(result.deliveries, ax=left,
-                 title=f"{label}: makespan {s['makespan_s']:.2f} s "
-                       f"({s['makespan_over_ideal']:.2f}x ideal)")
+                 title=f"{label}: {figures.text(s, 'makespan_s', '.2f')} "
+                       + (f"({s['makespan_over_ideal']:.2f}x ideal)"
+                          if figures.defined(s["makespan_over_ideal"]) else "(no ideal)"))
         left.set_xlim(0, xmax * 1.02)
         load(result.per_worker(), ax=right, title=f"{label}: busy seconds")
     fig.tight_layout()

@@ -8,18 +8,21 @@ Definitions (used by the CLI, the notebooks and the benchmarks alike):
 * throughput: completed tasks / makespan (tasks per second).
 * efficiency: ideal / makespan; imbalance: max busy / mean busy;
   Jain's index: ``(sum busy)^2 / (n * sum busy^2)`` (1 = perfectly even).
+* a ratio that cannot be computed (tasks of no length: no ideal; nothing completed: no
+  makespan; nobody busy) is None in the summary, ``null`` in JSON, and a sentence in
+  ``table`` (``helpers.measure.figures``), never ``nan``.
 * lost: published and confirmed but never completed; duplicates: completions beyond the
   first for a task; redeliveries: deliveries flagged ``redelivered``.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from helpers import settings
+from helpers.measure import figures
 
 _COLUMNS = ["delivery", "worker", "task", "redelivered", "delivered_t", "started_t",
             "finished_t", "acked_t", "outcome"]
@@ -142,11 +145,12 @@ def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
     completed = set(completions.index) & set(published_ids)
     confirmed = set(confirmed_ids)
     last = df["finished_t"].max()
-    makespan = float(last - t_publish) if pd.notna(last) else float("nan")
+    makespan = float(last - t_publish) if pd.notna(last) else None  # None: nothing completed
     ideal = ideal_makespan(durations.values(), len(workers), speeds)
-    pw = per_worker(df, workers, makespan)
+    pw = per_worker(df, workers, makespan if makespan is not None else float("nan"))
     busy = pw["busy_s"]
-    mean_busy = busy.mean() if len(busy) else float("nan")
+    mean_busy = busy.mean() if len(busy) else 0.0
+    timed = makespan is not None and makespan > 0
     summary = {
         "workers": len(workers),
         "tasks_published": len(set(published_ids)),
@@ -155,13 +159,14 @@ def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
         "tasks_lost": len(confirmed - completed),
         "duplicates": int((completions - 1).clip(lower=0).sum()),
         "redeliveries": int(df["redelivered"].astype(bool).sum()),
-        "makespan_s": round(makespan, 4),
+        "makespan_s": round(makespan, 4) if makespan is not None else None,
         "ideal_makespan_s": round(ideal, 4),
-        "efficiency": round(ideal / makespan, 4) if makespan > 0 else float("nan"),
-        "makespan_over_ideal": round(makespan / ideal, 4) if ideal > 0 else float("nan"),
-        "throughput_tps": round(len(completed) / makespan, 2) if makespan > 0 else float("nan"),
-        "imbalance": round(float(busy.max() / mean_busy), 4) if mean_busy > 0 else float("nan"),
-        "jain": round(jain(busy), 4),
+        # None where a ratio cannot be computed (helpers.measure.figures says why)
+        "efficiency": round(ideal / makespan, 4) if timed and ideal > 0 else None,
+        "makespan_over_ideal": round(makespan / ideal, 4) if timed and ideal > 0 else None,
+        "throughput_tps": round(len(completed) / makespan, 2) if timed else None,
+        "imbalance": round(float(busy.max() / mean_busy), 4) if mean_busy > 0 else None,
+        "jain": figures.number(round(jain(busy), 4)),
         "per_worker": [{"worker": r.worker, "tasks": int(r.tasks), "busy_s": round(r.busy_s, 4),
                         "idle_s": round(r.idle_s, 4)} for r in pw.itertuples()],
     }
@@ -181,23 +186,26 @@ def save_run(summary: dict, df: pd.DataFrame, label: str = "run",
         folder = runs_dir / f"{stamp}-{label}-{n}"
     folder.mkdir(parents=True)
     df.to_csv(folder / "deliveries.csv", index=False)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (folder / "summary.json").write_text(figures.dumps(summary, indent=2))
     return folder
 
 
 def table(summary: dict) -> str:
-    """The short text table the CLI prints: one line per worker, then the totals."""
+    """The short text table the CLI prints: one line per worker, then the totals (a figure
+    that cannot be computed is a clause saying why, never ``nan``)."""
+    def cell(value) -> str:
+        return f"{value:>8.3f}" if figures.defined(value) else f"{'-':>8}"
+
     lines = [f"{'worker':<8} {'tasks':>6} {'busy_s':>8} {'idle_s':>8}"]
     for row in summary["per_worker"]:
-        lines.append(f"{row['worker']:<8} {row['tasks']:>6} {row['busy_s']:>8.3f} "
-                     f"{row['idle_s']:>8.3f}")
+        lines.append(f"{row['worker']:<8} {row['tasks']:>6} {cell(row['busy_s'])} "
+                     f"{cell(row['idle_s'])}")
     s = summary
-    lines.append(
-        f"makespan {s['makespan_s']:.3f} s, ideal {s['ideal_makespan_s']:.3f} s, "
-        f"makespan/ideal {s['makespan_over_ideal']:.3f}, imbalance (max/mean busy) "
-        f"{s['imbalance']:.2f}, Jain {s['jain']:.3f}")
+    lines.append(", ".join(figures.text(s, key, fmt) for key, fmt in (
+        ("makespan_s", ".3f"), ("ideal_makespan_s", ".3f"), ("makespan_over_ideal", ".3f"),
+        ("imbalance", ".2f"), ("jain", ".3f"))))
     lines.append(
         f"published {s['tasks_published']}, completed {s['tasks_completed']}, "
         f"lost {s['tasks_lost']}, duplicates {s['duplicates']}, "
-        f"redeliveries {s['redeliveries']}, spawn {s.get('spawn_s', float('nan')):.2f} s")
+        f"redeliveries {s['redeliveries']}, {figures.text(s, 'spawn_s', '.2f')}")
     return "\n".join(lines)

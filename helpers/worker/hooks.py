@@ -64,14 +64,18 @@ class TaskHooks:
     @staticmethod
     def add_arguments(parser) -> None:
         """The command-line options of the hooks, on a worker's ``argparse`` parser."""
-        parser.add_argument("--crash-after", type=int, default=0,
-                            help="crash during the Nth task (crash injection; see --crash-at)")
+        parser.add_argument("--crash-after", type=int, default=0, metavar="N",
+                            help="crash injection: die during the Nth task, see --crash-at "
+                                 "(default: 0 = never)")
         parser.add_argument("--crash-at", choices=CRASH_POINTS, default="middle",
-                            help="middle: half-way through; before-ack: done, not yet acked")
-        parser.add_argument("--max-attempts", type=int, default=0,
-                            help="dead-letter a message delivered this often before "
-                                 "(x-delivery-count, quorum queues); 0: off")
-        parser.add_argument("--effects", help="SQLite file recording each task's side effect")
+                            help="where --crash-after dies: middle (half-way through the task) "
+                                 "or before-ack (done, not yet acked) (default: middle)")
+        parser.add_argument("--max-attempts", type=int, default=0, metavar="N",
+                            help="dead-letter a message already delivered N times "
+                                 "(x-delivery-count, quorum queues) (default: 0 = off)")
+        parser.add_argument("--effects", metavar="SQLITE",
+                            help="SQLite file recording each task's side effect, plainly and "
+                                 "deduplicated (default: none)")
 
     @classmethod
     def from_args(cls, args) -> "TaskHooks":

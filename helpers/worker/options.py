@@ -26,36 +26,55 @@ def build_parser(prog: str = "python -m helpers.worker",
                                 "or print its events (--events).", add_help=add_help)
     p.add_argument("--url", help="AMQP URL, or several separated by commas: the first that "
                    "answers is used (default: the broker helpers resolves)")
-    p.add_argument("--queue", default=DEFAULT_QUEUE, help=f"queue name (default {DEFAULT_QUEUE})")
+    p.add_argument("--queue", default=DEFAULT_QUEUE,
+                   help=f"the queue to consume (default: {DEFAULT_QUEUE})")
     p.add_argument("--queue-type", choices=QUEUE_KINDS, default=DEFAULT_QUEUE_KIND,
-                   help=f"the queue's type (default {DEFAULT_QUEUE_KIND}, as in the tutorial)")
-    p.add_argument("--queue-spec", help="full queue spec as JSON (overrides --queue)")
+                   help=f"the queue's type, if it is declared now (default: {DEFAULT_QUEUE_KIND}, "
+                        "as in the tutorial)")
+    p.add_argument("--queue-spec", metavar="JSON",
+                   help="the full queue spec as JSON, as the pool passes it; overrides --queue "
+                        "(default: none)")
     p.add_argument("--events", action="store_true",
-                   help="one JSON line per event instead of lines for a person (the pool's)")
-    p.add_argument("--name", default=f"worker-{os.getpid()}", help="name shown in events")
-    p.add_argument("--prefetch", type=int, default=1, help="prefetch count; 0 = unlimited")
-    p.add_argument("--ack", choices=ACK_MODES, default="manual")
-    p.add_argument("--mode", choices=WORK_MODES, default="thread")
-    p.add_argument("--speed", type=float, default=1.0, help="2 = twice as fast")
-    p.add_argument("--unit", type=float, default=task_bodies.DOT_UNIT_S,
-                   help="seconds of work per dot in tutorial-style bodies")
-    p.add_argument("--heartbeat", type=int, help="heartbeat interval to ask for (s)")
+                   help="print one JSON line per event instead of lines for a person, as the "
+                        "pool reads them (default: off)")
+    p.add_argument("--name", default=f"worker-{os.getpid()}",
+                   help="the worker's name in events and in the management UI (default: "
+                        "worker-PID)")
+    p.add_argument("--prefetch", type=int, default=1, metavar="N",
+                   help="unacknowledged tasks the worker may hold; 0 = unlimited (default: 1)")
+    p.add_argument("--ack", choices=ACK_MODES, default="manual",
+                   help="manual: ack after the work; auto: the broker forgets a task once sent; "
+                        "never: no ack, the forgotten-ack mistake (default: manual)")
+    p.add_argument("--mode", choices=WORK_MODES, default="thread",
+                   help="thread: the work runs off pika's thread, heartbeats keep flowing; "
+                        "blocking: the tutorial's, in the connection's thread (default: thread)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="speed factor: 2 = a task takes half its seconds (default: 1)")
+    p.add_argument("--unit", type=float, default=task_bodies.DOT_UNIT_S, metavar="S",
+                   help="seconds of work per dot in a tutorial-style body (default: "
+                        f"{task_bodies.DOT_UNIT_S:g} s, as in the tutorial)")
+    p.add_argument("--heartbeat", type=int, metavar="S",
+                   help="heartbeat interval to ask the broker for, in seconds; 0 = off "
+                        "(default: the broker's, 60 s on RabbitMQ)")
     p.add_argument("--reserve", action="store_true",
                    help="reserve mode: prefetch 2, the second task handed back to the queue "
-                        "when the first runs long (helpers.worker.reserve)")
-    p.add_argument("--reserve-after", type=float, default=None,
-                   help="seconds the task in hand may run before the reserve goes back "
-                        "(default 0.01; implies --reserve)")
+                        "when the first runs long (helpers.worker.reserve) (default: off)")
+    p.add_argument("--reserve-after", type=float, default=None, metavar="S",
+                   help="seconds the task in hand may run before the reserve goes back; "
+                        "implies --reserve (default: 0.01 s)")
     TaskHooks.add_arguments(p)
     p.add_argument("--on-failure", choices=FAILURE_MODES, default="reject",
                    help="a failed task: dead-letter it (reject), requeue it at once "
-                        "(requeue) or send it to its retry queue (retry; the queue's delays)")
+                        "(requeue) or send it to its retry queue (retry; the queue's delays) "
+                        "(default: reject)")
     p.add_argument("--on-sigterm", choices=SIGTERM_MODES, default="graceful",
                    help="graceful: stop consuming, finish the task in hand, ack, close, "
-                        "exit 0; die: end at once, mid-task (Python's default)")
-    p.add_argument("--no-reconnect", action="store_true")
+                        "exit 0; die: end at once, mid-task, as Python does (default: graceful)")
+    p.add_argument("--no-reconnect", action="store_true",
+                   help="exit when the connection is lost instead of connecting again "
+                        "(default: reconnect)")
     p.add_argument("--exit-with-parent", action="store_true",
-                   help="exit when stdin closes (set by the pool)")
+                   help="exit when stdin closes, as the pool sets it (default: off)")
     return p
 
 
