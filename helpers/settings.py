@@ -85,6 +85,12 @@ CLUSTER_MAX_NODES = 9
 #: (longer) defaults: a node that runs out of retries boots alone, and two lonely nodes make
 #: two clusters.
 CLUSTER_DISCOVERY_RETRIES_3X, CLUSTER_DISCOVERY_INTERVAL_MS_3X = 3, 300
+#: A private cluster's ``consumer_disconnected_timeout`` (ms), where RabbitMQ has it (4.3):
+#: how long a quorum queue keeps the unacked messages of a consumer whose node is lost
+#: before it delivers them to another (60 s by default there: the node may only be cut off).
+#: Notebook 07's leader kill would wait that long for the tasks the dead node's workers held;
+#: 3.10 and 4.0 return them at once (docs/versions.md, tests/test_cluster_facts.py).
+CLUSTER_DISCONNECTED_TIMEOUT_MS = 5000
 
 # -- the compose broker ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import pytest
 from helpers import settings
 from helpers.broker import node_control
 from helpers.broker import version_facts as vf
+from helpers.broker.cluster_facts import FACTS as CLUSTER_FACTS
 from helpers.broker.version_facts_timeout import measure
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -70,8 +71,9 @@ def test_broker_status_names_the_version_and_the_pinned_metadata_store(measured,
 
 
 def test_every_row_pins_every_fact_with_the_version_it_was_measured_on():
+    """Every fact here and every cluster fact (tests/test_cluster_facts.py), nothing else."""
     table = json.loads(vf.FACTS_FILE.read_text())
     assert set(table) >= {"3.10", "4.0", "4.3"}
     for key, row in table.items():
-        assert set(row) == set(FACTS), key
+        assert set(row) == set(FACTS) | set(CLUSTER_FACTS), key
         assert all(vf.series(cell["measured_on"]) == key for cell in row.values()), key

@@ -11,7 +11,8 @@ member, the nodes boot in parallel, one of them forms the cluster (3.10: the fir
 the discovery lock; 4.0: the seed node it picks) and the others join it; no
 ``rabbitmqctl join_cluster`` round trips. A member started again later already has its
 database and rejoins by itself. Ready means AMQP answers on every member *and* the cluster
-status (management API ``/api/nodes``) lists every member as running.
+status (management API ``/api/nodes``) lists every member as running. Where RabbitMQ has
+it (4.3), ``consumer_disconnected_timeout`` is shortened (``settings``: the lesson's kills).
 
 ``python -m helpers.broker.cluster start|stop|status|kill NODE|start-node NODE|leader QUEUE``.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 from helpers.broker import cluster_info
 from helpers import settings
 from helpers.broker.model import NO_BROKER_HELP, find_rabbitmq_server
-from helpers.broker.cluster_procs import end_process, in_parallel, server_major
+from helpers.broker.cluster_procs import end_process, in_parallel, knows_setting, server_major
 from helpers.core.connection import mask_url
 from helpers.errors import BadInputError, BrokerControlError, HelpersError, NoBrokerError
 from helpers.broker.private_node import PrivateBroker, start_epmd
@@ -103,11 +104,20 @@ class PrivateCluster:
                           f"{settings.CLUSTER_DISCOVERY_RETRIES_3X}",
                           "cluster_formation.discovery_retry_interval = "
                           f"{settings.CLUSTER_DISCOVERY_INTERVAL_MS_3X}")
+        if self.disconnected_timeout_ms is not None:
+            discovery += (f"consumer_disconnected_timeout = {self.disconnected_timeout_ms}",)
         return [PrivateBroker(self.server, self.state_dir / name.split("@")[0], nodename=name,
                               epmd_port=state.get("epmd_port"),
                               ports=state.get("ports", {}).get(name), cookie=state.get("cookie"),
                               extra_config=discovery)
                 for name in self.names]
+
+    @property
+    def disconnected_timeout_ms(self) -> int | None:
+        """The members' ``consumer_disconnected_timeout`` (None: this RabbitMQ has none)."""
+        if knows_setting(self.server, "consumer_disconnected_timeout"):
+            return settings.CLUSTER_DISCONNECTED_TIMEOUT_MS
+        return None
 
     def member(self, node: str | int) -> PrivateBroker:
         """The member called ``node``: ``2``, ``"2"``, ``"rabbit2"`` or ``"rabbit2@localhost"``."""

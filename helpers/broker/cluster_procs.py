@@ -1,4 +1,5 @@
-"""Processes behind a private cluster: the server's version, parallel steps, ending a process.
+"""Processes behind a private cluster: the server's version and settings, parallel steps, ending
+a process.
 
 Kept apart from ``cluster.py`` (what a cluster is and does) as plumbing. Ports come from
 ``procs.free_port`` and the shared epmd from ``private_node.start_epmd``, as for one node.
@@ -6,6 +7,7 @@ Kept apart from ``cluster.py`` (what a cluster is and does) as plumbing. Ports c
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -24,6 +26,17 @@ def server_major(server: Path) -> int | None:
         plugins = sorted(server.parent.parent.glob("plugins/rabbit-[0-9]*"))
         found = re.search(r"rabbit-(\d+)\.", plugins[-1].name) if plugins else None
     return int(found.group(1)) if found else None
+
+
+@functools.lru_cache(maxsize=None)
+def knows_setting(server: Path, key: str) -> bool:
+    """True when the RabbitMQ of a start script takes ``key`` in ``rabbitmq.conf`` (its
+    ``rabbit.schema`` maps it): a key it does not know stops the node at boot."""
+    for schema in Path(server).parent.parent.glob("plugins/rabbit-[0-9]*/priv/schema/rabbit.schema"):
+        with contextlib.suppress(OSError):
+            if f'{{mapping, "{key}",' in schema.read_text(errors="replace"):
+                return True
+    return False
 
 
 def in_parallel(action, members: list[PrivateBroker]) -> None:

@@ -59,8 +59,12 @@ class Lab:
     def describe(self) -> Text:
         """One line: nodes, version, how long they took to be a cluster."""
         how = f"booted in parallel in {self.boot_s} s" if self.started else "already running"
+        held = self.cluster.disconnected_timeout_ms
+        held = "" if held is None else (
+            f"; a dead node's consumers' unacked messages are held {held / 1000:g} s "
+            "(consumer_disconnected_timeout, 60 s by default) before another gets them")
         return Text(f"{self.cluster.size} nodes ({', '.join(self.cluster.names)}), RabbitMQ "
-                    f"{self.version}, {how}")
+                    f"{self.version}, {how}{held}")
 
     def _running(self) -> list[str]:
         return [m.nodename for m in self.cluster.members() if m.node_pid()]
