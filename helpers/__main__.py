@@ -52,12 +52,12 @@ def _broker(args) -> int:
 
 
 def _cluster(args) -> int:
-    from helpers.broker.cluster import main as cluster_main
+    from helpers.broker.cluster_cli import main as cluster_main
 
     argv = [args.action, *([args.target] if args.target else []),
             *(["--nodes", str(args.nodes)] if args.nodes else []),
             *(["--reset"] if args.reset else [])]
-    return cluster_main(argv)  # one implementation: ``python -m helpers.broker.cluster``
+    return cluster_main(argv)  # one implementation: ``python -m helpers.broker.cluster_cli``
 
 
 def _worker(args) -> int:

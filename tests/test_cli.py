@@ -82,12 +82,12 @@ def _parsers():
     import argparse
 
     from helpers.__main__ import build_parser
-    from helpers.broker import cluster
+    from helpers.broker import cluster_cli
 
     main = build_parser("python -m helpers")
     sub = next(a for a in main._actions if isinstance(a, argparse._SubParsersAction))
     return [("python -m helpers", main), *sub.choices.items(),
-            ("python -m helpers.broker.cluster", cluster.build_parser())]
+            ("python -m helpers.broker.cluster_cli", cluster_cli.build_parser())]
 
 
 def _options(parser):

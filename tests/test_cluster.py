@@ -51,7 +51,7 @@ def test_start_lists_every_member_as_running(cluster):
                                        "rabbit3@localhost"]
     assert cluster.start() is False  # already running: nothing started twice
     env = dict(os.environ, HELPERS_CLUSTER_DIR=str(cluster.state_dir))
-    cli = subprocess.run([sys.executable, "-m", "helpers.broker.cluster", "status"], env=env,
+    cli = subprocess.run([sys.executable, "-m", "helpers.broker.cluster_cli", "status"], env=env,
                          capture_output=True, text=True, timeout=60)
     status = json.loads(cli.stdout)
     assert cli.returncode == 0 and status["running"], cli.stderr

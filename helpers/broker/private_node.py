@@ -213,7 +213,7 @@ class PrivateBroker(Broker):
         with self._lock():
             pid = self._read_state().get("node_pid")
             if not pid_alive(pid):
-                how = ("`python -m helpers.broker.cluster start-node`" if self.shared_epmd_port
+                how = ("`python -m helpers cluster start-node`" if self.shared_epmd_port
                        else "`python -m helpers broker start`")
                 raise BrokerControlError(f"The node {self.nodename} is not running, so it "
                                          f"cannot be killed or crashed: start it first ({how}).")

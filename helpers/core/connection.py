@@ -128,7 +128,7 @@ def explain_connect_error(url: str | Sequence[str], exc: Exception) -> BrokerCon
     if len(urls) > 1:
         return BrokerConnectionError(
             f"Could not connect to any of {where}: are they running? "
-            "(`python -m helpers.broker.cluster status`)")
+            "(`python -m helpers cluster status`)")
     return BrokerConnectionError(
         f"Could not connect to {where}: is it running? (`python -m helpers broker status`)")
 

@@ -36,6 +36,11 @@ LABELS = {
     "non_durable_queue": "a non-durable, non-exclusive queue",
     "non_durable_after_restart": "that queue after a restart",
     "quorum_priority_order": "quorum queue, priorities 0 0 0 0 9 9 9 9 read as",
+    "consumer_disconnected_timeout_default": "consumer_disconnected_timeout of a new queue (ms)",
+    "lost_consumer_leader_node": "a consumer lost with the leader's node: its messages",
+    "declare_without_majority_new_quorum": "majority down: declare a new quorum queue",
+    "declare_without_majority_new_classic": "majority down: declare a new classic queue",
+    "declare_without_majority_existing_quorum": "majority down: redeclare an existing quorum queue",
 }
 
 #: fact -> how a lesson measures it on ``url`` (quick probes only: seconds, no restart)
@@ -154,7 +159,9 @@ def reject_or_nack_answer(measured: dict) -> Text:
 
 
 #: notebook 07: the facts about a cluster that loses nodes, pinned per version
-CLUSTER_FACTS: tuple[str, ...] = ()
+CLUSTER_FACTS = ("consumer_disconnected_timeout_default", "lost_consumer_leader_node",
+                 "declare_without_majority_new_quorum", "declare_without_majority_new_classic",
+                 "declare_without_majority_existing_quorum")
 
 
 def cluster_table(lab) -> pd.DataFrame:
