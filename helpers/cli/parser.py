@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from helpers import settings
+from helpers.worker.options import MODE_HELP
 
 #: What ``broker`` can do (each kind of broker answers every one, or says why it cannot).
 BROKER_ACTIONS = ("start", "stop", "restart", "crash", "status", "url")
@@ -131,9 +132,7 @@ def build_parser(handlers: dict, prog: str = "python -m helpers",
     p.add_argument("--ack", choices=[m for m in settings.ACK_MODES if m != "never"],
                    default="manual", help="manual: ack after the work; auto: the broker "
                                           "forgets a task once sent (default: manual)")
-    p.add_argument("--mode", choices=settings.WORK_MODES, default="thread",
-                   help="thread: the work runs off pika's thread, heartbeats keep flowing; "
-                        "blocking: the tutorial's, in the connection's thread (default: thread)")
+    p.add_argument("--mode", choices=settings.WORK_MODES, default="thread", help=MODE_HELP)
     p.add_argument("--heartbeat", type=int, metavar="S",
                    help="heartbeat interval the workers ask for, in seconds; 0 = off "
                         "(default: the broker's, 60 s on RabbitMQ)")

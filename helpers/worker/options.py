@@ -19,6 +19,11 @@ from helpers.worker.config import WorkerConfig
 from helpers.worker.consumer import Worker
 
 
+#: ``--mode``, for a worker and for the workers of a run (``python -m helpers run``)
+MODE_HELP = ("thread: the work runs off pika's thread, heartbeats keep flowing; blocking: the "
+             "tutorial's, in the connection's thread (default: thread)")
+
+
 def build_parser(prog: str = "python -m helpers.worker",
                  add_help: bool = True) -> argparse.ArgumentParser:
     """Command-line options of a worker (shared with ``python -m helpers worker``)."""
@@ -45,9 +50,7 @@ def build_parser(prog: str = "python -m helpers.worker",
     p.add_argument("--ack", choices=ACK_MODES, default="manual",
                    help="manual: ack after the work; auto: the broker forgets a task once sent; "
                         "never: no ack, the forgotten-ack mistake (default: manual)")
-    p.add_argument("--mode", choices=WORK_MODES, default="thread",
-                   help="thread: the work runs off pika's thread, heartbeats keep flowing; "
-                        "blocking: the tutorial's, in the connection's thread (default: thread)")
+    p.add_argument("--mode", choices=WORK_MODES, default="thread", help=MODE_HELP)
     p.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="speed factor: 2 = a task takes half its seconds (default: 1)")
     p.add_argument("--unit", type=float, default=task_bodies.DOT_UNIT_S, metavar="S",
