@@ -1,6 +1,6 @@
 """Stop or crash the broker in the middle of a run, and count what survived.
 
-A ``BrokerDown`` step plugged into the run skeleton (``helpers.experiment.skeleton.execute``): tasks are
+A ``BrokerDown`` step plugged into the run skeleton (``helpers.experiment.skeleton.run``): tasks are
 published in small batches with publisher confirms (``helpers.publish.pacing``) while K workers
 consume them; a second thread restarts the broker cleanly (``restart``) or SIGKILLs its
 node and starts it again (``crash``). Producer and workers are left to find their way back

@@ -1,11 +1,8 @@
 """Kill nodes of a private cluster while workers are busy on a quorum queue, and count.
 
-A ``NodeLoss`` step plugged into the run skeleton (``helpers.experiment.skeleton.execute``), on a
-``helpers.broker.cluster.PrivateCluster``. The run's queue is a quorum queue, replicated on every
-node; the workers are spread over the nodes (worker i starts on node i) and, like the
-producer, are given every node's URL: when their node goes away they connect to the next
-that answers. Tasks are published in small batches with publisher confirms, so publishing
-is still under way when the nodes die.
+``run`` plugs a ``NodeLoss`` step into the run skeleton (``helpers.experiment.skeleton.run``)
+on a ``PrivateCluster``: a quorum queue on every node, workers spread over the nodes and
+given every node's URL, tasks published in batches with confirms while the nodes die.
 
 * ``leader-kill``: SIGKILL the node that leads the queue. The two others elect a new leader
   among themselves; clients of the dead node reconnect to another; nothing confirmed is lost.
@@ -15,20 +12,12 @@ is still under way when the nodes die.
   already down, else the first one killed); with a majority back, the queue elects a leader
   and every confirmed task is delivered.
 
-Figures (beside the ``run`` keys): ``nodes``, ``killed_node`` (and ``killed_nodes``),
-``leaderless_s`` (from the kill until a running node leads the queue, as the management API
-of a surviving node reports it, polled every 50 ms), ``recovery_s`` (until every worker
-consumes again: the queue has a leader and the last worker cut off has reconnected),
-``held_at_fault`` and ``recovered`` (confirmed, not done at the kill; of those, done in the
-end), ``nacks``, ``republished``, ``confirmed_while_down`` (confirms from just after the
-kill to the restart), ``first_confirm_after_kill_s`` (confirms are timed per batch, when its
-publish call returned, so both count from ``GRACE_S`` after the kill) and the two sources of
-duplicates (``duplicates_redelivered``: a worker on the dead node did the task but its ack
-died with the node; ``duplicates_republished``: the producer published again a message it
-had no confirm for, and the first copy had been taken after all).
-
-Used by ``python -m helpers fault leader-kill|majority-loss``, notebook 07 and
-tests/test_cluster_lesson.py.
+Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s`` (kill until a running node leads
+the queue), ``recovery_s`` (until every worker consumes again), ``held_at_fault`` and
+``recovered``, ``nacks``, ``republished``, ``confirmed_while_down``,
+``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an ack died with the node) and
+``duplicates_republished`` (a message published again without its confirm). Used by
+``python -m helpers fault leader-kill|majority-loss`` and notebook 07.
 """
 from __future__ import annotations
 

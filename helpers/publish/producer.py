@@ -65,10 +65,9 @@ def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
         publishing (a disk or memory alarm), and with None when it unblocks; after
         ``settings.BLOCKED_TIMEOUT_S`` blocked, publishing stops with that sentence.
     on_published: with ``confirms="each"`` or ``"none"``, called (no argument) after the last
-        message went out and before the connection closes. Without confirms, closing at once
-        can lose messages: on RabbitMQ 3.10.8, unconfirmed messages to a quorum queue were
-        missing in 14 runs of 330 (under load) when the connection closed right after them
-        (``benchmarks.publish_confirms`` waits here until the queue holds every message).
+        message went out and before the connection closes: without confirms, closing at once
+        can lose messages (measured in benchmarks/README.md; ``benchmarks.publish_confirms``
+        waits here until the queue holds every message).
     """
     if confirms not in CONFIRM_MODES:
         raise BadInputError(f"confirms must be one of {', '.join(CONFIRM_MODES)} "
