@@ -48,3 +48,12 @@ def test_each_notebook_shows_the_lines_it_teaches(name):
     shown = "\n".join(str(eval(call.strip(), scope)) for call in calls)  # noqa: S307
     for line in TAUGHT[name]:
         assert line in shown, f"{name} does not show {line!r}"
+
+
+def test_a_decorated_function_is_shown_from_its_own_file():
+    """``DedupStore.once`` is a context manager: its header names dedup.py, not contextlib."""
+    from helpers.worker.dedup import DedupStore
+
+    header = common.source(DedupStore.once).splitlines()[0]
+    assert header.startswith("# helpers/worker/dedup.py, lines "), header
+    assert header.endswith(": DedupStore.once"), header

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import textwrap
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,6 +16,10 @@ import pandas as pd
 #: The folder that holds the ``helpers`` package: shown paths start from here.
 _ROOT = Path(__file__).resolve().parent.parent.parent
 
+
+#: when this kernel first imported the lessons (a notebook's first cell): where its run time
+#: starts (``run_time``)
+STARTED = time.monotonic()
 
 class Text(str):
     """A string that notebooks and widget outputs show as plain text, without quotes."""
@@ -97,6 +102,8 @@ def source(*objs, expect: tuple[str, ...] | list[str] = ()) -> Source:
     """
     parts = []
     for obj in objs:
+        # A decorated function (``contextlib.contextmanager``): the source is the wrapped one's.
+        obj = inspect.unwrap(getattr(obj, "__func__", obj))
         lines, first = inspect.getsourcelines(obj)
         path = Path(inspect.getsourcefile(obj)).resolve()
         where = path.relative_to(_ROOT) if path.is_relative_to(_ROOT) else path.name
@@ -109,3 +116,11 @@ def source(*objs, expect: tuple[str, ...] | list[str] = ()) -> Source:
         raise AssertionError(f"{names} no longer hold {missing}: the lesson that shows them "
                              "needs updating to the code that runs.")
     return Source(text)
+
+
+def run_time(version: str | None = None) -> Text:
+    """A notebook's last line: how long it took here, from its first cell to its last (and
+    on which RabbitMQ ``version``, when given)."""
+    on = f" on RabbitMQ {version}" if version else ""
+    return Text(f"This notebook ran in {time.monotonic() - STARTED:.1f} s{on}, from its first "
+                "cell to this one.")
