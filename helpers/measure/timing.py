@@ -82,8 +82,9 @@ def _outcome(row: dict) -> str:
         return "rejected"
     if row.get("handed-back") is True:  # reserve mode: back to the queue, never started
         return "handed back"
-    if row.get("acked_t") is not None:
-        return "acked"
+    if row.get("acked_t") is not None and not (row.get("started_t") is not None
+                                               and row.get("finished_t") is None):
+        return "acked"  # (acked as it started, and never finished: cut, below; Celery's default)
     if row.get("finished_t") is not None:
         return "finished"
     if isinstance(row.get("failed"), str) and row["failed"].startswith("malformed"):

@@ -1,0 +1,28 @@
+"""The same work queue run by Celery or Dramatiq workers, measured like the project's own.
+
+Modules (this family imports only from its own and lower layers; see CONTRIBUTING.md)::
+
+    config: ``FrameworkConfig``, a framework and the settings a run gives it (prefetch, acks)
+    emit: the event lines a framework's worker writes (the project's format), from inside it
+    celery_worker: the Celery app its workers run (``celery -A helpers.frameworks.celery_worker``)
+    dramatiq_worker: the Dramatiq broker and actor its workers run
+    pool: ``FrameworkPool``, Celery or Dramatiq worker processes behind ``WorkerPool``'s interface
+    defaults: each framework's settings for the series' concepts, read from the installed source
+
+Celery and Dramatiq are an optional extra (``pip install -e ".[frameworks]"``);
+``available(name)`` says whether one is installed, and nothing here imports them before a
+run asks for them.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+#: What ``run --framework`` accepts: the project's own pika workers, or one of the two.
+FRAMEWORKS = ("pika", "celery", "dramatiq")
+#: The sentence for a notebook or a test when the extra is missing.
+INSTALL_HINT = 'pip install -e ".[frameworks]"'
+
+
+def available(name: str) -> bool:
+    """True when framework ``name`` (``pika``, ``celery``, ``dramatiq``) is installed."""
+    return importlib.util.find_spec(name) is not None
