@@ -97,19 +97,22 @@ def _run(args) -> int:
         if args.tasks is None:
             raise BadInputError("Give --tasks N (with --heavy and --light) or --workload CSV.")
         work = tasks.odd_heavy(args.tasks, args.heavy, args.light, kind=args.kind)
+    framework = _framework(args)
     # Every value is checked once, here, before the broker is asked for anything.
     experiment = Experiment(
         args.workers, work, WorkerConfig(prefetch=args.prefetch, ack=args.ack, mode=args.mode,
                                          heartbeat=args.heartbeat, reserve=args.reserve),
         queue_type=args.queue_type, latency_ms=args.latency, kill_every=args.kill_every,
-        seed=args.seed, label=f"k{args.workers}-p{args.prefetch}")
+        seed=args.seed, label=f"{args.framework}-k{args.workers}-p{args.prefetch}",
+        framework=framework)
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():
             print(f"\r{done}/{total} tasks done", end="", file=sys.stderr, flush=True)
 
     far = f", workers {args.latency:g} ms round trip away" if args.latency else ""
-    print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
+    who = f"{framework.label}: " if framework else ""
+    print(f"{who}{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
           f"{len(work)} tasks{far} ...", file=sys.stderr)
     result = runner.run(experiment, progress=progress)
     if sys.stderr.isatty():
@@ -129,6 +132,22 @@ def _run(args) -> int:
                                        f"{args.prefetch or 'unlimited'}").savefig(args.plot,
                                                                                  dpi=110)
     return 0 if result.summary["tasks_lost"] == 0 else 1
+
+
+def _framework(args):
+    """``--framework``: None for the project's pika workers, else a ``FrameworkConfig``."""
+    from helpers import frameworks
+    from helpers.frameworks.config import FrameworkConfig
+
+    if args.framework == "pika":
+        return None
+    if not frameworks.available(args.framework):
+        raise BadInputError(f"{args.framework} is not installed here: "
+                            f"{frameworks.INSTALL_HINT} installs Celery and Dramatiq.")
+    if args.framework == "dramatiq" and args.ack != "manual":
+        raise BadInputError("Dramatiq always acks after the task: leave --ack out.")
+    late = (args.ack == "manual") if args.framework == "celery" else None
+    return FrameworkConfig(args.framework, prefetch=args.prefetch, acks_late=late)
 
 
 def _fault(args) -> int:
@@ -205,7 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="K workers, N tasks: measure how they were spread")
     p.add_argument("--workers", type=int, required=True)
-    p.add_argument("--prefetch", type=int, required=True, help="0 = unlimited (round robin)")
+    p.add_argument("--prefetch", type=int, required=True,
+                   help="0 = unlimited (round robin). With --framework celery it is "
+                        "worker_prefetch_multiplier (each worker runs one task at a time, "
+                        "--concurrency 1, so P unacknowledged tasks; 0 = no limit, as in "
+                        "Celery); with --framework dramatiq it is dramatiq_queue_prefetch "
+                        "(--threads 1; 0 asks 65535, since Dramatiq's own 0 means 2 x threads)")
+    p.add_argument("--framework", choices=("pika", "celery", "dramatiq"), default="pika",
+                   help="who runs the tasks: the project's pika workers (default), or real "
+                        "Celery or Dramatiq workers (pip install -e '.[frameworks]'); "
+                        "same table, same --json keys")
     p.add_argument("--tasks", type=int, help="number of tasks (odd heavy, even light)")
     p.add_argument("--heavy", type=float, default=0.2, help="seconds per odd task")
     p.add_argument("--light", type=float, default=0.02, help="seconds per even task")
@@ -214,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kill-every", type=float, help="SIGKILL a random worker every S seconds")
     # "never" is left out: a run whose workers never ack could not finish.
     p.add_argument("--ack", choices=[m for m in settings.ACK_MODES if m != "never"],
-                   default="manual")
+                   default="manual",
+                   help="manual: ack after the work (celery: task_acks_late=True); auto: "
+                        "ack on delivery (celery: its default, ack as the task starts; "
+                        "dramatiq always acks after the work)")
     p.add_argument("--mode", choices=settings.WORK_MODES, default="thread")
     p.add_argument("--heartbeat", type=int)
     p.add_argument("--latency", type=float, default=0, metavar="MS",

@@ -29,7 +29,7 @@ from conftest import IN_CI, PHASES, kernel_environment
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = nbrun.notebook_paths([ROOT / "notebooks"])
 EXPECTED = ["01_round_robin", "02_acknowledgements", "03_durability", "04_fair_dispatch",
-            "05_scaling", "06_pitfalls", "07_cluster"]
+            "05_scaling", "06_pitfalls", "07_cluster", "09_frameworks"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 #: Code cells stay short; anything longer belongs in helpers/.
 MAX_CELL_LINES = 9
