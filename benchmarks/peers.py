@@ -23,7 +23,9 @@ import uuid
 import weakref
 from pathlib import Path
 
+from helpers import frameworks
 from helpers.broker.model import Broker
+from helpers.frameworks import messages
 from helpers.publish import producer
 from helpers.measure import timing
 from helpers.core import topology
@@ -49,12 +51,8 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux): SIGTER
 
 
 def celery_available() -> bool:
-    """True when Celery is installed (``pip install -e '.[bench]'``)."""
-    try:
-        import celery  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when Celery is installed (``pip install -e '.[frameworks]'``)."""
+    return frameworks.available("celery")
 
 
 def tutorial_command(url: str, spec: topology.QueueSpec, name: str) -> list[str]:
@@ -72,15 +70,8 @@ def celery_command(url: str, spec: topology.QueueSpec, name: str) -> list[str]:
 
 
 def celery_messages(tasks: list[Task]) -> list[tuple[str, bytes, dict]]:
-    """``tasks`` as Celery task messages (protocol 2, built by Celery itself)."""
-    from benchmarks.celery_app import app
-
-    out = []
-    for task in tasks:
-        message = app.amqp.as_task_v2(task.id, "bench.sleep", args=(task.id, task.duration),
-                                      ignore_result=True)
-        out.append((task.id, json.dumps(message.body).encode(), message.headers))
-    return out
+    """``tasks`` as Celery task messages for ``bench.sleep`` (protocol 2, built by Celery)."""
+    return messages.celery(tasks, "bench.sleep")
 
 
 class PeerWorkers:

@@ -51,6 +51,16 @@ def eventually(condition, timeout: float = 30.0, what: str | None = None,
     return value
 
 
+def skip_without_frameworks(stem: str) -> None:
+    """Notebook 09 runs Celery and Dramatiq: without them it skips locally, fails under CI."""
+    from helpers import frameworks
+
+    absent = [n for n in ("celery", "dramatiq") if not frameworks.available(n)]
+    if stem == "09_frameworks" and absent:
+        message = f"{stem} needs {' and '.join(absent)}: {frameworks.INSTALL_HINT}"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+
+
 def _cli(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
     """Run ``python -m helpers ARGS`` with ``env`` added to this environment."""
     full_env = dict(os.environ, **(env or {}))

@@ -6,6 +6,7 @@ Modules (this family imports only from its own and lower layers; see CONTRIBUTIN
     emit: the event lines a framework's worker writes (the project's format), from inside it
     celery_worker: the Celery app its workers run (``celery -A helpers.frameworks.celery_worker``)
     dramatiq_worker: the Dramatiq broker and actor its workers run
+    messages: tasks as Celery's or Dramatiq's own messages, for the project's publisher
     pool: ``FrameworkPool``, Celery or Dramatiq worker processes behind ``WorkerPool``'s interface
     defaults: each framework's settings for the series' concepts, read from the installed source
 

@@ -107,13 +107,3 @@ def _reject_and_report(self, requeue: bool = False) -> None:
 
 Request.acknowledge = _acknowledge_and_report
 Request.reject = _reject_and_report
-
-
-def messages(tasks) -> list[tuple[str, bytes, dict]]:
-    """``tasks`` as Celery task messages (protocol 2, built by Celery): ``(id, body, headers)``."""
-    out = []
-    for task in tasks:
-        message = app.amqp.as_task_v2(task.id, sleep_task.name, args=(task.id, task.duration),
-                                      ignore_result=True)
-        out.append((task.id, json.dumps(message.body).encode(), message.headers))
-    return out

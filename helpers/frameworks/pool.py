@@ -26,6 +26,7 @@ import time
 from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.errors import HelpersError
+from helpers.frameworks import messages
 from helpers.frameworks.config import FrameworkConfig
 from helpers.pool.pool import WorkerHandle, WorkerPool
 from helpers.settings import CHECKOUT
@@ -158,12 +159,5 @@ class FrameworkPool(WorkerPool):
     def messages(self, tasks) -> list[tuple[str, bytes, dict | None]]:
         """``tasks`` as this framework's own task messages, built by the framework."""
         if self.framework.name == "celery":
-            from helpers.frameworks.celery_worker import messages
-            return messages(tasks)
-        from dramatiq.message import Message
-
-        now_ms = int(time.time() * 1000)
-        return [(t.id, Message(queue_name=self.spec.name, actor_name="sleep",
-                               args=(t.id, t.duration), kwargs={}, options={},
-                               message_id=t.id, message_timestamp=now_ms).encode(), None)
-                for t in tasks]
+            return messages.celery(tasks, "helpers.sleep")
+        return messages.dramatiq(tasks, self.spec.name, "sleep")
