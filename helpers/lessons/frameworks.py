@@ -21,7 +21,7 @@ from helpers.lessons import acks
 from helpers.lessons.common import Skipped, chain_progress, finish, full_text
 from helpers.lessons.panels import KillPanel, Panel, dropdown, float_slider, int_slider, queue_type
 from helpers.lessons.skew import skewed_tasks
-from helpers.measure import plots
+from helpers.measure import plots, timing
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.worker.config import WorkerConfig
 
@@ -52,11 +52,16 @@ def missing() -> Skipped | None:
                    "both, then run the notebook again.")
 
 
+#: The skewed workload's seed: its long tasks 4, 8 and 12 are four apart, so a dealer that
+#: hands 4 workers 4 tasks each at once gives all three to one worker (data/README.md).
+SKEWED_SEED = 594
+
+
 def workload(name: str = "skewed") -> list:
-    """``skewed``: data/workloads/skewed.csv (notebook 05's kind, 400 ms / 20 ms, seed 23);
+    """``skewed``: data/workloads/skewed.csv (notebook 05's generator, 400 ms / 20 ms);
     ``odd heavy``: notebook 04's, 24 tasks of 0.2 s and 0.02 s."""
     if name == "skewed":
-        return skewed_tasks(48, long_ms=400, short_ms=20, seed=23)
+        return skewed_tasks(48, long_ms=400, short_ms=20, seed=SKEWED_SEED)
     return task_lists.odd_heavy(24, 0.2, 0.02)
 
 
@@ -86,6 +91,13 @@ def dispatch_table(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run").round(3)
 
 
+def floor(results: dict) -> float:
+    """Prefetch 1's floor on the runs' tasks and workers (``timing.greedy_floor``)."""
+    first = next(iter(results.values()))
+    durations = first.deliveries.drop_duplicates("task").sort_values("task")["duration"]
+    return timing.greedy_floor(list(durations), first.summary["workers"])
+
+
 def ratio(results: dict, label: str) -> float:
     """Makespan / ideal of one run."""
     return results[label].summary["makespan_over_ideal"]
@@ -112,7 +124,8 @@ def dispatch_answer(results: dict) -> str:
             f"{results['Celery defaults'].summary['ideal_makespan_s']:.2f} s; with acks_late "
             f"and prefetch 1 it ended {fair:.2f}x, against {ratio(results, PIKA):.2f}x for the "
             f"pika workers. Dramatiq as shipped ended {d_default:.2f}x, with prefetch 1 "
-            f"{d_fair:.2f}x: {abs(d_default - d_fair):.2f} apart.")
+            f"{d_fair:.2f}x. Prefetch 1's own floor (each task, in queue order, to the worker "
+            f"free first, nothing else costing) is {floor(results):.2f}x here.")
 
 
 def plot_dispatch(results: dict):

@@ -6,6 +6,8 @@ Definitions (used by the CLI, the notebooks and the benchmarks alike):
 * ideal makespan: ``max(sum(durations) / workers, max(durations))``, a lower bound
   (with unequal speeds: total work over total speed, or the longest task on the fastest).
 * throughput: completed tasks / makespan (tasks per second).
+* greedy floor: makespan / ideal of dealing whole tasks in queue order, each to the worker
+  free first (prefetch 1 with nothing else costing): what no dispatcher of that order beats.
 * efficiency: ideal / makespan; imbalance: max busy / mean busy;
   Jain's index: ``(sum busy)^2 / (n * sum busy^2)`` (1 = perfectly even).
 * lost: published and confirmed but never completed; duplicates: completions beyond the
@@ -13,6 +15,7 @@ Definitions (used by the CLI, the notebooks and the benchmarks alike):
 """
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from pathlib import Path
@@ -123,6 +126,21 @@ def ideal_makespan(durations, workers: int, speeds=None) -> float:
     if not durations:
         return 0.0
     return max(sum(durations) / sum(speeds), max(durations) / max(speeds))
+
+
+def greedy_floor(durations: list[float], workers: int, gap_s: float = 0.0,
+                 first_s: float = 0.0) -> float:
+    """Makespan / ideal of dispatching ``durations`` in queue order, each to the worker free
+    first (what prefetch 1 does), when every worker starts ``first_s`` after the first
+    publish and waits ``gap_s`` between tasks, and nothing else costs: the floor those two
+    costs leave (with both 0, the floor of whole tasks alone)."""
+    ideal = max(sum(durations) / workers, max(durations, default=0.0))
+    if ideal <= 0:
+        return float("nan")
+    free = [first_s] * workers
+    for duration in durations:
+        heapq.heappush(free, heapq.heappop(free) + duration + gap_s)
+    return max(free) / ideal
 
 
 def summarize(events: list[dict], published_ids, confirmed_ids, durations: dict,
