@@ -144,6 +144,9 @@ def _framework(args):
     if not frameworks.available(args.framework):
         raise BadInputError(f"{args.framework} is not installed here: "
                             f"{frameworks.INSTALL_HINT} installs Celery and Dramatiq.")
+    if args.reserve or args.mode != "thread" or args.heartbeat is not None:
+        raise BadInputError("--reserve, --mode and --heartbeat are the pika workers' settings: "
+                            "leave them out with --framework.")
     if args.framework == "dramatiq" and args.ack != "manual":
         raise BadInputError("Dramatiq always acks after the task: leave --ack out.")
     late = (args.ack == "manual") if args.framework == "celery" else None
