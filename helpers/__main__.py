@@ -85,6 +85,7 @@ def _new_task(args) -> int:
 
 
 def _run(args) -> int:
+    from helpers import frameworks
     from helpers.core import tasks
     from helpers.experiment import skeleton as runner
     from helpers.experiment.value import Experiment
@@ -97,7 +98,9 @@ def _run(args) -> int:
         if args.tasks is None:
             raise BadInputError("Give --tasks N (with --heavy and --light) or --workload CSV.")
         work = tasks.odd_heavy(args.tasks, args.heavy, args.light, kind=args.kind)
-    framework = _framework(args)
+    framework = frameworks.from_run_options(args.framework, args.prefetch, args.ack,
+                                            pika_only=args.reserve or args.mode != "thread"
+                                            or args.heartbeat is not None)
     # Every value is checked once, here, before the broker is asked for anything.
     experiment = Experiment(
         args.workers, work, WorkerConfig(prefetch=args.prefetch, ack=args.ack, mode=args.mode,
@@ -132,25 +135,6 @@ def _run(args) -> int:
                                        f"{args.prefetch or 'unlimited'}").savefig(args.plot,
                                                                                  dpi=110)
     return 0 if result.summary["tasks_lost"] == 0 else 1
-
-
-def _framework(args):
-    """``--framework``: None for the project's pika workers, else a ``FrameworkConfig``."""
-    from helpers import frameworks
-    from helpers.frameworks.config import FrameworkConfig
-
-    if args.framework == "pika":
-        return None
-    if not frameworks.available(args.framework):
-        raise BadInputError(f"{args.framework} is not installed here: "
-                            f"{frameworks.INSTALL_HINT} installs Celery and Dramatiq.")
-    if args.reserve or args.mode != "thread" or args.heartbeat is not None:
-        raise BadInputError("--reserve, --mode and --heartbeat are the pika workers' settings: "
-                            "leave them out with --framework.")
-    if args.framework == "dramatiq" and args.ack != "manual":
-        raise BadInputError("Dramatiq always acks after the task: leave --ack out.")
-    late = (args.ack == "manual") if args.framework == "celery" else None
-    return FrameworkConfig(args.framework, prefetch=args.prefetch, acks_late=late)
 
 
 def _fault(args) -> int:

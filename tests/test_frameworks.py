@@ -166,3 +166,17 @@ def test_run_framework_json_contract(broker, tmp_path, cli, name):
     assert summary["tasks_completed"] == summary["tasks_published"] == 48
     assert summary["prefetch"] == 1 and summary["tasks_lost"] == 0
     assert all(set(row) >= {"worker", "tasks", "busy_s"} for row in summary["per_worker"])
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--framework", "dramatiq", "--ack", "auto"], "Dramatiq always acks after the task"),
+    (["--framework", "celery", "--prefetch", "2", "--reserve"], "the pika workers' settings"),
+])
+def test_run_framework_refuses_what_does_not_apply(argv, fragment, monkeypatch, capsys):
+    from helpers import __main__ as cli
+
+    monkeypatch.setattr(frameworks, "available", lambda name: True)
+    base = ["run", "--workers", "1", "--tasks", "2"] + (["--prefetch", "1"]
+                                                         if "--prefetch" not in argv else [])
+    assert cli.main(base + argv) == 2
+    assert fragment in capsys.readouterr().err

@@ -27,3 +27,23 @@ INSTALL_HINT = 'pip install -e ".[frameworks]"'
 def available(name: str) -> bool:
     """True when framework ``name`` (``pika``, ``celery``, ``dramatiq``) is installed."""
     return importlib.util.find_spec(name) is not None
+
+
+def from_run_options(name: str, prefetch: int, ack: str, pika_only: bool = False):
+    """``run --framework``'s value: None for the project's pika workers, else a
+    ``FrameworkConfig`` (``--ack manual``, the default, is Celery's ``task_acks_late``)."""
+    from helpers.errors import BadInputError
+    from helpers.frameworks.config import FrameworkConfig
+
+    if name == "pika":
+        return None
+    if not available(name):
+        raise BadInputError(f"{name} is not installed here: {INSTALL_HINT} installs Celery "
+                            "and Dramatiq.")
+    if pika_only:
+        raise BadInputError("--reserve, --mode and --heartbeat are the pika workers' settings: "
+                            "leave them out with --framework.")
+    if name == "dramatiq" and ack != "manual":
+        raise BadInputError("Dramatiq always acks after the task: leave --ack out.")
+    late = (ack == "manual") if name == "celery" else None
+    return FrameworkConfig(name, prefetch=prefetch, acks_late=late)
