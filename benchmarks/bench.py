@@ -93,8 +93,8 @@ def run_once(peer: str, found: Broker, tasks: list[Task], workers: int,
     prefetch, options = {"project": (1, {}), "project-p2": (2, {}),
                          "project-reserve": (2, {"reserve": True})}[peer]
     config = WorkerConfig(prefetch=prefetch, **options)
-    result = runner.run(Experiment(workers, tasks, config, queue_type=kind, label="bench",
-                                   save=False), broker=found)
+    exp = Experiment(workers, tasks, config, queue_type=kind, label="bench", save=False)
+    result = runner.run(exp, broker=found)
     s, d = result.summary, result.deliveries
     done = d[d["finished_t"].notna()]
     counts = [e.get("delivery_count") or 0 for e in result.events if e["event"] == "delivered"]

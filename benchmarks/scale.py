@@ -81,7 +81,9 @@ def measure(tasks: int, workers: int, queue_type: str, peer: str = "project") ->
                 "makespan_s": row["makespan_s"],
                 "tasks_per_s": row["tasks_completed"] / row["makespan_s"],
                 "spawn_s": row["spawn_s"], **spent, "parent_peak_mb": _peak_mb()}
-    result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=1), save=False, label="bench-scale", queue_type=queue_type, timeout=900), broker=found)
+    exp = Experiment(workers, work, WorkerConfig(prefetch=1), save=False, label="bench-scale",
+                     queue_type=queue_type, timeout=900)
+    result = runner.run(exp, broker=found)
     cpu1, broker1 = _cpu_s(), _broker_cpu_s(node_pid)
     forked.stop_all()  # its workers are reaped: their CPU time is now the server's children's
     spent = costs(cpu1, broker1)

@@ -22,6 +22,7 @@ CLUSTER_ACTIONS = ("start", "stop", "status", "kill", "start-node", "leader", "u
 
 def _broker(args) -> int:
     from helpers.broker import resolve as broker
+    from helpers.broker import version_facts
 
     if args.action == "url":
         print(broker.get().url)
@@ -43,6 +44,7 @@ def _broker(args) -> int:
         status = resolved.status()
         if status["running"]:
             status["version"] = resolved.version()
+            status["metadata_store"] = version_facts.metadata_store(resolved)
         print(json.dumps(status, indent=2))
         return 0 if status["running"] else 1
     return 0

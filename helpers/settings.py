@@ -126,6 +126,16 @@ WORK_MODES = ("thread", "blocking")
 TASK_KINDS = ("sleep", "cpu")
 #: The kind of a poison task: the worker that runs it dies half-way (notebook 06).
 POISON_KIND = "crash"
+#: The kind of a failing task: it raises after its duration, every time (notebook 08).
+FAIL_KIND = "fail"
+#: What a worker does with a task that failed: dead-letter it, requeue it at once (the hot
+#: loop), or send it to the retry queue of its attempt (``helpers.worker.failure``).
+FAILURE_MODES = ("reject", "requeue", "retry")
+#: What a worker does on SIGTERM: finish the task in hand, ack, close and exit 0
+#: (``helpers.worker.shutdown``), or die at once, mid-task, as Python's default does.
+SIGTERM_MODES = ("graceful", "die")
+#: Queue overflow behaviours this project declares (``x-overflow``) with ``x-max-length``.
+OVERFLOW_MODES = ("reject-publish", "drop-head")
 #: How the producer waits for publisher confirms: pipelined, one by one, or not at all.
 CONFIRM_MODES = ("pipelined", "each", "none")
 #: AMQP carries the prefetch count in 16 bits (0 means no limit).
@@ -144,10 +154,8 @@ def management_url() -> str | None:
 
     It may carry its own credentials (``http://user:password@host:15672``); without them
     the AMQP URL's are used. Unset: no management API (figures come over AMQP instead).
-    ``RABBITMQ_MANAGEMENT_URL``, its earlier name, is still read.
     """
-    return (os.environ.get("HELPERS_MANAGEMENT_URL") or os.environ.get("RABBITMQ_MANAGEMENT_URL")
-            or None)
+    return os.environ.get("HELPERS_MANAGEMENT_URL") or None
 
 
 def rabbitmq_server() -> str | None:

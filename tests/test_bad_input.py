@@ -147,10 +147,12 @@ def test_an_experiment_names_the_bad_value(kwargs, fragment):
     (lambda: tasks.odd_heavy(4, math.nan, 0.1), "--heavy"),
     (lambda: tasks.odd_heavy(4, 0.1, "fast"), "--light.*not a number"),
     (lambda: tasks.equal(4, -1), ">= 0"),
-    (lambda: runner.run(Experiment(2, tasks.equal(2, 0), WorkerConfig(prefetch=1), speeds=[1.0, 0.0]), broker=NOWHERE),
+    (lambda: runner.run(Experiment(2, tasks.equal(2, 0), WorkerConfig(prefetch=1),
+                                   speeds=[1.0, 0.0]), broker=NOWHERE),
      "speeds.*above 0"),
     (lambda: runner.run(Experiment(2, tasks.equal(2, 0), WorkerConfig(prefetch=1), speeds=[1.0]), broker=NOWHERE), "speeds"),
-    (lambda: runner.run(Experiment(2, [tasks.Task("a", 0), tasks.Task("a", 0)], WorkerConfig(prefetch=1)), broker=NOWHERE),
+    (lambda: runner.run(Experiment(2, [tasks.Task("a", 0), tasks.Task("a", 0)],
+                                   WorkerConfig(prefetch=1)), broker=NOWHERE),
      "unique"),
 ])
 def test_building_blocks_refuse_bad_values_before_touching_the_broker(call, fragment):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from browser_lab import Lab, find_chromium, launch_chromium
-from conftest import IN_CI, eventually, kernel_environment, skip_without_frameworks
+from support import IN_CI, eventually, kernel_environment, skip_without_frameworks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -49,6 +49,7 @@ CLICKS = {
     "05_scaling": Clicks("Workers on a far host", "round trip added, ms", 23, expect="23.0"),
     "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
     "07_cluster": Clicks("Kill a node of the cluster", "workers", 4, expect="leader-kill"),
+    "08_retries_and_order": Clicks("Back-pressure", "max length", 30, expect="reject-publish"),
     "09_frameworks": Clicks("Pika, Celery and Dramatiq", "workers", 3,
                             expect="Celery acks_late, prefetch 1"),
 }

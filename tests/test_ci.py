@@ -12,8 +12,8 @@ REGISTRY_HOSTS = re.compile(
     r"|pythonhosted\.org|registry\.npmjs\.org|anaconda\.(org|com)|conda\.anaconda")
 
 
-def _mirror(apt_etc: Path) -> str:
-    proc = subprocess.run(["bash", str(ROOT / ".ci" / "debian13"), "--mirror"],
+def _mirror(apt_etc: Path, suite: str = "trixie") -> str:
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "chroot"), suite, "--mirror"],
                           env={"APT_ETC": str(apt_etc), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 0, proc.stderr
@@ -63,6 +63,30 @@ Signed-By:
 ], ids=["deb822", "one-line-first", "no-blank-line-at-the-end", "updates-only", "not-a-sources-file"])
 def test_the_mirror_is_the_machines_own(tmp_path, sources_list, parts, expected):
     assert _mirror(_apt(tmp_path, sources_list, **parts)) == expected
+
+
+@pytest.mark.parametrize("suite", ["trixie", "sid"])
+def test_one_chroot_script_takes_each_suite(tmp_path, suite):
+    apt = _apt(tmp_path, "deb http://list.mirror.test/debian bookworm main\n")
+    assert _mirror(apt, suite) == "http://list.mirror.test/debian"
+
+
+@pytest.mark.parametrize("args", [[], ["bookworm", "--mirror"], ["--mirror"]])
+def test_the_chroot_script_refuses_a_suite_it_does_not_know(args):
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "chroot"), *args],
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=20)
+    assert proc.returncode == 2 and "usage: .ci/chroot trixie|sid" in proc.stderr
+
+
+def test_ci_runs_3_10_then_each_chroot_and_says_one_line_per_version():
+    run = (ROOT / ".ci" / "run").read_text()
+    assert 'CHROOTS="trixie:4.0 sid:4.3"' in run
+    assert run.index("run_310;") < run.index('run_chroot "$suite"')
+    assert "bash .ci/chroot \"$suite\" --prepare" in run and "debian13" not in run
+    proc = subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], capture_output=True,
+                          text=True, timeout=20)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_no_file_of_the_project_names_a_package_registry():

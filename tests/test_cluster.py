@@ -20,7 +20,7 @@ from helpers.procs import free_port, pid_alive
 from helpers.core.connection import connect
 from helpers.errors import BadInputError, BrokerConnectionError
 
-from conftest import eventually
+from support import eventually
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -113,8 +113,10 @@ LONG_TASK_S = 4 * HEARTBEAT_S
 def test_long_task_keeps_heartbeats_in_thread_mode_and_loses_them_in_blocking_mode(
         broker, queue, record_property):
     blocking_queue = topology.QueueSpec(queue.name + "-blocking")
-    pools = {"thread": WorkerPool(broker.url, queue, WorkerConfig(mode="thread", heartbeat=HEARTBEAT_S)),
-             "blocking": WorkerPool(broker.url, blocking_queue, WorkerConfig(mode="blocking", heartbeat=HEARTBEAT_S))}
+    pools = {"thread": WorkerPool(broker.url, queue,
+                                  WorkerConfig(mode="thread", heartbeat=HEARTBEAT_S)),
+             "blocking": WorkerPool(broker.url, blocking_queue,
+                                    WorkerConfig(mode="blocking", heartbeat=HEARTBEAT_S))}
     specs = {"thread": queue, "blocking": blocking_queue}
     try:
         for mode, pool in pools.items():

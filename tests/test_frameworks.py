@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
+from support import IN_CI
 from helpers import frameworks
 from helpers.errors import BadInputError
 from helpers.frameworks.config import FrameworkConfig

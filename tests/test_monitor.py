@@ -97,3 +97,19 @@ def test_unacked_counts_what_live_workers_hold():
     assert unacked(events, {"w1", "w2", "w3"}) == 3
     assert unacked(events, {"w1", "w2"}) == 1  # w3's process is gone: requeued
     assert unacked(events + [ev("disconnected", "w1")], {"w1"}) == 0
+
+
+def test_finished_unacked_counts_acks_still_on_their_way():
+    """What the pool's stop waits for: a task finished by a live worker, its ack not seen."""
+    from helpers.pool.events import finished_unacked
+
+    def ev(kind, worker, delivery=None, **extra):
+        return {"event": kind, "worker": worker, "delivery": delivery, **extra}
+
+    events = [ev("ready", "w1", ack="manual"), ev("ready", "w2", ack="manual"),
+              ev("delivered", "w1", "a"), ev("finished", "w1", "a"),  # ack on its way
+              ev("delivered", "w1", "b"),                               # still working
+              ev("delivered", "w2", "c"), ev("finished", "w2", "c"), ev("acked", "w2", "c")]
+    assert finished_unacked(events, {"w1", "w2"}) == 1
+    assert finished_unacked(events + [ev("acked", "w1", "a")], {"w1", "w2"}) == 0
+    assert finished_unacked(events, {"w2"}) == 0  # w1 is gone: nothing to wait for

@@ -24,12 +24,13 @@ import pytest
 from helpers.cli import notebooks as nbrun
 from helpers.broker.model import find_rabbitmq_server
 
-from conftest import IN_CI, PHASES, kernel_environment, skip_without_frameworks
+from support import IN_CI, PHASES, kernel_environment, skip_without_frameworks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = nbrun.notebook_paths([ROOT / "notebooks"])
 EXPECTED = ["01_round_robin", "02_acknowledgements", "03_durability", "04_fair_dispatch",
-            "05_scaling", "06_pitfalls", "07_cluster", "09_frameworks"]
+            "05_scaling", "06_pitfalls", "07_cluster", "08_retries_and_order",
+            "09_frameworks"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 #: Code cells stay short; anything longer belongs in helpers/.
 MAX_CELL_LINES = 9
@@ -74,8 +75,7 @@ def kernel_env(broker, monkeypatch):
 def bare_env(bare_node, monkeypatch):
     """Point the kernels at the second node as an external broker, with no management URL."""
     monkeypatch.setenv("AMQP_URL", bare_node.url)
-    for name in ("HELPERS_MANAGEMENT_URL", "RABBITMQ_MANAGEMENT_URL"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("HELPERS_MANAGEMENT_URL", raising=False)
     return bare_node
 
 

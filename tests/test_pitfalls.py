@@ -17,6 +17,7 @@ from helpers import faults
 from helpers.publish import outcome, producer
 from helpers.core import tasks, topology
 from helpers.broker.model import Broker
+from helpers.broker import version_facts
 from helpers.errors import BrokerControlError
 from helpers.faults import consumer_timeout
 from helpers.pool.pool import WorkerPool
@@ -41,6 +42,15 @@ def fault_json(cli, broker, tmp_path, name: str, *args: str) -> dict:
 
 def record(record_property, summary: dict, *keys: str) -> None:
     record_property("figures", {k: summary[k] for k in ("broker_version", *keys)})
+
+
+def pinned_facts(broker_version: str) -> dict:
+    """The facts pinned for this version's series (``tests/test_version_facts.py`` checks
+    them on the broker); an unpinned series fails the test."""
+    row = version_facts.pinned(broker_version)
+    if row is None:
+        pytest.fail(f"RabbitMQ {broker_version}: no row in data/version_facts.json")
+    return row
 
 
 def version(summary: dict) -> tuple:
@@ -125,9 +135,19 @@ def test_the_consumer_timeout_policy_keeps_the_dead_letter_key(private_broker):
 
 @pytest.mark.slow
 def test_the_x_consumer_timeout_argument_is_ignored_before_3_12(private_broker, channel):
-    """The queue argument (not the policy): 3.10 takes it and does nothing with it."""
+    """The queue argument (not the policy) on a classic queue, as pinned for the series
+    (``consumer_timeout_classic_queue-argument`` in data/version_facts.json): 3.10 takes it
+    and does nothing with it; 4.3 refuses it (406: only quorum queues evaluate a consumer
+    timeout there)."""
+    import pika.exceptions as pe
+
+    expected = pinned_facts(private_broker.version())["consumer_timeout_classic_queue-argument"]
     spec = topology.unique_spec("ct-argument")
-    channel.queue_declare(spec.name, arguments={"x-consumer-timeout": 1000})
+    try:
+        channel.queue_declare(spec.name, arguments={"x-consumer-timeout": 1000})
+    except pe.ChannelClosedByBroker as exc:
+        assert expected == f"refused: {exc.reply_code} {exc.reply_text.split(' - ')[0]}"
+        return
     try:
         with node_control.node_env(private_broker, channel_tick_interval=250):
             from helpers.core.connection import connect
@@ -141,7 +161,7 @@ def test_the_x_consumer_timeout_argument_is_ignored_before_3_12(private_broker, 
                 closed = held.is_closed
     finally:
         channel.queue_delete(spec.name)
-    assert closed is (private_broker.version_tuple() >= (3, 12))
+    assert closed is expected.startswith("channel closed"), expected
 
 
 # -- 3. a poison message ---------------------------------------------------------------------
@@ -152,10 +172,15 @@ def test_a_poison_message_loops_on_a_classic_queue_and_is_dead_lettered_by_a_lim
     record(record_property, s, "classic_deliveries", "classic_deliveries_per_s",
            "attempts_per_poison", "dead_lettered", "guard_attempts", "default_delivery_limit",
            "limit_counts_reject", "limit_counts_nack")
-    # The broker's default limit on quorum queues: none before 4.0, 20 since.
-    assert s["default_delivery_limit"] == (20 if version(s) >= (4, 0) else None)
-    if version(s) < (4, 3):  # both requeueing settlements count on 3.10 and 4.0
-        assert s["limit_counts_reject"] and s["limit_counts_nack"]
+    # The broker's default limit on quorum queues, and which requeueing settlements count
+    # toward a limit, as pinned for this series (data/version_facts.json): 4.3's nack no
+    # longer counts.
+    row = pinned_facts(s["broker_version"])
+    assert s["default_delivery_limit"] == row["default_delivery_limit"]
+    assert s["limit_counts_reject"] is row["past_limit_reject_with_dlx"].startswith(
+        "dead-lettered after 3")
+    assert s["limit_counts_nack"] is row["past_limit_nack_with_dlx"].startswith(
+        "dead-lettered after 3")
     # Classic queue: it keeps coming back, killing a worker each time, and is still there.
     assert s["classic_deliveries"] >= 3 and s["classic_still_queued"] >= 1
     # Quorum queue with a limit: limit + 1 deliveries, then dead-lettered; the rest done.

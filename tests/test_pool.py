@@ -55,7 +55,8 @@ OWNER = textwrap.dedent("""
     import json, sys, time
     from helpers.pool.pool import WorkerPool
     from helpers.core.topology import QueueSpec
-    pool = WorkerPool(sys.argv[1], QueueSpec(sys.argv[2]))
+    from helpers.worker.config import WorkerConfig
+    pool = WorkerPool(sys.argv[1], QueueSpec(sys.argv[2]), WorkerConfig())
     pool.start(3)
     print(json.dumps([h.pid for h in pool.alive()]), flush=True)
     time.sleep(600)
@@ -65,7 +66,7 @@ OWNER = textwrap.dedent("""
 @pytest.mark.parametrize("mode", ["thread", "blocking"])
 def test_workers_exit_within_two_seconds_when_their_parent_is_killed(broker, queue, mode):
     owner = subprocess.Popen([sys.executable, "-c", OWNER.replace(
-        "QueueSpec(sys.argv[2]))", f"QueueSpec(sys.argv[2]), mode={mode!r})"),
+        "WorkerConfig())", f"WorkerConfig(mode={mode!r}))"),
         broker.url, queue.name], stdout=subprocess.PIPE, text=True)
     try:
         pids = json.loads(owner.stdout.readline())

@@ -41,7 +41,8 @@ def test_a_task_held_behind_a_long_one_is_handed_back_and_run_elsewhere(broker, 
 
 def test_reserve_mode_completes_every_task_once(broker):
     work = [Task(f"t{i:03d}", 0.03 if i % 4 == 0 else 0.002) for i in range(120)]
-    result = runner.run(Experiment(3, work, WorkerConfig(prefetch=2, reserve=True), save=False, label="test-reserve", queue_type="classic"), broker=broker)
+    result = runner.run(Experiment(3, work, WorkerConfig(prefetch=2, reserve=True), save=False,
+                                   label="test-reserve", queue_type="classic"), broker=broker)
     s = result.summary
     assert s["tasks_completed"] == 120 and s["tasks_lost"] == 0
     assert s["duplicates"] == 0  # handed back unstarted: never run twice

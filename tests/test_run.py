@@ -11,7 +11,8 @@ pytestmark = pytest.mark.broker
 
 
 def test_round_robin_hands_every_odd_task_to_one_worker(broker):
-    result = runner.run(Experiment(2, tasks.odd_heavy(40, 0.2, 0.02), WorkerConfig(prefetch=0), save=False), broker=broker)
+    result = runner.run(Experiment(2, tasks.odd_heavy(40, 0.2, 0.02), WorkerConfig(prefetch=0),
+                                   save=False), broker=broker)
     s = result.summary
     assert s["tasks_completed"] == 40 and s["tasks_lost"] == 0
     counts = sorted(r["tasks"] for r in s["per_worker"])
@@ -26,7 +27,8 @@ def test_prefetch_one_spreads_the_work(broker):
     """Behaviour, not timing (the machine is shared): with prefetch 1 each worker holds one
     task at a time, so the heavy tasks go to whoever is free. (How close to the ideal
     makespan that gets is measured by ``make bench``, not asserted here.)"""
-    result = runner.run(Experiment(2, tasks.odd_heavy(40, 0.2, 0.02), WorkerConfig(prefetch=1), save=False), broker=broker)
+    result = runner.run(Experiment(2, tasks.odd_heavy(40, 0.2, 0.02), WorkerConfig(prefetch=1),
+                                   save=False), broker=broker)
     s, d = result.summary, result.deliveries
     assert s["tasks_completed"] == 40
     # One task at a time: a worker's next delivery comes only after its previous ack.

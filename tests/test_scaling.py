@@ -143,4 +143,5 @@ def test_workers_added_mid_run_join_and_drain_the_backlog(broker):
 
 def test_run_keeps_the_bad_latency_from_the_broker():
     with pytest.raises(BadInputError, match="round trip"):
-        runner.run(Experiment(1, tasks.equal(1, 0.0), WorkerConfig(prefetch=1), latency_ms=-1, save=False))
+        runner.run(Experiment(1, tasks.equal(1, 0.0), WorkerConfig(prefetch=1), latency_ms=-1,
+                              save=False))

@@ -12,4 +12,6 @@ Modules (this family imports only from its own and lower layers; see CONTRIBUTIN
     node_control: a private node's settings changed for a few seconds (``rabbitmqctl eval``)
     dead_letter: the dead-letter policy, or the worker doing it where no API answers
     cluster, cluster_info, cluster_procs: a private cluster of N nodes on 127.0.0.1
+    version_facts, version_facts_timeout: what differs between RabbitMQ versions, measured
+        on the running broker (pinned in data/version_facts.json)
 """

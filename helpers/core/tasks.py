@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from helpers.errors import BadInputError
-from helpers.settings import POISON_KIND, TASK_KINDS
+from helpers.settings import FAIL_KIND, POISON_KIND, TASK_KINDS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,12 +29,15 @@ class MalformedTask(ValueError):
 class Task:
     """One unit of work: ``duration`` seconds of sleeping (or CPU when kind='cpu').
 
-    ``kind='crash'`` is a poison message: the worker that takes it dies half-way through.
+    ``kind='crash'`` is a poison message: the worker that takes it dies half-way through;
+    ``kind='fail'`` a failing one: it raises after its duration, every time. ``priority``
+    is the message's AMQP priority (None: none; a queue needs ``x-max-priority`` for it).
     """
 
     id: str
     duration: float
     kind: str = "sleep"
+    priority: int | None = None
 
     def body(self) -> bytes:
         """The message body a worker understands."""
@@ -120,7 +123,7 @@ def decode(body: bytes, unit: float = DOT_UNIT_S) -> tuple[str | None, float, st
         if not math.isfinite(duration) or duration < 0:
             raise MalformedTask(f"bad duration {duration}")
         kind = data.get("kind", "sleep")
-        if kind not in TASK_KINDS + (POISON_KIND,):
+        if kind not in TASK_KINDS + (POISON_KIND, FAIL_KIND):
             raise MalformedTask(f"unknown kind {kind!r}")
         return (str(data["id"]) if "id" in data else None), duration, kind
     return None, text.count(".") * unit, "sleep"

@@ -2,8 +2,11 @@
 
 RabbitMQ refuses to redeclare an existing queue with other arguments (406
 PRECONDITION_FAILED), so producer and workers build their declarations from the same
-``QueueSpec``, here: every ``queue_declare`` of this package (blocking or asynchronous,
-active or passive) and every ``queue_delete`` is in this module.
+``QueueSpec``, here: every ``queue_declare`` that creates a queue (blocking or
+asynchronous) and every ``queue_delete`` of this package is in this module. Passive
+declares, which only read a queue's counts, are made where the counts are read (the
+monitor, the proxy's readiness check, the worker's reserve mode); the version probes
+(``helpers.broker.version_facts``) declare bare queues of their own on purpose.
 
 The default work queue is declared exactly as the official tutorial declares it:
 ``queue_declare("task_queue", durable=True, arguments={"x-queue-type": "quorum"})`` and
@@ -21,7 +24,7 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from helpers import settings
-from helpers.errors import HelpersError, TopologyError
+from helpers.errors import BadInputError, HelpersError, TopologyError
 from helpers.settings import DEAD_LETTER_EXCHANGE, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS
 
 #: Who moves a rejected message to ``<queue>.dead``: the broker, because a dead-letter policy
@@ -50,6 +53,11 @@ class QueueSpec:
         there); see ``DEAD_LETTER_BY``. ``dead_letter.prepare`` picks.
     delivery_limit: quorum queues only: dead-letter (or drop) a message after this many
         redeliveries (``x-delivery-limit``; None: the broker's default).
+    retry_delays: seconds a failed task waits before each retry: a queue ``<name>.retry-<i>``
+        per delay whose TTL dead-letters it back here; then ``<name>.parked`` (notebook 08).
+    max_priority: ``x-max-priority`` (a classic queue's priority levels; None: none).
+    single_active: ``x-single-active-consumer``: one consumer at a time gets the messages.
+    max_length, overflow: ``x-max-length``, ``x-overflow`` (``reject-publish``, ``drop-head``).
     """
 
     name: str = DEFAULT_QUEUE
@@ -58,12 +66,30 @@ class QueueSpec:
     dead_letter: bool = True
     delivery_limit: int | None = None
     dead_letter_by: str = "broker"
+    retry_delays: tuple = ()
+    max_priority: int | None = None
+    single_active: bool = False
+    max_length: int | None = None
+    overflow: str | None = None
 
     def __post_init__(self):
         if self.kind not in QUEUE_KINDS:
-            from helpers.errors import BadInputError
             raise BadInputError(f"The queue type must be one of {', '.join(QUEUE_KINDS)} "
                                 f"(got {self.kind!r}).")
+        object.__setattr__(self, "retry_delays", tuple(self.retry_delays))
+        if not all(isinstance(d, (int, float)) and d > 0 for d in self.retry_delays):
+            raise BadInputError(f"Retry delays must be seconds above 0 (got {self.retry_delays}).")
+
+    def retry_queue(self, attempt: int) -> str:
+        """The queue a task that failed ``attempt`` times (from 0) waits in."""
+        return f"{self.name}.retry-{attempt + 1}"
+
+    parked_queue = property(lambda self: f"{self.name}.parked", doc="After the last retry.")
+
+    def side_queues(self) -> list[str]:
+        """The retry queues and the parked queue (none without ``retry_delays``)."""
+        return [self.retry_queue(i) for i in range(len(self.retry_delays))] + \
+            [self.parked_queue] * bool(self.retry_delays)
 
     @property
     def dead_letter_queue(self) -> str:
@@ -71,22 +97,34 @@ class QueueSpec:
         return f"{self.name}.dead"
 
     def arguments(self) -> dict:
-        """The ``x-`` arguments sent with ``queue_declare``: the queue type (all the
-        tutorial's queue has), and a delivery limit where one is asked for. Dead-lettering
-        is a policy's (``helpers.broker.dead_letter``), so no argument can clash with it."""
+        """The ``x-`` arguments of ``queue_declare``: the queue type (all the tutorial's queue
+        has), and those asked for; dead-lettering is a policy's (``helpers.broker.dead_letter``)."""
         args: dict = {"x-queue-type": "quorum"} if self.kind == "quorum" else {}
         if self.delivery_limit is not None:
             args["x-delivery-limit"] = self.delivery_limit
+        asked = {"x-max-priority": self.max_priority, "x-max-length": self.max_length,
+                 "x-overflow": self.overflow, "x-single-active-consumer": self.single_active}
+        args.update({k: v for k, v in asked.items() if v not in (None, False)})
         return args
+
+    def _retry_declarations(self) -> list[tuple[str, dict]]:
+        """Retry queues (TTL, then back here by the default exchange); the parked queue."""
+        back = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.name}
+        out = [("queue_declare", {"queue": self.retry_queue(i), "durable": True, "arguments":
+                                  {"x-message-ttl": round(delay * 1000), **back}})
+               for i, delay in enumerate(self.retry_delays)]
+        return out + [("queue_declare", {"queue": self.parked_queue, "durable": True,
+                                         "arguments": {}})] if out else []
 
     def declarations(self) -> list[tuple[str, dict]]:
         """``(channel method, keyword arguments)`` in order; the work queue's comes last."""
         durable = self.durable or self.kind == "quorum"
         if not self.dead_letter:
-            return [("queue_declare", {"queue": self.name, "durable": durable,
-                                       "arguments": self.arguments()})]
-        out = [("queue_declare", {"queue": self.dead_letter_queue, "durable": durable,
-                                  "arguments": self.arguments()})]
+            return self._retry_declarations() + [("queue_declare", {
+                "queue": self.name, "durable": durable, "arguments": self.arguments()})]
+        dead = QueueSpec(kind=self.kind, delivery_limit=self.delivery_limit)  # type and limit
+        out = self._retry_declarations() + [("queue_declare", {
+            "queue": self.dead_letter_queue, "durable": durable, "arguments": dead.arguments()})]
         work_arguments = self.arguments()
         if self.dead_letter_by == "arguments":
             work_arguments["x-dead-letter-exchange"] = DEAD_LETTER_EXCHANGE
@@ -186,6 +224,8 @@ def delete(channel, spec: QueueSpec | str) -> None:
     channel.queue_delete(queue=spec.name)
     if spec.dead_letter:
         channel.queue_delete(queue=spec.dead_letter_queue)
+    for name in spec.side_queues():
+        channel.queue_delete(queue=name)
 
 
 def discard(url: str, *queues: QueueSpec | str) -> None:
@@ -245,25 +285,3 @@ def wait_settled_declarations(declared_at: float, settle_s: float = settings.SET
     the seconds since ``declared_at`` (see ``settings.SETTLE_S``: before a crash)."""
     time.sleep(max(0.0, declared_at + settle_s - time.monotonic()))
     return time.monotonic() - declared_at
-
-
-def reject_for_good(channel, spec: QueueSpec, method, props, body: bytes) -> str:
-    """Reject a message for good: the broker dead-letters it (a policy, or the queue's own
-    argument), or, where neither is set, publish it to ``<queue>.dead`` ourselves and ack
-    it. Returns who did it."""
-    if spec.dead_letter_by != "worker" or not spec.dead_letter:
-        channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
-        return "broker" if spec.dead_letter else "nobody (dropped)"
-    import pika
-
-    headers = dict(props.headers or {})
-    # What the broker would have added, and who did it instead.
-    headers["x-death"] = [{"reason": "rejected", "queue": spec.name, "count": 1,
-                           "exchange": "", "routing-keys": [spec.name]}]
-    headers["x-dead-lettered-by"] = "worker"
-    copy = pika.BasicProperties(delivery_mode=props.delivery_mode or 2,
-                                message_id=props.message_id, headers=headers,
-                                content_type=props.content_type)
-    channel.basic_publish("", spec.dead_letter_queue, body, copy)
-    channel.basic_ack(delivery_tag=method.delivery_tag)
-    return "worker"

@@ -26,6 +26,11 @@ FAULTS: dict[str, str] = {
     "alarm": "alarm",          # a disk alarm blocks the publishers for a while
     "leader-kill": "leader_kill",    # a private cluster loses its quorum queue's leader
     "majority-loss": "leader_kill",  # ... and a majority of its nodes, one comes back
+    "retry": "retry",          # a failing task: requeued at once, or retried after delays
+    "priority": "priority",    # urgent tasks behind a backlog, with and without priorities
+    "single-active": "single_active",  # related tasks in order, and a takeover after a kill
+    "overflow": "overflow",    # a length limit: nacked publishes, or the oldest dropped
+    "shutdown": "shutdown",    # SIGTERM mid-task, and a rolling restart of every worker
 }
 
 

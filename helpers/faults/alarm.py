@@ -130,7 +130,9 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *,
     alarm = DiskAlarm(backlog, batch, hold_s)
     pace = {"batch": batch, "every_s": every_s, "on_blocked": alarm.on_blocked,
             "gate": alarm.gate}
-    result = runner.run(Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label="alarm", save=save), steps=[alarm, Leftovers()], broker=broker)
+    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label="alarm",
+                     save=save)
+    result = runner.run(exp, steps=[alarm, Leftovers()], broker=broker)
     result.summary.update(fault=name, task_s=max(t.duration for t in tasks))
     return result
 

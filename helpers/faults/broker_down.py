@@ -144,7 +144,10 @@ def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
     pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
     step = BrokerDown(how, fault_after_s, min_held)
     label = label or f"fault-{how}"
-    return runner.run(Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label=label, queue=topology.unique_spec(label, kind=queue_type), timeout=timeout, save=save), steps=[step], broker=broker, progress=progress)
+    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label=label,
+                     queue=topology.unique_spec(label, kind=queue_type), timeout=timeout,
+                     save=save)
+    return runner.run(exp, steps=[step], broker=broker, progress=progress)
 
 
 def line(summary: dict) -> str:

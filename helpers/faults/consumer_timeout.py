@@ -89,7 +89,10 @@ def runs(timeout_s: float = 1.0, task_s: float = 2.5, window_s: float = 5.0, *,
         steps = [Window(window_s, hold=label == "too-long"), Leftovers()]
         if consuming is not None:
             steps.insert(0, _Consuming(consuming))
-        return runner.run(Experiment(1, _work(label, task_s, timeout_s), WorkerConfig(prefetch=1), queue=specs[label], label=f"ct-{label}", save=False, timeout=window_s + 30), steps=steps, broker=broker)
+        exp = Experiment(1, _work(label, task_s, timeout_s), WorkerConfig(prefetch=1),
+                         queue=specs[label], label=f"ct-{label}", save=False,
+                         timeout=window_s + 30)
+        return runner.run(exp, steps=steps, broker=broker)
 
     with contextlib.ExitStack() as stack:
         refusal = stack.enter_context(timeout_policy(

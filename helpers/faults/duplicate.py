@@ -52,7 +52,10 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, crash_afte
     scratch = None if store else Path(tempfile.mkdtemp(prefix="dedup-"))
     store = Path(store or scratch / "effects.sqlite")
     dedup.EffectLog(store).close()  # the tables exist before any worker writes
-    result = runner.run(Experiment(workers, tasks, WorkerConfig(prefetch=prefetch, effects=str(store), crash_after=crash_after, crash_at="before-ack"), label="duplicate", save=save), broker=broker, steps=[Supervise(crash_after=0), Leftovers()])
+    exp = Experiment(workers, tasks,
+                     WorkerConfig(prefetch=prefetch, effects=str(store), crash_after=crash_after, crash_at="before-ack"),
+                     label="duplicate", save=save)
+    result = runner.run(exp, broker=broker, steps=[Supervise(crash_after=0), Leftovers()])
     counts = dedup.effect_counts(store)
     if scratch is not None:  # one file per run, gone with it unless the caller named one
         shutil.rmtree(scratch, ignore_errors=True)

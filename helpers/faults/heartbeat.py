@@ -94,7 +94,10 @@ def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
     def one(mode: str):
         ending = CutOff(window_s) if mode == "blocking" else Window(window_s)
         steps = [ending, Leftovers()]
-        return runner.run(Experiment(1, [Task(f"long-{mode}", task_s)], WorkerConfig(prefetch=1, mode=mode, heartbeat=heartbeat_s), label=f"heartbeat-{mode}", save=False, timeout=window_s + 30), steps=steps, broker=broker)
+        exp = Experiment(1, [Task(f"long-{mode}", task_s)],
+                         WorkerConfig(prefetch=1, mode=mode, heartbeat=heartbeat_s),
+                         label=f"heartbeat-{mode}", save=False, timeout=window_s + 30)
+        return runner.run(exp, steps=steps, broker=broker)
 
     results = in_parallel({mode: (lambda m=mode: one(m)) for mode in MODES}
                           | {"cut": lambda: silent_connection_cut(broker.url, heartbeat_s)})

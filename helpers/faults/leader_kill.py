@@ -276,7 +276,10 @@ def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=No
     step = NodeLoss(cluster, kill or KILLS[name], fault_after_s, down_s, restore, name)
     spec = topology.unique_spec(label or name, kind="quorum", dead_letter=False)
     pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
-    return runner.run(Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, queue=spec, label=label or name, timeout=timeout, save=save), steps=[step], broker=cluster_broker(cluster), progress=progress, discard=discard)
+    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, queue=spec,
+                     label=label or name, timeout=timeout, save=save)
+    return runner.run(exp, steps=[step], broker=cluster_broker(cluster), progress=progress,
+                      discard=discard)
 
 
 def line(summary: dict) -> str:

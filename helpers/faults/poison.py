@@ -53,8 +53,10 @@ def delivery_limit_probe(broker: Broker) -> dict:
     One message per question, in a fresh quorum queue with a dead-letter queue, taken with
     ``basic.get`` and put back with ``basic.nack`` or ``basic.reject`` (``requeue=True``)
     until it is dead-lettered: ``default_delivery_limit`` is the redeliveries it took with no
-    limit set (None: still there after ``PROBE_TRIES``); with a limit of 2, a settlement
-    that counts dead-letters the message after 3 deliveries.
+    limit set, put back with ``basic.reject``, which counts on every version (None: still
+    there after ``PROBE_TRIES``); with a limit of 2, a settlement that counts dead-letters
+    the message after 3 deliveries. Since RabbitMQ 4.3 ``basic.nack`` does not count (it
+    raises ``x-acquired-count``, not ``x-delivery-count``): ``limit_counts_nack`` is False.
     """
     def deliveries(limit: int | None, settle: str) -> int | None:
         spec = topology.unique_spec("probe-limit", kind="quorum", delivery_limit=limit)
@@ -75,7 +77,7 @@ def delivery_limit_probe(broker: Broker) -> dict:
         finally:
             topology.discard(broker.url, spec)
 
-    default = deliveries(None, "nack")
+    default = deliveries(None, "reject")
     return {"default_delivery_limit": None if default is None else default - 1,
             "limit_counts_reject": deliveries(2, "reject") == 3,
             "limit_counts_nack": deliveries(2, "nack") == 3}

@@ -28,6 +28,7 @@ from helpers.core.connection import connect
 from helpers.errors import HelpersError
 from helpers.frameworks import messages
 from helpers.frameworks.config import FrameworkConfig
+from helpers.pool.events import finished_unacked
 from helpers.pool.pool import WorkerHandle, WorkerPool
 from helpers.settings import CHECKOUT
 from helpers.worker.config import WorkerConfig
@@ -141,15 +142,18 @@ class FrameworkPool(WorkerPool):
                            "pid": pid or handle.pid})
         return handle
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """SIGTERM every worker (both frameworks shut down warm on it), then ``WorkerPool.stop``;
-        SIGKILL whatever is left of each group."""
+    def stop(self, timeout: float = 3.0, ack_grace_s: float = 1.0) -> None:
+        """Let the acks of finished tasks leave (``ack_grace_s`` at most), SIGTERM every worker
+        (both frameworks shut down warm on it), then ``WorkerPool.stop``; SIGKILL whatever is
+        left of each group."""
+        alive = {h.name for h in self.alive()}
+        self.wait_for(lambda pool: finished_unacked(pool.events, alive) == 0, ack_grace_s)
         for handle in self.workers.values():
             try:
                 handle.process.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        super().stop(timeout)
+        super().stop(timeout, ack_grace_s=0)
         for handle in self.workers.values():
             try:
                 handle.process.send_signal(signal.SIGKILL)

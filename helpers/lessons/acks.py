@@ -25,14 +25,15 @@ from helpers.core import tasks as task_lists
 from helpers.core.connection import connect
 from helpers.errors import BadInputError, HelpersError
 from helpers.frameworks.config import FrameworkConfig
+from helpers.pool.events import unacked
 from helpers.pool.pool import WorkerPool
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.lessons.common import finish
 from helpers.lessons.panels import KillPanel, dropdown, float_slider, int_slider, queue_type
 
 
-#: After a kill, how long to wait before calling a quiet run finished (the broker notices a
-#: killed consumer's closed socket within milliseconds and requeues at once).
+#: With auto acks, how long after a kill to wait before calling a run with nothing left in
+#: the queue or in hand finished (what the killed worker received but never reported).
 SETTLE_S = 0.5
 
 
@@ -75,18 +76,57 @@ def _busy_workers(pool: WorkerPool) -> set:
     return set(open_rows["worker"])
 
 
-def _settled(pool: WorkerPool, total: int, channel, queue: str) -> bool:
-    """All tasks done, or a worker was killed and nothing is left anywhere to finish."""
-    if len(pool.finished) >= total:
+def _settled(pool: WorkerPool, confirmed, channel, queue: str) -> bool:
+    """All tasks done, or a worker was killed and nothing is left anywhere to finish.
+
+    With manual acks nothing is ever gone: what a killed worker held goes back to the queue,
+    so only every task done (or no worker left alive) ends the run. The queue's count and
+    the workers' events are two views taken at different moments: a task the broker has
+    just handed to a live worker is in neither (it left the queue, its ``delivered`` line is
+    still on its way), and a run ended on them cut that worker off mid-task and called the
+    task lost. With auto acks a killed worker's tasks are gone: the run may end once each
+    task is done or was delivered to a dead worker, or (for what it received but never
+    reported) ``SETTLE_S`` after the kill with the queue empty and no live worker busy.
+    """
+    done = pool.finished
+    if all(done[i] for i in confirmed):
         return True
-    if not pool.kills or time.time() - pool.kills[-1]["t"] < SETTLE_S:
+    if not pool.kills:
         return False
     if not pool.alive():
         return True
-    events = pool.events
-    if events and time.time() - events[-1].get("t", 0) < SETTLE_S:
-        return False  # still moving (a requeued task may be on its way to a worker)
+    if getattr(pool, "framework", None) is not None:
+        return _framework_settled(pool, channel, queue)
+    if pool.config.ack != "auto":  # (main had pool.defaults, which WorkerPool no longer has)
+        return False
+    df = timing.deliveries(pool.snapshot())
+    dead = ~df["worker"].isin({h.name for h in pool.alive()}) & df["finished_t"].isna()
+    gone = set(df.loc[dead, "task"])
+    if all(done[i] or i in gone for i in confirmed):
+        return True
+    if time.time() - pool.kills[-1]["t"] < SETTLE_S:
+        return False
     return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
+
+
+def _framework_settled(pool: WorkerPool, channel, queue: str) -> bool:
+    """A framework decides a killed task's fate itself: Celery acks it (lost) or requeues it
+    some seconds after its pool child died, Dramatiq's worker dies with its connection, and
+    the broker requeues what it held. The run ends once the workers have been quiet for
+    ``SETTLE_S`` (a requeued task is on its way to a worker within that), the queue is empty
+    and no live worker holds a task it has not finished or answered for."""
+    last = pool.events[-1].get("t", 0) if pool.events else 0
+    if time.time() - max(last, pool.kills[-1]["t"]) < SETTLE_S:
+        return False
+    return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
+
+
+def _all_acked(pool: WorkerPool) -> bool:
+    """No live worker holds a delivery it has not acked. The run ends on the last
+    ``finished`` line, which a worker writes before its ack; the pool's stop ends a worker at
+    once, and a stop that beat the ack made the broker requeue a task that was done and
+    hand it to a worker not yet stopped: a redelivery and a cut bar that no kill caused."""
+    return unacked(pool.events, {h.name for h in pool.alive()}) == 0
 
 
 class _KillOnce(Step):
@@ -114,12 +154,15 @@ class _KillOnce(Step):
             self._timer.start()
 
     def ends(self, run: Run) -> bool:
-        self.settled = _settled(run.pool, len(run.tasks), self._channel, run.spec.name)
+        self.settled = _settled(run.pool, run.published.confirmed, self._channel,
+                                run.spec.name)
         return self.settled
 
     def finished(self, run: Run, done: bool) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if done:  # the last acks, and a task done before a kill and redone (a duplicate)
+            run.pool.wait_for(_all_acked, 1.0 + max(t.duration for t in run.tasks))
         if self._conn is not None and self._conn.is_open:
             self._conn.close()
 
@@ -144,7 +187,10 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
     if ack not in ("manual", "auto"):
         raise BadInputError(f"ack must be 'manual' or 'auto' (got {ack!r}).")
     kill = _KillOnce(victim, kill_after_s, on_pool)
-    result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=prefetch, ack=ack), queue=topology.unique_spec(f"kill-{ack}", kind=queue_type), label=f"kill-{ack}", save=False, framework=framework), steps=[kill], broker=broker, progress=progress)
+    exp = Experiment(workers, work, WorkerConfig(prefetch=prefetch, ack=ack),
+                     queue=topology.unique_spec(f"kill-{ack}", kind=queue_type),
+                     label=f"kill-{ack}", save=False, framework=framework)
+    result = runner.run(exp, steps=[kill], broker=broker, progress=progress)
     if not kill.settled and not result.summary["completed_in_time"]:
         raise HelpersError("The run did not settle in time: is a worker stuck? Run it again "
                            "with fewer tasks or workers.")

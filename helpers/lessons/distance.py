@@ -59,7 +59,11 @@ def measure(workers: int, prefetch: int, round_trip_ms: float, task_ms: float, t
             *, queue_type: str = DEFAULT_QUEUE_KIND, broker=None, progress=None) -> dict:
     """One run of ``tasks`` equal tasks, workers ``round_trip_ms`` away: one row of figures
     (tasks per second per worker, so that runs with other worker counts compare)."""
-    result = runner.run(Experiment(workers, task_lists.equal(tasks, task_ms / 1000), WorkerConfig(prefetch=prefetch), latency_ms=round_trip_ms, queue_type=queue_type, save=False, label=f"far-r{round_trip_ms:g}-p{prefetch}"), broker=broker, progress=progress)
+    exp = Experiment(workers, task_lists.equal(tasks, task_ms / 1000),
+                     WorkerConfig(prefetch=prefetch), latency_ms=round_trip_ms,
+                     queue_type=queue_type, save=False,
+                     label=f"far-r{round_trip_ms:g}-p{prefetch}")
+    result = runner.run(exp, broker=broker, progress=progress)
     s = result.summary
     busy_s = sum(w["busy_s"] for w in s["per_worker"])
     ends = result.deliveries["end_s"].dropna()

@@ -31,7 +31,10 @@ def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,
     validate(workers, prefetch, work)  # before the first run, not after it
     out = {}
     for n, p in enumerate((0, prefetch)):
-        out[f"prefetch {prefetch_name(p)}"] = runner.run(Experiment(workers, work, WorkerConfig(prefetch=p), save=False, label=f"fair-p{p}", queue_type=queue_type), broker=broker, progress=chain_progress(progress, n * tasks, 2 * tasks))
+        exp = Experiment(workers, work, WorkerConfig(prefetch=p), save=False, label=f"fair-p{p}",
+                         queue_type=queue_type)
+        out[f"prefetch {prefetch_name(p)}"] = runner.run(exp, broker=broker,
+                                                         progress=chain_progress(progress, n * tasks, 2 * tasks))
     return out
 
 
@@ -80,7 +83,10 @@ def prefetch_sweep(workers: int = 2, tasks: int = 20, heavy: float = 0.2, light:
     work = task_lists.odd_heavy(tasks, heavy, light)
     rows = []
     for n, p in enumerate(prefetches):
-        result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=p), save=False, label=f"sweep-p{p}", queue_type=queue_type), broker=broker, progress=chain_progress(progress, n * tasks,
+        exp = Experiment(workers, work, WorkerConfig(prefetch=p), save=False, label=f"sweep-p{p}",
+                         queue_type=queue_type)
+        result = runner.run(exp, broker=broker,
+                            progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
         s = result.summary
         rows.append({"prefetch": prefetch_name(p), "makespan_s": s["makespan_s"],
@@ -144,7 +150,10 @@ def unequal_speeds(speeds="1, 3", tasks: int = 20, duration: float = 0.2,
     work = task_lists.equal(tasks, duration)
     out = {}
     for n, p in enumerate(prefetches):
-        result = runner.run(Experiment(len(speeds), work, WorkerConfig(prefetch=p), speeds=speeds, save=False, label=f"speeds-p{p}", queue_type=queue_type), broker=broker, progress=chain_progress(progress, n * tasks,
+        exp = Experiment(len(speeds), work, WorkerConfig(prefetch=p), speeds=speeds, save=False,
+                         label=f"speeds-p{p}", queue_type=queue_type)
+        result = runner.run(exp, broker=broker,
+                            progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
         result.summary.setdefault("speeds", speeds)
         out[f"prefetch {prefetch_name(p)}"] = result

@@ -24,7 +24,9 @@ def round_robin(workers: int = 3, tasks: int = 12, duration: float = 0.3,
                 progress=None) -> runner.RunResult:
     """Notebook 01: ``workers`` consumers with no prefetch limit, ``tasks`` equal tasks."""
     work = task_lists.equal(tasks, duration)
-    return runner.run(Experiment(workers, work, WorkerConfig(prefetch=0), save=False, label="round-robin", queue_type=queue_type), broker=broker, progress=progress)
+    exp = Experiment(workers, work, WorkerConfig(prefetch=0), save=False, label="round-robin",
+                     queue_type=queue_type)
+    return runner.run(exp, broker=broker, progress=progress)
 
 
 def first_deliveries(result: runner.RunResult) -> pd.DataFrame:

@@ -43,7 +43,10 @@ def scale_out(worker_counts=(1, 8), kind: str = "sleep", tasks: int = 32,
     rows = []
     for n, k in enumerate(worker_counts):
         work = task_lists.equal(tasks, task_ms / 1000, kind=kind)
-        s = runner.run(Experiment(k, work, WorkerConfig(prefetch=prefetch), save=False, label=f"scale-{kind}{k}"), broker=broker, progress=chain_progress(progress, n * tasks,
+        exp = Experiment(k, work, WorkerConfig(prefetch=prefetch), save=False,
+                         label=f"scale-{kind}{k}")
+        s = runner.run(exp, broker=broker,
+                       progress=chain_progress(progress, n * tasks,
                                                len(worker_counts) * tasks)).summary
         on_cores = max(tasks * task_ms / 1000 / min(k, cores()), task_ms / 1000)
         rows.append({"kind": kind, "workers": k, "makespan_s": s["makespan_s"],
@@ -120,7 +123,9 @@ def drain(workers: int = 2, add: int = 6, tasks: int = 240, task_ms: float = 40.
           after_s: float = 1.0, *, broker=None, progress=None) -> runner.RunResult:
     """A backlog of ``tasks`` published at once; ``add`` workers join after ``after_s`` s."""
     step = AddWorkers(add, after_s)
-    return runner.run(Experiment(workers, task_lists.equal(tasks, task_ms / 1000), WorkerConfig(prefetch=1), label="drain", save=False), steps=[step], broker=broker, progress=progress)
+    exp = Experiment(workers, task_lists.equal(tasks, task_ms / 1000), WorkerConfig(prefetch=1),
+                     label="drain", save=False)
+    return runner.run(exp, steps=[step], broker=broker, progress=progress)
 
 
 def drain_rates(result: runner.RunResult) -> dict:
@@ -169,7 +174,10 @@ def saturation(worker_counts=(1, 4), tasks: int = 2000, prefetch: int = 100, *,
     rows = []
     for n, k in enumerate(worker_counts):
         started = time.monotonic()
-        result = runner.run(Experiment(k, task_lists.equal(tasks, 0.0), WorkerConfig(prefetch=prefetch), save=False, label=f"zero-k{k}"), broker=broker, progress=chain_progress(
+        exp = Experiment(k, task_lists.equal(tasks, 0.0), WorkerConfig(prefetch=prefetch),
+                         save=False, label=f"zero-k{k}")
+        result = runner.run(exp, broker=broker,
+                            progress=chain_progress(
                                 progress, n * tasks, len(worker_counts) * tasks))
         s = result.summary
         rows.append({"workers": k, "tasks": s["tasks_completed"],

@@ -38,7 +38,10 @@ def skew_sweep(round_trip_ms: float = 20.0, prefetches=(1, 5, 20, 100), workers:
     long_ids = {t.id for t in work if t.duration * 1000 == long_ms}
     rows = []
     for n, prefetch in enumerate(prefetches):
-        result = runner.run(Experiment(workers, work, WorkerConfig(prefetch=prefetch), latency_ms=round_trip_ms, queue_type=queue_type, save=False, label=f"skew-p{prefetch}"), broker=broker, progress=chain_progress(progress, n * tasks,
+        exp = Experiment(workers, work, WorkerConfig(prefetch=prefetch), latency_ms=round_trip_ms,
+                         queue_type=queue_type, save=False, label=f"skew-p{prefetch}")
+        result = runner.run(exp, broker=broker,
+                            progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
         s, df = result.summary, result.deliveries
         done = df[df["finished_t"].notna()]

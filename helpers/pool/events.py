@@ -111,14 +111,8 @@ def _parse_each(lines: list[bytes], other: list[str]) -> list[dict]:
     return events
 
 
-def unacked(events: list[dict], alive: set[str]) -> int:
-    """Messages delivered to a live worker and not yet acked, by the workers' own account.
-
-    What ``messages_unacknowledged`` counts, without asking the broker: a delivery is held
-    from ``delivered`` until ``acked``; with ``auto`` acks it never is (the broker let go
-    as it sent it). A worker whose connection dropped (``disconnected``), or whose process
-    is gone (not in ``alive``), holds nothing: the broker has requeued what it had.
-    """
+def _held(events: list[dict]) -> dict[str, set]:
+    """Worker -> the deliveries it holds unacked, by its own account (see ``unacked``)."""
     auto: dict[str, bool] = {}
     held: dict[str, set] = {}
     for event in events:
@@ -128,9 +122,35 @@ def unacked(events: list[dict], alive: set[str]) -> int:
             held[worker] = set()
         elif kind == "delivered" and not auto.get(worker):
             held.setdefault(worker, set()).add(event.get("delivery"))
-        elif kind in ("acked", "abandoned", "dead-lettered") or (
+        elif kind in ("acked", "abandoned", "dead-lettered", "requeued", "rejected") or (
                 kind == "failed" and str(event.get("reason", "")).startswith("ack lost")):
             held.get(worker, set()).discard(event.get("delivery"))
         elif kind == "disconnected":
             held[worker] = set()
-    return sum(len(deliveries) for worker, deliveries in held.items() if worker in alive)
+    return held
+
+
+def unacked(events: list[dict], alive: set[str]) -> int:
+    """Messages delivered to a live worker and not yet acked, by the workers' own account.
+
+    What ``messages_unacknowledged`` counts, without asking the broker: a delivery is held
+    from ``delivered`` until ``acked``; with ``auto`` acks it never is (the broker let go
+    as it sent it). A worker whose connection dropped (``disconnected``), or whose process
+    is gone (not in ``alive``), holds nothing: the broker has requeued what it had.
+    """
+    return sum(len(deliveries) for worker, deliveries in _held(events).items()
+               if worker in alive)
+
+
+def finished_unacked(events: list[dict], alive: set[str]) -> int:
+    """Deliveries a live worker has finished but not yet acked: acks on their way.
+
+    A worker writes ``finished`` before its ack leaves; a run ends on the last ``finished``.
+    Stopping the worker in between makes the broker requeue a task that was done, and hand
+    it to a worker not yet stopped: a redelivery, and a task cut, that nothing else caused.
+    """
+    finished = {(e.get("worker"), e.get("delivery")) for e in events
+                if e.get("event") == "finished"}
+    return sum((worker, delivery) in finished
+               for worker, deliveries in _held(events).items() if worker in alive
+               for delivery in deliveries)

@@ -73,9 +73,6 @@ class ForkedProcess:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
 
 class ForkServer:
     """The pool's fork server: started on first use, ended by ``stop()`` (or its stdin)."""

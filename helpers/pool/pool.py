@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from helpers.core.connection import mask_url, rotated, url_list
 from helpers.errors import BadInputError, HelpersError
-from helpers.pool.events import EventLog, parse_lines
+from helpers.pool.events import EventLog, finished_unacked, parse_lines
 from helpers.pool import forked
 from helpers.worker.config import WorkerConfig
 from helpers.net.proxy import LatencyProxy
@@ -221,8 +221,11 @@ class WorkerPool:
         self.kills.append({"worker": handle.name, "t": time.time(), "signal": int(sig)})
         return handle
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop every worker: close stdin, then SIGTERM, then SIGKILL; reap all."""
+    def stop(self, timeout: float = 2.0, ack_grace_s: float = 1.0) -> None:
+        """Stop every worker: let acks of finished tasks leave (``ack_grace_s`` at most), then
+        close stdin, then SIGTERM, then SIGKILL; reap all."""
+        alive = {h.name for h in self.alive()}
+        self.wait_for(lambda pool: finished_unacked(pool.events, alive) == 0, ack_grace_s)
         handles = list(self.workers.values())
         for h in handles:
             try:

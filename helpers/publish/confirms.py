@@ -129,14 +129,14 @@ class _Pipeline:
         self.batch = min(self.batch * 2, PUMP_BATCH_MAX)
         while (self.next < len(self.pairs) and len(self.pending) < self.window
                and self.next < batch_end):
-            task_id, body, headers = self.pairs[self.next]
+            task_id, body, headers, priority = self.pairs[self.next]
             self.next += 1
             self.tag += 1
             self.pending[self.tag] = task_id
             if self.result.t_first is None:
                 self.result.t_first = time.time()
             self.channel.basic_publish("", self.spec.name, body,
-                                       message_properties(task_id, props_for, headers),
+                                       message_properties(task_id, props_for, headers, priority),
                                        self.mandatory)
             self.result.published.append(task_id)
         if (self.next < len(self.pairs) and len(self.pending) < self.window

@@ -101,8 +101,9 @@ def watch_blocked(conn, result: PublishResult, on_blocked=None) -> None:
     conn.add_on_connection_unblocked_callback(unblocked)
 
 
-def message_properties(task_id: str, persistent: bool, headers: dict | None = None):
+def message_properties(task_id: str, persistent: bool, headers: dict | None = None,
+                       priority: int | None = None):
     import pika
     return pika.BasicProperties(delivery_mode=2 if persistent else 1, message_id=task_id,
                                 content_type="application/json", content_encoding="utf-8",
-                                headers=headers)
+                                headers=headers, priority=priority)

@@ -26,18 +26,19 @@ from helpers.publish.confirms import publish_pipelined
 from helpers.publish.outcome import PublishResult, message_properties
 
 
-def _as_pairs(tasks) -> list[tuple[str, bytes, dict | None]]:
-    """Normalise tasks to ``(id, body, headers)``; headers are ``None`` unless given."""
+def _as_pairs(tasks) -> list[tuple[str, bytes, dict | None, int | None]]:
+    """Normalise tasks to ``(id, body, headers, priority)``; headers and priority are
+    ``None`` unless given (a ``Task``'s priority)."""
     pairs = []
     for i, task in enumerate(tasks):
         if isinstance(task, Task):
-            pairs.append((task.id, task.body(), None))
+            pairs.append((task.id, task.body(), None, task.priority))
         elif isinstance(task, (bytes, str)):
             body = task.encode() if isinstance(task, str) else task
-            pairs.append((f"m{i + 1:05d}", body, None))
+            pairs.append((f"m{i + 1:05d}", body, None, None))
         else:  # already (id, body) or (id, body, headers), e.g. another framework's message
             task_id, body, *rest = task
-            pairs.append((task_id, body, rest[0] if rest else None))
+            pairs.append((task_id, body, rest[0] if rest else None, None))
     if not pairs:
         raise BadInputError("There are no tasks to publish.")
     return pairs
@@ -97,11 +98,11 @@ def _publish_blocking(url, spec, pairs, persistent, confirm, mandatory, declare_
         if confirm:
             channel.confirm_delivery()
         result.t_first = time.time()
-        for task_id, body, headers in pairs:
+        for task_id, body, headers, priority in pairs:
             result.published.append(task_id)
             try:
                 channel.basic_publish("", spec.name, body,
-                                      message_properties(task_id, persistent, headers),
+                                      message_properties(task_id, persistent, headers, priority),
                                       mandatory=mandatory)
             except pe.UnroutableError:
                 result.returned.add(task_id)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from helpers.checks import check_prefetch
 from helpers.core.tasks import DOT_UNIT_S
 from helpers.errors import BadInputError
-from helpers.settings import ACK_MODES, WORK_MODES
+from helpers.settings import ACK_MODES, FAILURE_MODES, SIGTERM_MODES, WORK_MODES
 from helpers.worker.hooks import CRASH_POINTS, TaskHooks
 
 
@@ -49,6 +49,10 @@ class WorkerConfig:
     max_attempts: int = 0
     #: SQLite file recording each task's side effect (the idempotency lesson)
     effects: str | None = None
+    #: a failed task: ``reject`` (dead-letter), ``requeue`` (at once) or ``retry`` (later)
+    on_failure: str = "reject"
+    #: SIGTERM: ``graceful`` (finish, ack, close, exit 0) or ``die`` (at once, mid-task)
+    on_sigterm: str = "graceful"
 
     def __post_init__(self):
         check_prefetch(self.prefetch)
@@ -68,6 +72,10 @@ class WorkerConfig:
         if self.crash_at not in CRASH_POINTS:
             raise BadInputError(f"crash_at must be one of {', '.join(CRASH_POINTS)} "
                                 f"(got {self.crash_at!r}).")
+        if self.on_failure not in FAILURE_MODES or self.on_sigterm not in SIGTERM_MODES:
+            raise BadInputError(f"on_failure must be one of {', '.join(FAILURE_MODES)} and "
+                                f"on_sigterm one of {', '.join(SIGTERM_MODES)} (--on-failure, "
+                                f"--on-sigterm; got {self.on_failure!r}, {self.on_sigterm!r}).")
         if self.reserve_after is not None and not self.reserve_after >= 0:
             raise BadInputError(f"reserve_after (--reserve-after) must be 0 or more seconds "
                                 f"(got {self.reserve_after}).")

@@ -16,17 +16,9 @@ heartbeats, and it saves two thread hops per task, which is most of a short task
 overhead. The event lines of one task then leave in two writes: up to ``finished``
 before the ack, ``acked`` after it.
 
-In a terminal the worker speaks to a person, as the tutorial's ``worker.py`` does: a line
-when it waits, when a task is received and when it is done (``helpers.worker.console``). With
-``--events`` (what the pool passes) it writes events instead, one JSON line each on stdout:
-``ready``, ``delivered`` (with ``redelivered``, and ``delivery_count``: a quorum queue's
-``x-delivery-count``), ``started``, ``finished``, ``acked``, ``failed``, ``rejected``
-(sent to the dead-letter queue by the guard of ``task_hooks``), ``crashed`` (crash injection, a poison
-task), ``abandoned`` (its connection went away before the work started: the broker has
-requeued it), ``dead-lettered`` (a malformed body sent to ``<queue>.dead``: by the broker's
-policy or the queue's own argument, or by the worker itself where neither is set), ``cancelled`` (the broker
-cancelled the consumer), ``disconnected``. Each line carries the worker name, the wall-clock
-time ``t`` and, for deliveries, a ``delivery`` key unique in this process.
+In a terminal the worker speaks to a person, as the tutorial's ``worker.py`` does
+(``helpers.worker.console``); with ``--events`` (what the pool passes) it writes one JSON
+line per event on stdout (the list is in ``helpers.worker``'s docstring).
 """
 from __future__ import annotations
 
@@ -42,9 +34,11 @@ from helpers.core import tasks as task_bodies
 from helpers.worker.console import human_line
 from helpers.worker.console import preview as _preview
 from helpers.worker.config import WorkerConfig
+from helpers.worker import failure
 from helpers.worker.reserve import DEFAULT_AFTER_S, ReserveKeeper
-from helpers.settings import INLINE_MAX_S
-from helpers.core.topology import QueueSpec, declare, reject_for_good
+from helpers.worker.shutdown import GracefulStop
+from helpers.settings import FAIL_KIND, INLINE_MAX_S
+from helpers.core.topology import QueueSpec, declare
 
 #: One encoder for every event line (json.dumps with options builds a new one per call).
 _encode_line = json.JSONEncoder(separators=(",", ":")).encode
@@ -77,6 +71,7 @@ class Worker:
             after = DEFAULT_AFTER_S if config.reserve_after is None else config.reserve_after
             self.keeper = ReserveKeeper(self, after)
         self._broker_cancelled = False
+        self.stop, self._channel = GracefulStop(self), None  # SIGTERM (helpers.worker.shutdown)
 
     # -- events --------------------------------------------------------------------------
     def emit(self, event: str, flush: bool = True, **fields) -> None:
@@ -152,9 +147,11 @@ class Worker:
                   **({} if earlier is None else {"delivery_count": earlier}))
         reason = self.hooks.reject_reason(earlier)
         if reason and self.ack != "auto":  # the worker's own poison guard: never run it again
-            by = reject_for_good(channel, self.spec, method, props, body)
+            by = failure.reject_for_good(channel, self.spec, method, props, body)
             self.emit("rejected", delivery=delivery, task=task_id, reason=reason, by=by)
             return
+        if kind == FAIL_KIND and self.ack == "manual":  # a task that fails: failure.settle
+            return failure.fail(self, channel, method, props, body, delivery, task_id, seconds)
         job = (self._generation, channel, method.delivery_tag, delivery, task_id, seconds, kind)
         if inline:
             self._run_job(job, threadsafe=False)
@@ -165,7 +162,7 @@ class Worker:
 
     def _dead_letter(self, channel, method, props, body: bytes, delivery: str) -> None:
         """Send a malformed message to the dead-letter queue, and say so."""
-        by = reject_for_good(channel, self.spec, method, props, body)
+        by = failure.reject_for_good(channel, self.spec, method, props, body)
         self.emit("dead-lettered", delivery=delivery, task=props.message_id, by=by,
                   queue=self.spec.dead_letter_queue if self.spec.dead_letter else None)
 
@@ -212,8 +209,9 @@ class Worker:
 
         from helpers.core.connection import connect
 
+        self._broker_cancelled = False
         self._conn = connect(self.url, name=f"worker {self.name}", heartbeat=self.heartbeat)
-        channel = self._conn.channel()
+        channel = self._channel = self._conn.channel()
         declare(channel, self.spec)
         if self.prefetch:
             channel.basic_qos(prefetch_count=self.prefetch)
@@ -234,14 +232,22 @@ class Worker:
             channel.start_consuming()
         else:  # start_consuming would return while the consumer is cancelled on purpose
             self._broker_cancelled = False
-            while not self._broker_cancelled:
+            while not (self._broker_cancelled or self.stop.requested):
                 self._conn.process_data_events(time_limit=1)
+        if self.stop.requested:  # SIGTERM: finish the task in hand, ack it, close
+            return self.stop.finish(self._conn)
         self._conn.close()  # it returns once no consumer is left: the broker cancelled ours
         raise pika_errors.ConsumerCancelled("the broker cancelled the consumer")
 
     def _on_cancelled(self, _frame) -> None:
+        # A broker-sent basic.cancel: the queue was deleted, or (RabbitMQ 4.3, quorum
+        # queues) a delivery outlived the consumer timeout. Said once on stderr; the worker
+        # then consumes again (``run``), as after a lost connection.
         self._broker_cancelled = True
         self.emit("cancelled")
+        print(f"worker {self.name}: the broker cancelled its consumer on {self.spec.name} "
+              "(queue deleted, or a consumer timeout); consuming again", file=sys.stderr,
+              flush=True)
 
     def run(self) -> int:
         """Consume until killed; reconnect after a lost connection unless told not to."""
@@ -249,6 +255,7 @@ class Worker:
 
         from helpers.errors import BrokerAuthError, BrokerConnectionError, TopologyError
 
+        self.stop.install()
         if self.mode == "thread":
             threading.Thread(target=self._work_loop, name="work", daemon=True).start()
         if self.human and self.note:
@@ -271,7 +278,7 @@ class Worker:
             self.emit("disconnected", reason=repr(problem)[:300])
             if not self.reconnect:
                 return 1
-            if self._ready_generation == self._generation - 1:
+            if self._ready_generation == self._generation - 1 and not self._broker_cancelled:
                 # First failure since the last good connection: say so once (on stderr,
                 # the events stay on stdout), and start the back-off from the bottom.
                 print(f"worker {self.name}: lost the broker ({type(problem).__name__}); "

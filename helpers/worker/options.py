@@ -12,7 +12,7 @@ import sys
 import threading
 
 from helpers.core import tasks as task_bodies
-from helpers.settings import ACK_MODES, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS, WORK_MODES, amqp_url
+from helpers.settings import ACK_MODES, FAILURE_MODES, SIGTERM_MODES, DEFAULT_QUEUE, DEFAULT_QUEUE_KIND, QUEUE_KINDS, WORK_MODES, amqp_url
 from helpers.worker.hooks import TaskHooks
 from helpers.core.topology import QueueSpec
 from helpers.worker.config import WorkerConfig
@@ -47,6 +47,12 @@ def build_parser(prog: str = "python -m helpers.worker",
                    help="seconds the task in hand may run before the reserve goes back "
                         "(default 0.01; implies --reserve)")
     TaskHooks.add_arguments(p)
+    p.add_argument("--on-failure", choices=FAILURE_MODES, default="reject",
+                   help="a failed task: dead-letter it (reject), requeue it at once "
+                        "(requeue) or send it to its retry queue (retry; the queue's delays)")
+    p.add_argument("--on-sigterm", choices=SIGTERM_MODES, default="graceful",
+                   help="graceful: stop consuming, finish the task in hand, ack, close, "
+                        "exit 0; die: end at once, mid-task (Python's default)")
     p.add_argument("--no-reconnect", action="store_true")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="exit when stdin closes (set by the pool)")

@@ -1,0 +1,133 @@
+"""A flood into a queue with a length limit (``fault overflow``): back-pressure or loss.
+
+The same flood, published at once to a queue of ``max_length`` (``x-max-length``) that two
+slow workers drain, two runs side by side:
+
+* ``reject-publish``: a full queue refuses new messages, and the broker *nacks* them: the
+  producer knows, waits (``retry_s``, doubling) and publishes the refused ones again, until
+  every task is confirmed: nothing lost, the flood slowed to the workers' pace;
+* ``drop-head``: a full queue drops its *oldest* message for each new one: every publish is
+  confirmed, and the dropped tasks are simply gone, without a word to anyone.
+
+Own keys: ``confirmed`` (reject-publish, in the end), ``nacked`` (nacks received, all
+rounds), ``nacked_first`` (of the first pass), ``republish_rounds``, ``lost_reject_publish``,
+``lost_drop_head``, ``confirmed_drop_head``, ``max_length``, ``flood``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from helpers.broker import resolve as broker_mod
+from helpers.core import topology
+from helpers.core.tasks import Task
+from helpers.experiment import skeleton as runner
+from helpers.experiment.steps import Run, Step
+from helpers.experiment.value import Experiment
+from helpers.faults.steps import Leftovers, combine, in_parallel
+from helpers.publish import producer
+
+DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 200, "duration": 0.01}
+MODES = ("reject-publish", "drop-head")
+
+
+class Republish(Step):
+    """The producer's side of back-pressure: publish what the broker nacked again, later."""
+
+    def __init__(self, tasks: list[Task], retry_s: float = 0.05):
+        self.by_id, self.retry_s = {t.id: t for t in tasks}, retry_s
+        self.nacked_first = self.nacked = self.rounds = 0
+        self._confirmed: set = set()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def started(self, run: Run) -> None:
+        self.nacked_first = self.nacked = len(run.published.nacked)
+        threading.Thread(target=self._loop, args=(run, set(run.published.nacked)),
+                         name="republish", daemon=True).start()
+
+    def _loop(self, run: Run, waiting: set) -> None:
+        wait_s = self.retry_s
+        try:
+            while waiting:
+                time.sleep(wait_s)
+                wait_s = min(wait_s * 2, 0.5)
+                again = producer.publish(run.broker.url, run.spec,
+                                         [self.by_id[i] for i in sorted(waiting)],
+                                         declare_queue=False, name=f"republish {run.spec.name}")
+                self.rounds += 1
+                self.nacked += len(again.nacked)
+                if again.confirmed:
+                    wait_s = self.retry_s  # progress: the queue has room again
+                with self._lock:
+                    self._confirmed |= again.confirmed
+                waiting -= again.confirmed
+        finally:
+            self._done.set()
+
+    def holds(self, run: Run) -> bool:
+        with self._lock:  # merged here, in the skeleton's thread, which reads the set
+            run.published.confirmed |= self._confirmed
+        return not self._done.is_set()
+
+    def finished(self, run: Run, done: bool) -> None:
+        self.holds(run)
+
+    def summary(self, run: Run) -> dict:
+        return {"nacked": self.nacked, "nacked_first": self.nacked_first,
+                "republish_rounds": self.rounds}
+
+
+class UntilEmpty(Step):
+    """End the run once the queue is empty and no worker holds a task (drop-head: the
+    dropped tasks will never be done, so the run cannot wait for them)."""
+
+    def __init__(self):
+        self._next = 0.0
+
+    def ends(self, run: Run) -> bool:
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + 0.2
+        events = run.pool.snapshot()
+        held = {e["delivery"] for e in events if e["event"] == "delivered"} - {
+            e["delivery"] for e in events if e["event"] == "acked"}
+        return not held and topology.count(run.broker.url, run.spec.name) == 0
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list, *, max_length: int = 20,
+        kind: str = "classic", broker=None) -> runner.RunResult:
+    """Both runs as one result: a flood of ``len(tasks)`` tasks (prefetch is 1)."""
+    broker = broker or broker_mod.get()
+    flood, task_s = len(tasks), tasks[0].duration
+
+    def work(label: str) -> list[Task]:
+        return [Task(f"{label}-t{i:04d}", task_s) for i in range(1, flood + 1)]
+
+    def one(label: str) -> runner.RunResult:
+        spec = topology.unique_spec(f"overflow-{label}", kind=kind, dead_letter=False,
+                                    max_length=max_length, overflow=label)
+        exp = Experiment(workers, work(label), queue=spec, label=f"overflow-{label}", save=False)
+        step = Republish(work(label)) if label == "reject-publish" else UntilEmpty()
+        return runner.run(exp, broker=broker, steps=[step, Leftovers()])
+
+    results = in_parallel({label: (lambda x=label: one(x)) for label in MODES})
+    rp, dh = results["reject-publish"].summary, results["drop-head"].summary
+    own = {"confirmed": len(results["reject-publish"].publish.confirmed),
+           "nacked": rp["nacked"], "nacked_first": rp["nacked_first"],
+           "republish_rounds": rp["republish_rounds"],
+           "lost_reject_publish": rp["tasks_lost"], "lost_drop_head": dh["tasks_lost"],
+           "confirmed_drop_head": len(results["drop-head"].publish.confirmed),
+           "max_length": max_length, "flood": flood}
+    durations = {t.id: t.duration for label in MODES for t in work(label)}
+    return combine(name, results, durations, own)
+
+
+def line(summary: dict) -> str:
+    """The figures in one line, as the CLI prints them."""
+    s = summary
+    return (f"{s['flood']} tasks into a queue of at most {s['max_length']}: reject-publish "
+            f"nacked {s['nacked']} publishes ({s['nacked_first']} in the first pass, "
+            f"{s['republish_rounds']} rounds again), {s['confirmed']} confirmed, lost "
+            f"{s['lost_reject_publish']}; drop-head confirmed {s['confirmed_drop_head']} and "
+            f"lost {s['lost_drop_head']} without a word")
