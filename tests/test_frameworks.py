@@ -180,3 +180,43 @@ def test_run_framework_refuses_what_does_not_apply(argv, fragment, monkeypatch, 
                                                          if "--prefetch" not in argv else [])
     assert cli.main(base + argv) == 2
     assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.broker
+def test_transient_non_exclusive_queues_are_refused_from_rabbitmq_4_3(broker):
+    """Why Celery up to 5.6 fails on RabbitMQ 4.3 (541 on its pidbox and celeryev queues,
+    kombu#2237): measured here, pinned per version; exclusive and durable queues are fine."""
+    import uuid
+
+    import pika.exceptions
+
+    from helpers.core.connection import connect
+
+    name = f"transient-{uuid.uuid4().hex[:8]}"
+    with connect(broker.url, name="test transient queues") as conn:
+        channel = conn.channel()
+        channel.queue_declare("", exclusive=True)  # what Celery 5.7 declares (celery#10287)
+        if broker.version_tuple() >= (4, 3):
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+                channel.queue_declare(name, durable=False, exclusive=False)
+            assert refused.value.reply_code == 541
+        else:
+            channel.queue_declare(name, durable=False, exclusive=False)
+            channel.queue_delete(name)
+
+
+@pytest.mark.broker
+def test_celery_runs_with_its_remote_control_on(broker):
+    """Celery as shipped (remote control, mingle, gossip: its pidbox queue declared) starts
+    and works on this broker; on RabbitMQ 4.3 only because Celery 5.7 declares that queue
+    exclusive (control_queue_exclusive, default True)."""
+    needs("celery")
+    from helpers.core import tasks
+    from helpers.experiment import skeleton
+    from helpers.experiment.value import Experiment
+
+    shipped = FrameworkConfig("celery", remote_control=True)
+    result = skeleton.run(Experiment(1, tuple(tasks.equal(2, 0.01)), framework=shipped,
+                                     save=False, label="test-celery-shipped"), broker=broker)
+    assert result.summary["tasks_completed"] == 2
+    assert result.summary["framework_settings"] == {"worker_enable_remote_control": True}

@@ -45,8 +45,8 @@ app.conf.update(
     worker_redirect_stdouts=False,       # fd 1 carries the events
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
-    **CHOSEN,
 )
+app.conf.update(CHOSEN)  # last: a run's choice wins (remote control too, see config.py)
 
 
 @app.task(name="helpers.sleep")

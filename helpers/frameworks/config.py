@@ -47,6 +47,9 @@ class FrameworkConfig:
     acks_late: bool | None = None
     #: Celery's ``task_reject_on_worker_lost`` (None: its default, off)
     reject_on_worker_lost: bool | None = None
+    #: Celery's remote control, mingle and gossip, on as Celery ships them (its pidbox queue
+    #: declared); False (the runs here): off, so the worker declares its task queue only
+    remote_control: bool = False
 
     def __post_init__(self):
         if self.name not in NAMES:
@@ -54,7 +57,7 @@ class FrameworkConfig:
                                 f"(got {self.name!r}).")
         if self.prefetch is not None:
             check_prefetch(self.prefetch)
-        if self.name != "celery" and (self.acks_late is not None
+        if self.name != "celery" and (self.acks_late is not None or self.remote_control
                                       or self.reject_on_worker_lost is not None):
             raise BadInputError("acks_late and reject_on_worker_lost are Celery's settings; "
                                 "Dramatiq always acks after the task.")
@@ -74,7 +77,8 @@ class FrameworkConfig:
         if self.name == "celery":
             chosen = {"worker_prefetch_multiplier": self.prefetch,
                       "task_acks_late": self.acks_late,
-                      "task_reject_on_worker_lost": self.reject_on_worker_lost}
+                      "task_reject_on_worker_lost": self.reject_on_worker_lost,
+                      "worker_enable_remote_control": self.remote_control or None}
         else:
             chosen = {"dramatiq_queue_prefetch": None if self.prefetch is None
                       else self.prefetch or MAX_PREFETCH}
@@ -94,10 +98,11 @@ class FrameworkConfig:
         if self.name == "celery":
             # No gossip, mingle or heartbeat events, and remote control off (in the app):
             # the worker declares its task queue and nothing else (see celery_worker).
+            quiet = [] if self.remote_control else ["--without-gossip", "--without-mingle",
+                                                    "--without-heartbeat"]
             return [sys.executable, "-m", "celery", "-A", "helpers.frameworks.celery_worker",
                     "--quiet", "worker", "--pool", "prefork", "--concurrency",
-                    str(CONCURRENCY), "-Q", spec.name, "-n", f"{name}@helpers",
-                    "--without-gossip", "--without-mingle", "--without-heartbeat",
+                    str(CONCURRENCY), "-Q", spec.name, "-n", f"{name}@helpers", *quiet,
                     "--loglevel", "WARNING"]
         return [sys.executable, "-m", "dramatiq", "helpers.frameworks.dramatiq_worker",
                 "--processes", "1", "--threads", str(CONCURRENCY), "--queues", spec.name]
