@@ -8,9 +8,11 @@ Celery's defaults (acks as the task starts, ``worker_prefetch_multiplier`` 4).
 What the worker declares on the broker: its task queue, durable, with the arguments the run
 declared it with (a quorum queue by default, as in the tutorial), through the default
 exchange, and nothing else: remote control is off here and gossip, mingle and heartbeat
-events on the command line, so no pidbox or ``celeryev`` queue is declared. (Those are
-transient non-exclusive queues before Celery 5.7, which RabbitMQ 4.3 refuses with 541
-INTERNAL_ERROR; Celery 5.7 declares them exclusive, celery#10287, kombu#2531.)
+events on the command line, so no pidbox or ``celeryev`` queue is declared. (Before Celery
+5.7 those are transient non-exclusive queues, which a RabbitMQ that denies the deprecated
+``transient_nonexcl_queues``, 4.3.0's default, refuses with 541 INTERNAL_ERROR; Celery 5.7
+declares them exclusive, celery#10287, kombu#2531. ``FrameworkConfig(remote_control=True)``
+turns them back on.)
 
 Timing, without changing what Celery does: signal receivers and one wrapper write the
 project's events (``helpers.frameworks.emit``): ``ready`` (``worker_ready``, the consumer
