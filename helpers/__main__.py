@@ -133,7 +133,7 @@ def _run(args) -> int:
         Path(args.json).write_text(json.dumps(result.summary, indent=2, default=str))
     if args.plot:
         from helpers.measure import plots
-        plots.run_figure(result, title=f"{args.workers} workers, prefetch "
+        plots.run_figure(result, title=f"{who}{args.workers} workers, prefetch "
                                        f"{args.prefetch or 'unlimited'}").savefig(args.plot,
                                                                                  dpi=110)
     return 0 if result.summary["tasks_lost"] == 0 else 1
