@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,frameworks]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,11 +45,12 @@ test: broker-ready $(STAMP)
 # Side-by-side benchmarks (figures, not tests; kept out of `make test`): the project's
 # workers beside tutorial-style pika workers and Celery, on one broker in one run. Prints one
 # table, writes build/bench.json and docs/figures/bench-side-by-side.png; a few minutes.
-# Celery comes from the `bench` extra. A private node not running before is stopped after.
+# Celery comes from the `frameworks` extra, which `make install` installs (`bench` pins the
+# same version). A private node not running before is stopped after.
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/pip install --quiet -e ".[test,frameworks,bench]"
 	touch $(BENCH_STAMP)
 
 bench: broker-ready $(BENCH_STAMP)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import heapq
 import json
 import os
 import signal
@@ -23,9 +22,12 @@ import uuid
 import weakref
 from pathlib import Path
 
+from helpers import frameworks
 from helpers.broker.model import Broker
+from helpers.frameworks import messages
 from helpers.publish import producer
 from helpers.measure import timing
+from helpers.measure.timing import greedy_floor  # noqa: F401 (bench.py uses peers.greedy_floor)
 from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.settings import CHECKOUT
@@ -49,12 +51,8 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux): SIGTER
 
 
 def celery_available() -> bool:
-    """True when Celery is installed (``pip install -e '.[bench]'``)."""
-    try:
-        import celery  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when Celery is installed (``pip install -e '.[frameworks]'``)."""
+    return frameworks.available("celery")
 
 
 def tutorial_command(url: str, spec: topology.QueueSpec, name: str) -> list[str]:
@@ -72,15 +70,8 @@ def celery_command(url: str, spec: topology.QueueSpec, name: str) -> list[str]:
 
 
 def celery_messages(tasks: list[Task]) -> list[tuple[str, bytes, dict]]:
-    """``tasks`` as Celery task messages (protocol 2, built by Celery itself)."""
-    from benchmarks.celery_app import app
-
-    out = []
-    for task in tasks:
-        message = app.amqp.as_task_v2(task.id, "bench.sleep", args=(task.id, task.duration),
-                                      ignore_result=True)
-        out.append((task.id, json.dumps(message.body).encode(), message.headers))
-    return out
+    """``tasks`` as Celery task messages for ``bench.sleep`` (protocol 2, built by Celery)."""
+    return messages.celery(tasks, "bench.sleep")
 
 
 class PeerWorkers:
@@ -288,18 +279,3 @@ def gaps(rows, t_first: float) -> dict:
     last = [max(end for _start, end in spans) for spans in by_worker.values()]
     tail = (max(last) - sum(last) / len(last)) * 1000 if last else float("nan")
     return {"gap_ms": median(between), "first_start_ms": median(first), "tail_ms": tail}
-
-
-def greedy_floor(durations: list[float], workers: int, gap_s: float = 0.0,
-                 first_s: float = 0.0) -> float:
-    """Makespan / ideal of dispatching ``durations`` in queue order, each to the worker free
-    first (what prefetch 1 does), when every worker starts ``first_s`` after the first
-    publish and waits ``gap_s`` between tasks, and nothing else costs: the floor those two
-    costs leave (with both 0, the floor of whole tasks alone)."""
-    ideal = max(sum(durations) / workers, max(durations, default=0.0))
-    if ideal <= 0:
-        return float("nan")
-    free = [first_s] * workers
-    for duration in durations:
-        heapq.heappush(free, heapq.heappop(free) + duration + gap_s)
-    return max(free) / ideal

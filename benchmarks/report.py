@@ -159,7 +159,7 @@ def render(out: dict, peer_list) -> str:
     if out["runs"]:
         lines += ["greedy floor: makespan/ideal of dispatching the tasks in queue order, each to "
                   "the worker free first,", "with that run's own gap and first start as its only "
-                  "costs (benchmarks.peers.greedy_floor)", ""]
+                  "costs (helpers.measure.timing.greedy_floor)", ""]
     if out.get("startup"):
         ways = list(next(iter(out["startup"].values())))
         lines.append(f"{'start-up to all consuming, s':<34}" + "".join(f"{w:>21}" for w in ways))

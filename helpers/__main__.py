@@ -88,6 +88,7 @@ def _new_task(args) -> int:
 
 
 def _run(args) -> int:
+    from helpers import frameworks
     from helpers.cli.progress import Bar
     from helpers.core import tasks
     from helpers.experiment import skeleton as runner
@@ -101,15 +102,20 @@ def _run(args) -> int:
         if args.tasks is None:
             raise BadInputError("Give --tasks N (with --heavy and --light) or --workload CSV.")
         work = tasks.odd_heavy(args.tasks, args.heavy, args.light, kind=args.kind)
+    framework = frameworks.from_run_options(args.framework, args.prefetch, args.ack,
+                                            pika_only=args.reserve or args.mode != "thread"
+                                            or args.heartbeat is not None)
     # Every value is checked once, here, before the broker is asked for anything.
     experiment = Experiment(
         args.workers, work, WorkerConfig(prefetch=args.prefetch, ack=args.ack, mode=args.mode,
                                          heartbeat=args.heartbeat, reserve=args.reserve),
         queue_type=args.queue_type, latency_ms=args.latency, kill_every=args.kill_every,
-        seed=args.seed, label=f"k{args.workers}-p{args.prefetch}")
+        seed=args.seed, label=f"{args.framework}-k{args.workers}-p{args.prefetch}",
+        framework=framework)
 
     far = f", workers {args.latency:g} ms round trip away" if args.latency else ""
-    print(f"{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
+    who = f"{framework.label}: " if framework else ""
+    print(f"{who}{args.workers} workers, prefetch {args.prefetch or 'unlimited'}, "
           f"{len(work)} tasks{far} ...", file=sys.stderr)
     with Bar("tasks", total=len(work), desc="done", before="starting workers") as progress:
         result = runner.run(experiment, progress=progress)
@@ -124,7 +130,7 @@ def _run(args) -> int:
         Path(args.json).write_text(figures.dumps(result.summary, indent=2))
     if args.plot:
         from helpers.measure import plots
-        plots.run_figure(result, title=f"{args.workers} workers, prefetch "
+        plots.run_figure(result, title=f"{who}{args.workers} workers, prefetch "
                                        f"{args.prefetch or 'unlimited'}").savefig(args.plot,
                                                                                  dpi=110)
     return 0 if result.summary["tasks_lost"] == 0 else 1

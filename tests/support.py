@@ -37,3 +37,13 @@ def eventually(condition, timeout: float = 30.0, what: str | None = None,
 #: its item by conftest as it runs, for a test that decides by another's
 #: (``test_notebooks.py`` by the browser test's).
 PHASES = pytest.StashKey[dict]()
+
+
+def skip_without_frameworks(stem: str) -> None:
+    """Notebook 09 runs Celery and Dramatiq: without them it skips locally, fails under CI."""
+    from helpers import frameworks
+
+    absent = [n for n in ("celery", "dramatiq") if not frameworks.available(n)]
+    if stem == "09_frameworks" and absent:
+        message = f"{stem} needs {' and '.join(absent)}: {frameworks.INSTALL_HINT}"
+        pytest.fail(message) if IN_CI else pytest.skip(message)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from browser_lab import Lab, find_chromium, launch_chromium
-from support import IN_CI, eventually, kernel_environment
+from support import IN_CI, eventually, kernel_environment, skip_without_frameworks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -50,6 +50,8 @@ CLICKS = {
     "06_pitfalls": Clicks("Try a pitfall", "workers", 2, expect="then dead-lettered"),
     "07_cluster": Clicks("Kill a node of the cluster", "workers", 4, expect="leader-kill"),
     "08_retries_and_order": Clicks("Back-pressure", "max length", 30, expect="reject-publish"),
+    "09_frameworks": Clicks("Pika, Celery and Dramatiq", "workers", 3,
+                            expect="Celery acks_late, prefetch 1"),
 }
 
 
@@ -220,6 +222,7 @@ def save_output_shots(page, folder: Path) -> None:
 @pytest.mark.browser
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_in_the_browser(path, lab, timings, record_property):
+    skip_without_frameworks(path.stem)
     server, context = lab
     clicks = CLICKS.get(path.stem)
     assert clicks is not None, f"add what to click in {path.name} to CLICKS in {__name__}"

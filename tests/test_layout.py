@@ -21,7 +21,7 @@ LAYERS = {
     "broker": 2,
     "net": 3, "worker": 3, "publish": 3,
     "pool": 4,
-    "measure": 5,
+    "measure": 5, "frameworks": 5,
     "experiment": 6,
     "faults": 7,
     "lessons": 8,

@@ -24,12 +24,13 @@ import pytest
 from helpers.cli import notebooks as nbrun
 from helpers.broker.model import find_rabbitmq_server
 
-from support import IN_CI, PHASES, kernel_environment
+from support import IN_CI, PHASES, kernel_environment, skip_without_frameworks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = nbrun.notebook_paths([ROOT / "notebooks"])
 EXPECTED = ["01_round_robin", "02_acknowledgements", "03_durability", "04_fair_dispatch",
-            "05_scaling", "06_pitfalls", "07_cluster", "08_retries_and_order"]
+            "05_scaling", "06_pitfalls", "07_cluster", "08_retries_and_order",
+            "09_frameworks"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 #: Code cells stay short; anything longer belongs in helpers/.
 MAX_CELL_LINES = 9
@@ -109,6 +110,7 @@ def test_notebook_runs_headless(path, kernel_env, timings, record_property, requ
         if IN_CI:
             pytest.fail("CI needs rabbitmq-server for notebook 07's private cluster")
         pytest.skip("notebook 07 runs a private cluster: no rabbitmq-server here")
+    skip_without_frameworks(path.stem)
     reason = skip_reason(path.stem, _browser_phases(request, path.stem))
     if reason:
         pytest.skip(reason)
@@ -204,6 +206,7 @@ def _visible_text(outputs) -> str:
     if p.stem in NO_MANAGEMENT_SKIP else p for p in NOTEBOOKS], ids=lambda p: p.stem)
 def test_notebook_runs_without_a_management_api(path, bare_env, timings, record_property):
     """Top to bottom against a broker with no management plugin, through AMQP_URL."""
+    skip_without_frameworks(path.stem)
     outputs, took = _run_checked(path, timings, f"{path.name} (no management API)")
     record_property("seconds", round(took, 1))
     text = _visible_text(outputs)

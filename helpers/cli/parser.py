@@ -111,7 +111,15 @@ def build_parser(handlers: dict, prog: str = "python -m helpers",
                    help="how many worker processes (required)")
     p.add_argument("--prefetch", type=int, required=True, metavar="P",
                    help="unacknowledged tasks each worker may hold; 0 = unlimited, pure round "
-                        "robin (required)")
+                        "robin (required). With --framework celery it is "
+                        "worker_prefetch_multiplier (one task at a time per worker, "
+                        "--concurrency 1; 0 = no limit, as in Celery); with --framework dramatiq "
+                        "it is dramatiq_queue_prefetch (--threads 1; 0 asks 65535, since "
+                        "Dramatiq's own 0 means 2 x threads)")
+    p.add_argument("--framework", choices=("pika", "celery", "dramatiq"), default="pika",
+                   help="who runs the tasks: the project's pika workers, or real Celery or "
+                        "Dramatiq workers (pip install -e '.[frameworks]'); same table, same "
+                        "--json keys (default: pika)")
     p.add_argument("--tasks", type=int, metavar="N",
                    help="how many tasks, odd ones heavy, even ones light (required unless "
                         "--workload)")
@@ -130,8 +138,10 @@ def build_parser(handlers: dict, prog: str = "python -m helpers",
                         "(default: never)")
     # "never" is left out: a run whose workers never ack could not finish.
     p.add_argument("--ack", choices=[m for m in settings.ACK_MODES if m != "never"],
-                   default="manual", help="manual: ack after the work; auto: the broker "
-                                          "forgets a task once sent (default: manual)")
+                   default="manual", help="manual: ack after the work (celery: "
+                   "task_acks_late=True); auto: the broker forgets a task once sent (celery: "
+                   "its default, acks as the task starts; dramatiq always acks after the "
+                   "work) (default: manual)")
     p.add_argument("--mode", choices=settings.WORK_MODES, default="thread", help=MODE_HELP)
     p.add_argument("--heartbeat", type=int, metavar="S",
                    help="heartbeat interval the workers ask for, in seconds; 0 = off "

@@ -248,6 +248,11 @@ def message_count(channel, name: str) -> int:
     return channel.queue_declare(queue=name, passive=True).method.message_count
 
 
+def consumer_count(channel, name: str) -> int:
+    """Consumers of queue ``name`` (passive declare: never creates it)."""
+    return channel.queue_declare(queue=name, passive=True).method.consumer_count
+
+
 def count(url: str, name: str) -> int | None:
     """``message_count`` on a connection of its own; None when the queue does not exist."""
     import pika.exceptions as pe

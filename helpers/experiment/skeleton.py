@@ -27,6 +27,7 @@ from helpers.errors import HelpersError
 from helpers.measure.monitor import QueueMonitor
 from helpers.publish.pacing import PacedPublisher
 from helpers.pool.pool import WorkerPool
+from helpers.frameworks.pool import FrameworkPool
 from helpers.experiment.kills import WorkerKills
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
@@ -82,7 +83,12 @@ def run(experiment: Experiment, *, broker: Broker | None = None, steps=(), progr
         step.check(broker)
     spec = dead_letter.prepare(broker, exp.spec())
     topology.setup(broker.url, spec, purge=True)
-    pool = WorkerPool(broker.url, spec, exp.worker, latency_ms=exp.latency_ms)
+    if exp.framework is None:
+        pool = WorkerPool(broker.url, spec, exp.worker, latency_ms=exp.latency_ms)
+        messages, extra_queues = list(exp.tasks), []
+    else:  # Celery's or Dramatiq's workers, and the tasks as their messages
+        pool = FrameworkPool(broker.url, spec, exp.framework)
+        messages, extra_queues = pool.messages(exp.tasks), exp.framework.extra_queues(spec)
     run = Run(broker, spec, pool, list(exp.tasks), declared_at=time.monotonic())
     sampler = QueueMonitor(broker, spec.name) if exp.monitor else None
     ideal = timing.ideal_makespan(durations.values(), exp.workers, exp.speeds)
@@ -100,7 +106,7 @@ def run(experiment: Experiment, *, broker: Broker | None = None, steps=(), progr
             sampler.start()
         if exp.pace is None:
             with _reporting(pool, progress, len(exp.tasks)):  # a big publish takes seconds
-                run.published = producer.publish(broker.url, spec, exp.tasks,
+                run.published = producer.publish(broker.url, spec, messages,
                                                  declare_queue=False,
                                                  name=f"producer {spec.name}")
             if run.published.error:
@@ -126,6 +132,8 @@ def run(experiment: Experiment, *, broker: Broker | None = None, steps=(), progr
             if sampler:
                 sampler.stop()
             (discard or topology.discard)(broker.url, spec)
+            if extra_queues:
+                topology.discard(broker.url, *extra_queues)
     return _result(run, exp, durations, spawn_s, done, steps, sampler)
 
 
@@ -191,7 +199,10 @@ def _result(run: Run, exp: Experiment, durations: dict, spawn_s: float, done: bo
     summary = timing.summarize(
         events, published.published, published.confirmed, durations, run.names,
         published.t_first, speeds=exp.speeds, frame=df, prefetch=exp.prefetch,
-        ack=exp.worker.ack, mode=exp.worker.mode,
+        ack=exp.worker.ack if exp.framework is None else "framework",
+        mode=exp.worker.mode if exp.framework is None else "framework",
+        framework="pika" if exp.framework is None else exp.framework.name,
+        framework_settings={} if exp.framework is None else exp.framework.settings(),
         spawn_s=round(spawn_s, 4), kills=len(run.pool.kills), completed_in_time=done,
         queue=run.spec.name, queue_type=run.spec.kind,
         dead_letter=dead_letter.route(run.spec), broker_version=run.broker.version(),

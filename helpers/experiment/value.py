@@ -18,6 +18,7 @@ from helpers.checks import is_number, validate
 from helpers.core import topology
 from helpers.core.tasks import Task
 from helpers.errors import BadInputError
+from helpers.frameworks.config import FrameworkConfig
 from helpers.net.proxy import check_round_trip
 from helpers.settings import DEFAULT_QUEUE_KIND, QUEUE_KINDS
 from helpers.worker.config import WorkerConfig
@@ -50,6 +51,9 @@ class Experiment:
     monitor: bool = False
     #: write the run's events and summary under ``data/runs``
     save: bool = True
+    #: who runs the tasks: None, the project's pika workers (``worker``); or Celery's or
+    #: Dramatiq's workers with their settings (``worker`` is then not used)
+    framework: FrameworkConfig | None = None
     #: ``PacedPublisher`` options (batch, every_s, ...) to publish over time; None: at once
     pace: dict | None = None
 
@@ -65,6 +69,9 @@ class Experiment:
         if self.speeds is not None and not all(is_number(v) and 0 < v < math.inf
                                                for v in self.speeds):
             raise BadInputError(f"speeds must all be numbers above 0 (got {list(self.speeds)}).")
+        if self.framework is not None and (self.speeds or self.latency_ms or self.pace):
+            raise BadInputError("Celery and Dramatiq workers here run at speed 1 and next to "
+                                "the broker, published at once: leave speeds, latency and pace out.")
         if len({t.id for t in self.tasks}) != len(self.tasks):
             raise BadInputError("Task ids must be unique within a run.")
         if self.queue is None and self.queue_type not in QUEUE_KINDS:
@@ -73,6 +80,9 @@ class Experiment:
 
     @property
     def prefetch(self) -> int:
+        """The prefetch each worker's consumer asks for (a framework's: what its settings give)."""
+        if self.framework is not None:
+            return self.framework.effective_prefetch
         return self.worker.prefetch
 
     def spec(self) -> topology.QueueSpec:

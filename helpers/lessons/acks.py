@@ -24,6 +24,7 @@ from helpers.core import topology
 from helpers.core import tasks as task_lists
 from helpers.core.connection import connect
 from helpers.errors import BadInputError, HelpersError
+from helpers.frameworks.config import FrameworkConfig
 from helpers.pool.events import unacked
 from helpers.pool.pool import WorkerPool
 from helpers.settings import DEFAULT_QUEUE_KIND
@@ -47,19 +48,31 @@ class KillResult:
     summary: dict
     deliveries: pd.DataFrame
     lost: list
+    #: Celery's or Dramatiq's workers (notebook 09); None: the project's pika workers
+    framework: FrameworkConfig | None = None
 
     @property
     def label(self) -> str:
+        if self.framework is not None:
+            return self.framework.label
         if self.ack == "auto":
             return "auto_ack (prefetch does not apply)"
         return f"{self.ack} acks, prefetch {self.prefetch or 'unlimited'}"
 
 
 def _busy_workers(pool: WorkerPool) -> set:
-    """Live workers holding a delivery they have not finished."""
-    df = timing.deliveries(pool.snapshot())
+    """Live workers holding a delivery they have not finished. A task a kill cut off is
+    over once its worker has said what became of it (acked or requeued): Celery's main
+    process outlives its pool child, and decides a few seconds after the child died."""
+    events = pool.snapshot()
+    df = timing.deliveries(events)
     live = {h.name for h in pool.alive()}
     open_rows = df[df["finished_t"].isna() & df["worker"].isin(live)]
+    answered = {e.get("delivery") for e in events if e.get("event") in ("acked", "requeued")}
+    for k in pool.kills:
+        open_rows = open_rows[~((open_rows["worker"] == k["worker"])
+                                & (open_rows["started_t"] <= k["t"])
+                                & open_rows["delivery"].isin(answered))]
     return set(open_rows["worker"])
 
 
@@ -82,6 +95,8 @@ def _settled(pool: WorkerPool, confirmed, channel, queue: str) -> bool:
         return False
     if not pool.alive():
         return True
+    if getattr(pool, "framework", None) is not None:
+        return _framework_settled(pool, channel, queue)
     if pool.config.ack != "auto":
         return False
     df = timing.deliveries(pool.snapshot())
@@ -90,6 +105,18 @@ def _settled(pool: WorkerPool, confirmed, channel, queue: str) -> bool:
     if all(done[i] or i in gone for i in confirmed):
         return True
     if time.time() - pool.kills[-1]["t"] < SETTLE_S:
+        return False
+    return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
+
+
+def _framework_settled(pool: WorkerPool, channel, queue: str) -> bool:
+    """A framework decides a killed task's fate itself: Celery acks it (lost) or requeues it
+    some seconds after its pool child died, Dramatiq's worker dies with its connection, and
+    the broker requeues what it held. The run ends once the workers have been quiet for
+    ``SETTLE_S`` (a requeued task is on its way to a worker within that), the queue is empty
+    and no live worker holds a task it has not finished or answered for."""
+    last = pool.events[-1].get("t", 0) if pool.events else 0
+    if time.time() - max(last, pool.kills[-1]["t"]) < SETTLE_S:
         return False
     return topology.message_count(channel, queue) == 0 and not _busy_workers(pool)
 
@@ -121,8 +148,9 @@ class _KillOnce(Step):
         self._channel = self._conn.channel()
         if self.after_s:
             delay = max(0.0, run.published.t_first + self.after_s - time.time())
-            self._timer = threading.Timer(delay, lambda: run.pool.kills or
-                                          run.pool.kill(self.victim))
+            # A framework's pool kills the process running the task (Celery: the pool child).
+            kill = getattr(run.pool, "kill_task", run.pool.kill)
+            self._timer = threading.Timer(delay, lambda: run.pool.kills or kill(self.victim))
             self._timer.start()
 
     def ends(self, run: Run) -> bool:
@@ -142,7 +170,7 @@ class _KillOnce(Step):
 def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str = "manual",
              prefetch: int = 1, victim: str = "w1", kill_after_s: float = 0.75,
              queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None, progress=None,
-             on_pool=None) -> KillResult:
+             on_pool=None, framework: FrameworkConfig | None = None) -> KillResult:
     """K workers, N equal tasks; SIGKILL ``victim`` ``kill_after_s`` after the first publish.
 
     Parameters
@@ -151,6 +179,8 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
         as it sends it; prefetch is then ignored).
     kill_after_s: 0 kills nobody by itself (the Kill button of the panel can).
     on_pool: called with the running ``WorkerPool`` (the Kill button keeps it).
+    framework: Celery's or Dramatiq's workers with these settings (``ack`` and ``prefetch``
+        then unused); the kill SIGKILLs the process running the victim's task.
     """
     work = task_lists.equal(tasks, duration)
     validate(workers, prefetch, work)
@@ -159,7 +189,7 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
     kill = _KillOnce(victim, kill_after_s, on_pool)
     exp = Experiment(workers, work, WorkerConfig(prefetch=prefetch, ack=ack),
                      queue=topology.unique_spec(f"kill-{ack}", kind=queue_type),
-                     label=f"kill-{ack}", save=False)
+                     label=f"kill-{ack}", save=False, framework=framework)
     result = runner.run(exp, steps=[kill], broker=broker, progress=progress)
     if not kill.settled and not result.summary["completed_in_time"]:
         raise HelpersError("The run did not settle in time: is a worker stuck? Run it again "
@@ -172,7 +202,8 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
         killed_at = killed_at if killed_at is not None else k["t"] - t0
     lost = sorted(set(result.publish.confirmed) - set(df.loc[df["finished_t"].notna(), "task"]))
     victim_name = result.kills[0]["worker"] if result.kills else victim
-    return KillResult(ack, prefetch, victim_name, killed_at, result.summary, df, lost)
+    return KillResult(ack, result.summary["prefetch"], victim_name, killed_at, result.summary,
+                      df, lost, framework)
 
 
 def kill_plan(values: dict) -> str:

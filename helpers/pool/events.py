@@ -122,7 +122,7 @@ def _held(events: list[dict]) -> dict[str, set]:
             held[worker] = set()
         elif kind == "delivered" and not auto.get(worker):
             held.setdefault(worker, set()).add(event.get("delivery"))
-        elif kind in ("acked", "abandoned", "dead-lettered") or (
+        elif kind in ("acked", "abandoned", "dead-lettered", "requeued", "rejected") or (
                 kind == "failed" and str(event.get("reason", "")).startswith("ack lost")):
             held.get(worker, set()).discard(event.get("delivery"))
         elif kind == "disconnected":
