@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 
 from helpers.core import topology
@@ -85,15 +84,8 @@ class FrameworkPool(WorkerPool):
         proc = subprocess.Popen(self.framework.command(self.spec, name), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 cwd=str(CHECKOUT), bufsize=0, start_new_session=True)
-        handle = WorkerHandle(name, _Group(proc), self.config)
-        self.workers[name] = handle
-        for target, stream in ((self._read_events, proc.stdout), (self._read_stderr, proc.stderr)):
-            thread = threading.Thread(target=target, args=(handle, stream),
-                                      name=f"pool-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-            handle.threads.append(thread)
-        return handle
+        return self._attach(WorkerHandle(name, _Group(proc), self.config), proc.stdout,
+                            proc.stderr)
 
     def start(self, n: int, timeout: float = 90, per_worker: list[dict] | None = None,
               wait: bool = True, **overrides) -> list[WorkerHandle]:

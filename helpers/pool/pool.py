@@ -110,11 +110,14 @@ class WorkerPool:
         env["AMQP_URL"] = self.proxy.start() if self.proxy else \
             ",".join(rotated(self.url, self._counter - 1))
         proc = forked.start_worker(self._command(name, config), env, self.fork_server)
-        handle = WorkerHandle(name, proc, config)
-        self.workers[name] = handle
-        for target, stream in ((self._read_events, proc.stdout), (self._read_stderr, proc.stderr)):
+        return self._attach(WorkerHandle(name, proc, config), proc.stdout, proc.stderr)
+
+    def _attach(self, handle: WorkerHandle, stdout, stderr) -> WorkerHandle:
+        """Keep ``handle`` and read its event lines (stdout) and its stderr in threads."""
+        self.workers[handle.name] = handle
+        for target, stream in ((self._read_events, stdout), (self._read_stderr, stderr)):
             thread = threading.Thread(target=target, args=(handle, stream),
-                                      name=f"pool-{name}", daemon=True)
+                                      name=f"pool-{handle.name}", daemon=True)
             thread.start()
             self._threads.append(thread)
             handle.threads.append(thread)
