@@ -60,11 +60,12 @@ bench: broker-ready $(BENCH_STAMP)
 	exit $$status
 
 # Starts the private node (an AMQP_URL broker is not ours to start), then JupyterLab on
-# 127.0.0.1 only; as root JupyterLab also needs --allow-root. LAB_ARGS adds options.
+# 127.0.0.1 only, its kernels over IPC (no "running over TCP without encryption" warning);
+# as root JupyterLab also needs --allow-root. LAB_ARGS adds options.
 lab: broker-ready $(STAMP)
 	@[ -n "$$AMQP_URL" ] || $(BIN)/python -m helpers broker start
-	$(BIN)/jupyter lab --ip=127.0.0.1 $$([ "$$(id -u)" -eq 0 ] && echo --allow-root) \
-		$(LAB_ARGS) notebooks/
+	$(BIN)/jupyter lab --ip=127.0.0.1 --KernelManager.transport=ipc \
+		$$([ "$$(id -u)" -eq 0 ] && echo --allow-root) $(LAB_ARGS) notebooks/
 
 broker-stop: $(STAMP)
 	$(BIN)/python -m helpers broker stop
