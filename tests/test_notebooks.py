@@ -171,7 +171,14 @@ def _run_checked(path: Path, timings, label: str):
     assert any("image/png" in o.get("data", {}) for o in outputs), f"{label}: no plot"
     assert any(WIDGET in o.get("data", {}) for o in outputs), f"{label}: no widget"
     assert took < 120, f"{label} took {took:.0f} s (the defaults should take under a minute)"
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    empty = EMPTY_CELL.findall(html)
+    assert not empty, f"{label}: a table shows {empty} where it should say why the cell is empty"
     return outputs, took
+
+
+#: a table cell that shows a missing figure as pandas prints it, not as a reason
+EMPTY_CELL = re.compile(r"<td>\s*(NaN|None|nan|-?inf|&lt;NA&gt;)\s*</td>")
 
 
 #: Notebooks this pass does not apply to, and why (skipped before the bare node is started).

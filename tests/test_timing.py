@@ -134,3 +134,18 @@ def test_json_has_null_where_a_figure_is_nan_at_any_depth():
     assert figures.dumps(value) == '{"a": null, "b": [1.0, null, {"c": null}], "d": "x"}'
     assert figures.text({"spawn_s": float("nan")}, "spawn_s") == \
         "no spawn time (it was not recorded)"
+
+
+def test_a_table_says_why_a_cell_is_empty():
+    import pandas as pd
+    from helpers.measure import figures
+
+    table = pd.DataFrame({"ideal_s": [0.0, 0.5], "makespan_over_ideal": [None, 1.2],
+                          "on_cores": [float("nan"), 0.4], "note": [None, "x"]})
+    shown = figures.explained(table, {"ideal_s": "ideal_makespan_s"},
+                              {"on_cores": "as ideal_s: sleeping takes no core"})
+    assert shown.loc[0, "makespan_over_ideal"] == f"none: {figures.NO_LENGTH}"
+    assert shown.loc[1, "makespan_over_ideal"] == 1.2
+    assert shown.loc[0, "on_cores"] == "as ideal_s: sleeping takes no core"
+    assert pd.isna(shown.loc[0, "note"])  # a column nobody explained is left as it was
+    assert pd.isna(table.loc[0, "makespan_over_ideal"])  # the figures themselves are untouched

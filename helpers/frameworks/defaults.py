@@ -33,6 +33,11 @@ def _default(function, name: str):
     return inspect.signature(function).parameters[name].default
 
 
+def _unset(shown: str, max_priority) -> str:
+    """A priority default as read, saying what ``None`` means there: no priority queue."""
+    return f"{shown} (no priority queue)" if max_priority is None else shown
+
+
 def celery() -> dict:
     """Concept key -> ``(setting, default)`` in the installed Celery."""
     from celery.app.defaults import DEFAULTS as D
@@ -55,7 +60,8 @@ def celery() -> dict:
         "retries": ("Task.max_retries, default_retry_delay (self.retry, autoretry_for)",
                     f"{Task.max_retries} retries, {Task.default_retry_delay} s"),
         "priorities": ("task_queue_max_priority, task_default_priority",
-                       f"{D['task_queue_max_priority']}, {D['task_default_priority']}"),
+                       _unset(f"{D['task_queue_max_priority']}, {D['task_default_priority']}",
+                              D["task_queue_max_priority"])),
         "shutdown": ("SIGTERM = warm shutdown; worker_soft_shutdown_timeout",
                      f"{D['worker_soft_shutdown_timeout']:g} s"),
     }
@@ -88,7 +94,8 @@ def dramatiq() -> dict:
                     f"{retries.DEFAULT_MIN_BACKOFF} ms doubling, at most "
                     f"{retries.DEFAULT_MAX_BACKOFF // 86_400_000} days"),
         "priorities": ("RabbitmqBroker(max_priority), broker_priority",
-                       str(_default(rabbitmq.RabbitmqBroker.__init__, "max_priority"))),
+                       _unset(str(_default(rabbitmq.RabbitmqBroker.__init__, "max_priority")),
+                              _default(rabbitmq.RabbitmqBroker.__init__, "max_priority"))),
         "shutdown": ("SIGTERM; --worker-shutdown-timeout", f"{shutdown_ms} ms"),
     }
 

@@ -30,6 +30,7 @@ from helpers import faults
 from helpers.experiment import skeleton as runner
 from helpers.core import topology
 from helpers.core import tasks as task_lists
+from helpers.measure.figures import explained
 from helpers.broker.cluster import PrivateCluster
 from helpers.faults.leader_kill import cluster_broker
 from helpers.lessons.cluster_classic import Parked, park  # noqa: F401  (the notebook calls cluster.park)
@@ -177,8 +178,15 @@ def figures(result: runner.RunResult) -> pd.Series:
             "held_at_fault", "recovered", "nacks", "publisher_retries", "republished",
             "duplicates_redelivered", "duplicates_republished", "redeliveries",
             "worker_disconnects", "worker_reconnects", "broker_version")
-    return pd.Series({k: result.summary[k] for k in keys if k in result.summary},
-                     name=result.summary["fault"], dtype=object)
+    s = result.summary
+    table = pd.DataFrame({k: [s[k]] for k in keys if k in s}, index=[s["fault"]], dtype=object)
+    return explained(table, reasons=NO_FIGURE).iloc[0]
+
+
+#: why a node-loss figure can be empty: what the run did not do
+NO_FIGURE = {"down_s": "none: no node was started again in this run",
+             "confirmed_while_down": "none: no node was started again in this run",
+             "first_confirm_after_kill_s": "none: nothing was confirmed after the kill"}
 
 
 def leader_story(result: runner.RunResult) -> Text:

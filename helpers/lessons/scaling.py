@@ -20,7 +20,8 @@ from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.core import tasks as task_lists
-from helpers.lessons.common import chain_progress, finish
+from helpers.measure import figures
+from helpers.lessons.common import chain_progress, finish, full_text
 
 
 def cores() -> int:
@@ -59,8 +60,12 @@ def scale_out(worker_counts=(1, 8), kind: str = "sleep", tasks: int = 32,
 
 
 def scale_table(*tables: pd.DataFrame) -> pd.DataFrame:
-    """The scale-out runs side by side, one row per task kind and worker count."""
-    return pd.concat(tables, ignore_index=True).set_index(["kind", "workers"])
+    """The scale-out runs side by side, one row per task kind and worker count (an empty
+    cell says why it is empty)."""
+    table = pd.concat(tables, ignore_index=True).set_index(["kind", "workers"])
+    return full_text(figures.explained(
+        table, {"ideal_s": "ideal_makespan_s", "tasks_per_s": "throughput_tps"},
+        {"ideal_on_cores_s": "as ideal_s: sleeping takes no core"}))
 
 
 def plot_scale_out(*tables: pd.DataFrame):

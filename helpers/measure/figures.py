@@ -79,3 +79,27 @@ def json_ready(value):
 def dumps(value, **options) -> str:
     """Strict JSON of ``value``: a figure that has no value is ``null``, never ``NaN``."""
     return json.dumps(json_ready(value), allow_nan=False, default=str, **options)
+
+
+def explained(frame, names: dict[str, str] | None = None, reasons: dict[str, str] | None = None):
+    """A copy of table ``frame`` in which each missing cell (None, NaN) says why it is empty.
+
+    A column named like a run figure (``LABELS``; ``names`` maps a table's own column names to
+    them, e.g. ``{"ideal_s": "ideal_makespan_s"}``) gets ``why`` for its row; ``reasons`` gives
+    the clause for any other column (``{"ideal_on_cores_s": "as ideal_s: sleeping takes no
+    core"}``). Other columns are left alone."""
+    names, reasons = names or {}, reasons or {}
+    out = frame.copy()
+    for column in out.columns:
+        key = names.get(column, column)
+        if key not in LABELS and column not in reasons:
+            continue
+        missing = [not defined(v) for v in out[column]]
+        if not any(missing):
+            continue
+        out[column] = out[column].astype(object)
+        for at, (label, row) in enumerate(out.iterrows()):
+            if missing[at]:
+                summary = {names.get(c, c): v for c, v in row.items()}
+                out.at[label, column] = reasons.get(column) or f"none: {why(summary, key)}"
+    return out
