@@ -36,7 +36,7 @@ run: broker-ready $(STAMP)
 
 # The browser test drives the system's chromium: .ci/ensure-chromium installs it where that
 # needs no question, or says the browser test will skip (NO_BROWSER=1 leaves it out: CI's
-# RabbitMQ 4 part runs `-m "broker and not browser and not no_management"`).
+# RabbitMQ 4 parts run `-m "broker and not browser and not no_management and not tooling"`).
 # PYTEST_ARGS narrows the run, e.g. `make test PYTEST_ARGS="-m broker"` (CI's RabbitMQ 4 part).
 test: broker-ready $(STAMP)
 	@[ -n "$$NO_BROWSER" ] || bash .ci/ensure-chromium

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import bench, peers
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.tooling]
 
 
 def test_quick_benchmark_runs_every_peer_to_completion(broker, tmp_path, capsys):

@@ -181,6 +181,7 @@ def _listening_on(port: int) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.broker
+@pytest.mark.tooling
 def test_make_lab_serves_on_loopback(broker, monkeypatch):
     """`make lab` starts JupyterLab on 127.0.0.1, also as root (which needs --allow-root)."""
     if broker.kind == "private":

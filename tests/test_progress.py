@@ -53,6 +53,7 @@ def _cli_args(tasks: int = 300) -> list[str]:
 
 
 @pytest.mark.broker
+@pytest.mark.tooling
 def test_run_draws_a_bar_on_a_terminal_and_none_when_piped(broker):
     env = dict(os.environ, AMQP_URL=broker.url)
     master, slave = pty.openpty()
