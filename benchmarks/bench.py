@@ -41,6 +41,7 @@ from pathlib import Path
 from helpers.broker import resolve as broker
 from helpers.broker.model import Broker
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
@@ -208,8 +209,8 @@ def measure_scaling(found: Broker, sizes: dict, log) -> list[dict]:
                     tasks = [Task(f"k{k}-{kind}-{i:03d}", seconds, kind)
                              for i in range(sizes["scale_tasks"])]
                     ids = {t.id for t in tasks}
-                    published = producer.publish(found.url, spec, tasks, declare_queue=False,
-                                                 name=f"producer {spec.name}")
+                    published = producer.publish(found.url, spec, tasks, PublishOptions(
+                        declare_queue=False, name=f"producer {spec.name}"))
                     pool.wait_for(lambda p: all(p.finished[i] for i in ids),
                                   timeout=120)
                     events = [e for e in pool.snapshot() if e.get("task") in ids]

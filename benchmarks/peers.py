@@ -26,6 +26,7 @@ from helpers import frameworks
 from helpers.broker.model import Broker
 from helpers.frameworks import messages
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.measure import timing
 from helpers.measure.timing import greedy_floor  # noqa: F401 (bench.py uses peers.greedy_floor)
 from helpers.core import topology
@@ -242,8 +243,8 @@ def run_peer(peer: str, found: Broker, tasks: list[Task], workers: int,
             else:
                 spawn_s = procs.wait_consumers(found.url, spec.name)
             procs.wait_consumers(found.url, spec.name, timeout=10)  # all three: consuming
-            published = producer.publish(found.url, spec, messages, declare_queue=False,
-                                         name=f"producer {spec.name}")
+            published = producer.publish(found.url, spec, messages, PublishOptions(
+                declare_queue=False, name=f"producer {spec.name}"))
             budget = timeout or (3 * timing.ideal_makespan(durations.values(), workers) + 30)
             complete = procs.wait_done(published.confirmed, budget)
             done = list(procs.done)

@@ -32,6 +32,7 @@ import uuid
 
 from helpers.broker import resolve as broker
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.core import tasks, topology
 from helpers.core.connection import connect
 from helpers.worker.config import WorkerConfig
@@ -53,7 +54,8 @@ def consume(broker_url: str, via: str, workers: int, n: int, prefetch: int = 50,
             pool.start(workers, timeout=180)
             cpu0, parent0 = (proxy.cpu_s() if proxy else 0.0), time.process_time()
             published = producer.publish(broker_url, spec, tasks.equal(n, 0.0),
-                                         declare_queue=False, name=f"bench publisher {via}")
+                                         PublishOptions(declare_queue=False,
+                                                        name=f"bench publisher {via}"))
             done = pool.wait_for(lambda p: len(p.finished) >= n, 300)
             proxy_cpu = (proxy.cpu_s() - cpu0) if proxy else 0.0
             parent_cpu = time.process_time() - parent0

@@ -22,6 +22,7 @@ import uuid
 
 from helpers.broker import resolve as broker
 from helpers.publish import outcome, producer
+from helpers.publish.options import PublishOptions
 from helpers.core import tasks, topology
 from helpers.core.connection import connect
 
@@ -102,9 +103,9 @@ def measure(url: str, n: int, confirms: str, kind: str = "classic") -> dict:
                                                              until_queued)
                 confirmed = 0
             else:
-                result = producer.publish(url, spec, work, confirms=confirms,
-                                          declare_queue=False, name=f"bench publish {confirms}",
-                                          on_published=until_queued)
+                result = producer.publish(url, spec, work, PublishOptions(
+                    confirms=confirms, declare_queue=False, name=f"bench publish {confirms}",
+                    on_published=until_queued))
                 t_first, t_last, confirmed = result.t_first, result.t_last, len(result.confirmed)
                 if "t" not in end:  # pipelined: every message is confirmed, so it is there
                     until_queued()

@@ -17,7 +17,7 @@ lower layer (``tests/test_layout.py`` checks it; CONTRIBUTING.md has the table):
     2  helpers.broker      find, run and control a broker; a private cluster
     3  helpers.net         a worker "on a host N ms away"
     3  helpers.worker      the worker process (python -m helpers.worker)
-    3  helpers.publish     producer, pipelined confirms, pacing
+    3  helpers.publish     PublishOptions, producer, pipelined confirms, pacing
     4  helpers.pool        WorkerPool and the workers' events
     5  helpers.measure     timing, monitor, plots, prefetch arithmetic
     6  helpers.experiment  the one run skeleton and the steps that plug into it
@@ -40,6 +40,7 @@ _API = {
     "equal": ("core.tasks", "equal"), "odd_heavy": ("core.tasks", "odd_heavy"),
     "from_csv": ("core.tasks", "from_csv"), "WorkerPool": ("pool.pool", "WorkerPool"),
     "publish": ("publish.producer", "publish"),
+    "PublishOptions": ("publish.options", "PublishOptions"),
     "PublishResult": ("publish.outcome", "PublishResult"),
     "run": ("experiment.skeleton", "run"), "RunResult": ("experiment.skeleton", "RunResult"),
     "LatencyProxy": ("net.proxy", "LatencyProxy"),

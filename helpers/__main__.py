@@ -150,11 +150,11 @@ def _fault(args) -> int:
     print(f"fault {args.how}: {size['workers']} worker{'s' * (size['workers'] != 1)}, prefetch "
           f"{size['prefetch'] or 'unlimited'}, {len(work)} tasks of {size['duration']} s ...",
           file=sys.stderr)
-    options = faults.command_line_options(
+    options = faults.options_for(  # the scenario's options value, checked before any start
         args.how, {"fault_after_s": size["after"], "queue_type": args.queue_type})
     with Bar("tasks", total=len(work), desc="done", before="starting workers") as progress:
         result = faults.run_fault(args.how, size["workers"], size["prefetch"], work,
-                                  progress=progress, **options)
+                                  options=options, progress=progress)
     print(timing.table(result.summary))
     if result.summary.get("queue"):  # `poison` combines three runs, each on its own queue
         print(runner.queue_line(result.summary))

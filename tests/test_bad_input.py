@@ -14,6 +14,7 @@ import pytest
 
 from helpers.broker.model import Broker
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
@@ -87,13 +88,14 @@ def test_a_queue_redeclared_with_other_arguments_is_explained_and_keeps_its_mess
 def test_an_unroutable_mandatory_publish_is_explained_and_can_be_sent_again(broker, queue,
                                                                            channel):
     work = tasks.equal(3, 0)
-    result = producer.publish(broker.url, queue, work, mandatory=True, declare_queue=False)
+    result = producer.publish(broker.url, queue, work,
+                              PublishOptions(mandatory=True, declare_queue=False))
     assert result.returned == {t.id for t in work}
     sentence = result.explain()
     assert f"no queue named '{queue.name}'" in sentence and "returned" in sentence
     # Nothing was lost: the producer holds every returned task and can send it again.
     again = producer.publish(broker.url, queue, [t for t in work if t.id in result.returned],
-                             mandatory=True)
+                             PublishOptions(mandatory=True))
     assert not again.returned and again.explain() is None
     assert topology.message_count(channel, queue.name) == 3
 

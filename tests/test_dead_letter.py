@@ -14,6 +14,7 @@ import pytest
 from helpers.broker.model import Broker
 from helpers.broker import dead_letter
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.worker.config import WorkerConfig
@@ -55,7 +56,7 @@ def test_a_poison_message_reaches_the_dead_letter_queue_once(way):
     try:
         topology.setup(where.url, spec)
         producer.publish(where.url, spec, [*good[:2], ("poison", b"{not json"), good[2]],
-                         declare_queue=False)
+                         PublishOptions(declare_queue=False))
         with WorkerPool(where.url, spec, WorkerConfig(prefetch=1)) as pool:
             pool.start(1)
             assert pool.wait_for(lambda p: len(p.finished) == 3 and any(
@@ -116,7 +117,7 @@ def test_a_poison_past_its_limit_or_its_attempts_is_dead_lettered_not_dropped(wa
         for spec in (limited, guarded):
             topology.setup(where.url, spec)
             producer.publish(where.url, spec, [Task(f"poison-{spec.name}", 0.0)],
-                             declare_queue=False)
+                             PublishOptions(declare_queue=False))
         # basic.reject, which counts toward the limit on every version (basic.nack stopped
         # counting in 4.3: data/version_facts.json, past_limit_nack_with_dlx).
         with connect(where.url, name="test reject twice") as conn:

@@ -15,6 +15,7 @@ from helpers.broker import dead_letter, management, node_control
 from helpers.worker import dedup, hooks as task_hooks
 from helpers import faults
 from helpers.publish import outcome, producer
+from helpers.publish.options import PublishOptions
 from helpers.core import tasks, topology
 from helpers.broker.model import Broker
 from helpers.broker import version_facts
@@ -282,7 +283,7 @@ def test_a_worker_whose_consumer_the_broker_cancels_consumes_again(broker, queue
         assert pool.wait_for(lambda p: any(e["event"] == "ready" and e["generation"] == 1
                                            for e in p.log.events), 15)
         events = [e["event"] for e in pool.snapshot()]
-        producer.publish(broker.url, queue, [tasks.Task("after", 0.01)], declare_queue=False)
+        producer.publish(broker.url, queue, [tasks.Task("after", 0.01)], PublishOptions(declare_queue=False))
         assert pool.wait_for(lambda p: p.finished["after"], 10)
     assert "cancelled" in events and "disconnected" in events
 

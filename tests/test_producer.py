@@ -5,6 +5,7 @@ import time
 import pytest
 
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.core import tasks, topology
 from helpers.errors import BadInputError
 
@@ -13,7 +14,8 @@ pytestmark = pytest.mark.broker
 
 @pytest.mark.parametrize("confirms", ["pipelined", "each", "none"])
 def test_every_mode_delivers_to_the_queue(broker, queue, channel, confirms):
-    result = producer.publish(broker.url, queue, tasks.equal(200, 0), confirms=confirms)
+    result = producer.publish(broker.url, queue, tasks.equal(200, 0),
+                              PublishOptions(confirms=confirms))
     assert len(result.published) == 200
     assert len(result.confirmed) == (0 if confirms == "none" else 200)
     if confirms == "none":
@@ -26,15 +28,16 @@ def test_every_mode_delivers_to_the_queue(broker, queue, channel, confirms):
 
 
 def test_pipelined_window_smaller_than_the_batch(broker, queue):
-    result = producer.publish(broker.url, queue, tasks.equal(500, 0), window=7)
+    result = producer.publish(broker.url, queue, tasks.equal(500, 0),
+                              PublishOptions(window=7))
     assert len(result.confirmed) == 500 and not result.unconfirmed
 
 
 @pytest.mark.parametrize("confirms", ["pipelined", "each"])
 def test_unroutable_mandatory_publish_is_returned_and_named(broker, queue, confirms):
     ghost = topology.QueueSpec(queue.name + "-missing")
-    result = producer.publish(broker.url, ghost, tasks.equal(3, 0), mandatory=True,
-                              declare_queue=False, confirms=confirms)
+    result = producer.publish(broker.url, ghost, tasks.equal(3, 0), PublishOptions(
+        mandatory=True, declare_queue=False, confirms=confirms))
     assert len(result.returned) == 3
     # The sentence names the queue in every confirm mode (it said 'None' but pipelined).
     assert f"no queue named '{ghost.name}'" in result.explain()
@@ -55,7 +58,7 @@ def test_confirmed_persistent_messages_survive(private_broker, queue, how):
     # Publish both before one restart: persistent on a durable queue, transient beside it.
     persistent = producer.publish(private_broker.url, queue, tasks.equal(50, 0))
     transient = producer.publish(private_broker.url, transient_queue, tasks.equal(50, 0),
-                                 persistent=False)
+                                 PublishOptions(persistent=False))
     declared_at = time.monotonic()
     assert len(persistent.confirmed) == 50 and len(transient.confirmed) == 50
     if how == "crash":

@@ -22,6 +22,7 @@ import pika.exceptions
 import pytest
 
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.core import tasks, topology
 from helpers.procs import pid_alive as _pid_alive
 from helpers.core.connection import connect
@@ -286,7 +287,8 @@ def test_n_numbered_tasks_from_4_publishers_reach_8_workers_through_it_exactly_o
         pool.start(8)
         results = []
         threads = [threading.Thread(target=lambda part: results.append(producer.publish(
-            proxied, queue, part, declare_queue=False, name=f"proxied publisher {len(part)}")),
+            proxied, queue, part,
+            PublishOptions(declare_queue=False, name=f"proxied publisher {len(part)}"))),
             args=(work[i::publishers],)) for i in range(publishers)]
         for t in threads:
             t.start()
@@ -306,7 +308,7 @@ def test_a_worker_killed_behind_the_proxy_gets_its_task_requeued_at_once(broker,
     """The client side closing (SIGKILL) closes the broker's side: no heartbeat wait."""
     with LatencyProxy(broker.url, 20) as proxied, WorkerPool(proxied, queue) as pool:
         pool.start(1)
-        producer.publish(broker.url, queue, [tasks.Task("long", 30.0)], declare_queue=False)
+        producer.publish(broker.url, queue, [tasks.Task("long", 30.0)], PublishOptions(declare_queue=False))
         assert pool.wait_for(lambda p: any(e["event"] == "started" for e in p.events), 10)
         pool.kill("w1").process.wait(5)
         killed_at = time.monotonic()

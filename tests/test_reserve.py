@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
@@ -23,7 +24,7 @@ def test_a_task_held_behind_a_long_one_is_handed_back_and_run_elsewhere(broker, 
         pool.start(1)
         # The lone worker takes both: the long one in hand, the short one in reserve, which
         # it hands back once the long one has run 10 ms with nothing else queued.
-        producer.publish(broker.url, queue, [long_task, short_task], declare_queue=False)
+        producer.publish(broker.url, queue, [long_task, short_task], PublishOptions(declare_queue=False))
         assert pool.wait_for(lambda p: any(e["event"] == "handed-back" for e in p.events), 10)
         pool.start(1)  # a second worker: it gets the short task while w1 is still busy
         assert pool.wait_for(lambda p: p.finished["long"] and p.finished["short"], 20)

@@ -16,6 +16,7 @@ from helpers.core import tasks, topology
 from helpers.faults import priority, single_active
 from helpers.pool.pool import WorkerPool
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.worker.config import WorkerConfig
 
 COMMON = ("fault", "tasks_confirmed", "tasks_completed", "tasks_lost", "duplicates",
@@ -79,7 +80,7 @@ def test_sigterm_mid_task(broker, queue, how):
     with WorkerPool(broker.url, queue, WorkerConfig(on_sigterm=how)) as pool:
         handle, = pool.start(1)
         producer.publish(broker.url, queue, [tasks.Task("long", task_s), tasks.Task("next", 0.1)],
-                         declare_queue=False)
+                         PublishOptions(declare_queue=False))
         assert pool.wait_for(lambda p: any(e["event"] == "started" for e in p.events), 10)
         time.sleep(0.3)
         sent = time.time()

@@ -13,6 +13,7 @@ import pika.exceptions as pe
 import pytest
 
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.core import tasks, topology
 from helpers.core.connection import connect, explain_connect_error, refusal_is_final
 from helpers.errors import BrokerAuthError, BrokerConnectionError
@@ -114,7 +115,8 @@ def test_producer_waits_out_a_down_vhost_inside_its_retry_window(vhost):
 
     def publish():
         try:
-            out["result"] = producer.publish(vhost.url, spec, tasks.equal(50, 0), retry_for=60)
+            out["result"] = producer.publish(vhost.url, spec, tasks.equal(50, 0),
+                                             PublishOptions(retry_for=60))
         except Exception as exc:  # noqa: BLE001 (the test reports it)
             out["error"] = exc
 

@@ -104,17 +104,16 @@ def run(experiment: Experiment, *, broker: Broker | None = None, steps=(), progr
         run.names = [h.name for h in handles]
         if sampler:
             sampler.start()
-        if exp.pace is None:
+        if not exp.publish.paced:
+            options = exp.publish.replace(declare_queue=False, name=f"producer {spec.name}")
             with _reporting(pool, progress, len(exp.tasks)):  # a big publish takes seconds
-                run.published = producer.publish(broker.url, spec, messages,
-                                                 declare_queue=False,
-                                                 name=f"producer {spec.name}")
+                run.published = producer.publish(broker.url, spec, messages, options)
             if run.published.error:
                 raise HelpersError(f"Publishing stopped before every task was confirmed "
                                    f"({run.published.error}): check the broker "
                                    "(`python -m helpers broker status`) and run again.")
         else:
-            run.publisher = PacedPublisher(broker.url, spec, exp.tasks, **exp.pace)
+            run.publisher = PacedPublisher(broker.url, spec, exp.tasks, exp.publish)
             run.published = run.publisher.result
             run.publisher.start()
         for step in steps:

@@ -20,6 +20,7 @@ from helpers.core.tasks import Task
 from helpers.errors import BadInputError
 from helpers.frameworks.config import FrameworkConfig
 from helpers.net.proxy import check_round_trip
+from helpers.publish.options import PublishOptions
 from helpers.settings import DEFAULT_QUEUE_KIND, QUEUE_KINDS
 from helpers.worker.config import WorkerConfig
 
@@ -54,8 +55,9 @@ class Experiment:
     #: who runs the tasks: None, the project's pika workers (``worker``); or Celery's or
     #: Dramatiq's workers with their settings (``worker`` is then not used)
     framework: FrameworkConfig | None = None
-    #: ``PacedPublisher`` options (batch, every_s, ...) to publish over time; None: at once
-    pace: dict | None = None
+    #: how the tasks are published: at once by default; with ``batch``, a batch at a time
+    #: over a while (a ``PacedPublisher``)
+    publish: PublishOptions = PublishOptions()
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -69,7 +71,8 @@ class Experiment:
         if self.speeds is not None and not all(is_number(v) and 0 < v < math.inf
                                                for v in self.speeds):
             raise BadInputError(f"speeds must all be numbers above 0 (got {list(self.speeds)}).")
-        if self.framework is not None and (self.speeds or self.latency_ms or self.pace):
+        if self.framework is not None and (self.speeds or self.latency_ms
+                                           or self.publish.paced):
             raise BadInputError("Celery and Dramatiq workers here run at speed 1 and next to "
                                 "the broker, published at once: leave speeds, latency and pace out.")
         if len({t.id for t in self.tasks}) != len(self.tasks):

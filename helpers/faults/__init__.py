@@ -1,17 +1,21 @@
 """Named fault scenarios: ``python -m helpers fault NAME`` runs one and counts what survived.
 
-``FAULTS`` maps each name to the module of this package that runs it; a scenario module has
-``run(name, workers, prefetch, tasks, *, progress=None, its own keywords) -> RunResult`` (a run of
-the skeleton in ``helpers.experiment.skeleton`` with the fault plugged into it;
+``FAULTS`` maps each name to the module of this package that runs it. A scenario module has
+``run(name, workers, prefetch, tasks, options, *, progress=None, broker=None) -> RunResult``
+(a run of the skeleton in ``helpers.experiment.skeleton`` with the fault plugged into it;
+``options`` is its own small frozen value, the class its ``OPTIONS`` names, checked once;
 ``progress(done, total)`` is called as tasks complete, summed over its runs) and
-``line(summary) -> str`` (its figures in one line, as the CLI prints them). A new scenario is one module here plus its names in
-``FAULTS``; the CLI's choices are read from it. A module's ``DEFAULTS`` (optional) sizes
-its run on the command line (``workers``, ``prefetch``, ``tasks``, ``duration``, ``after``),
-over the broker faults' ``DEFAULTS`` below. Modules are imported only when run, so the CLI
-starts fast.
+``line(summary) -> str`` (its figures in one line, as the CLI prints them). Scenarios not
+yet given an ``OPTIONS`` value take their options as keywords instead. A new scenario is one
+module here plus its names in ``FAULTS``; the CLI's choices are read from it. A module's
+``COMMAND_LINE`` names the ``fault`` command's options it takes, and its ``DEFAULTS``
+(optional) sizes its run on the command line (``workers``, ``prefetch``, ``tasks``,
+``duration``, ``after``), over the broker faults' ``DEFAULTS`` below. Modules are imported
+only when run, so the CLI starts fast.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 from helpers.errors import BadInputError
@@ -51,19 +55,35 @@ def scenario(name: str):
     return importlib.import_module(f"{__name__}.{FAULTS[name]}")
 
 
-def run_fault(name: str, workers: int, prefetch: int, tasks: list, progress=None, **options):
+def run_fault(name: str, workers: int, prefetch: int, tasks: list, *, options=None,
+              progress=None, **keywords):
     """Run fault scenario ``name`` on ``workers`` workers and return its ``RunResult``.
 
-    ``progress(done, total)`` is called as tasks complete (every scenario takes it);
-    ``options`` are the scenario's own keywords (a misspelt one is a ``TypeError``).
+    ``options`` is the scenario's options value (its module's ``OPTIONS``, see
+    ``options_for``); without it, the keywords that are fields of that value make it, and
+    the rest (``broker``, ``cluster``) go to ``run`` as they are (a misspelt one is a
+    ``TypeError``). ``progress(done, total)`` is called as tasks complete.
     """
-    return scenario(name).run(name, workers, prefetch, tasks, progress=progress, **options)
+    module = scenario(name)
+    value_class = getattr(module, "OPTIONS", None)
+    if value_class is None:  # a scenario that takes its options as keywords
+        return module.run(name, workers, prefetch, tasks, progress=progress,
+                          **(options or {}), **keywords)
+    if options is None:
+        own = {f.name for f in dataclasses.fields(value_class)}
+        options = value_class(**{key: keywords.pop(key) for key in list(keywords)
+                                 if key in own})
+    return module.run(name, workers, prefetch, tasks, options, progress=progress, **keywords)
 
 
-def command_line_options(name: str, given: dict) -> dict:
-    """Of the options the ``fault`` command has (``given``), those scenario ``name`` takes
-    (its ``COMMAND_LINE``: e.g. ``fault_after_s``, ``queue_type``)."""
-    return {key: given[key] for key in getattr(scenario(name), "COMMAND_LINE", ())}
+def options_for(name: str, given: dict):
+    """What the ``fault`` command hands scenario ``name``: of its options (``given``), those
+    the scenario's ``COMMAND_LINE`` names (e.g. ``fault_after_s``, ``queue_type``), as its
+    ``OPTIONS`` value (or as a dict of keywords, for a scenario without one)."""
+    module = scenario(name)
+    chosen = {key: given[key] for key in getattr(module, "COMMAND_LINE", ())}
+    value_class = getattr(module, "OPTIONS", None)
+    return chosen if value_class is None else value_class(**chosen)
 
 
 def line(summary: dict) -> str:

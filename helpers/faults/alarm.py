@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from helpers.broker.model import Broker
 from helpers.broker import node_control
@@ -26,9 +27,11 @@ from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
-from helpers.errors import HelpersError
+from helpers.checks import is_number, is_whole
+from helpers.errors import BadInputError, HelpersError
 from helpers.core.tasks import Task
 from helpers.faults.steps import Leftovers
+from helpers.publish.options import PublishOptions
 
 NAN = float("nan")
 #: 2 workers, 60 tasks of 0.25 s, published faster than they are done; the alarm once 36
@@ -121,18 +124,45 @@ class DiskAlarm(Step):
             "producer_said": self.said[0] if self.said else None}
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list[Task], *,
-        backlog: int | None = None, hold_s: float = 2.5, batch: int = 3, every_s: float = 0.05,
-        broker=None, save: bool = False, progress=None) -> runner.RunResult:
-    """Publish ``tasks`` ``batch`` at a time to ``workers`` workers; once ``backlog`` of them
-    (default: 60 %) are confirmed, a disk alarm for ``hold_s`` (publishing goes on into it).
-    ``progress(done, total)`` is called as tasks complete."""
-    backlog = int(0.6 * len(tasks)) if backlog is None else backlog
-    alarm = DiskAlarm(backlog, batch, hold_s)
-    pace = {"batch": batch, "every_s": every_s, "on_blocked": alarm.on_blocked,
-            "gate": alarm.gate}
-    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label="alarm",
-                     save=save)
+@dataclass(frozen=True)
+class AlarmOptions:
+    """How the disk-alarm run goes, checked once."""
+
+    #: confirmed tasks before the alarm is raised (None: 60 % of the tasks)
+    backlog: int | None = None
+    #: seconds the alarm stays on
+    hold_s: float = 2.5
+    #: tasks per publish call, and the pause between calls
+    batch: int = 3
+    pace_s: float = 0.05
+    #: write the run's events and summary under ``data/runs``
+    save: bool = False
+
+    def __post_init__(self):
+        if self.backlog is not None and (not is_whole(self.backlog) or self.backlog < 0):
+            raise BadInputError(f"backlog must be a whole number, 0 or more "
+                                f"(got {self.backlog!r}).")
+        if not (is_number(self.hold_s) and self.hold_s >= 0):
+            raise BadInputError(f"hold_s must be 0 or more seconds (got {self.hold_s!r}).")
+        PublishOptions(batch=self.batch, pace_s=self.pace_s)  # checks batch and pace_s
+
+
+OPTIONS = AlarmOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list[Task],
+        options: AlarmOptions = AlarmOptions(), *, broker=None,
+        progress=None) -> runner.RunResult:
+    """Publish ``tasks`` ``options.batch`` at a time to ``workers`` workers; once
+    ``options.backlog`` of them are confirmed, a disk alarm for ``options.hold_s``
+    (publishing goes on into it). ``progress(done, total)`` is called as tasks complete."""
+    o = options
+    backlog = int(0.6 * len(tasks)) if o.backlog is None else o.backlog
+    alarm = DiskAlarm(backlog, o.batch, o.hold_s)
+    publish = PublishOptions(batch=o.batch, pace_s=o.pace_s, on_blocked=alarm.on_blocked,
+                             gate=alarm.gate)
+    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), publish=publish,
+                     label="alarm", save=o.save)
     result = runner.run(exp, steps=[alarm, Leftovers()], broker=broker, progress=progress)
     result.summary.update(fault=name, task_s=max(t.duration for t in tasks))
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from helpers.broker.model import Broker
 from helpers.experiment import skeleton as runner
@@ -25,9 +26,11 @@ from helpers.experiment.steps import Run, Step
 from helpers import settings
 from helpers.core import topology
 from helpers.core.connection import mask_url
+from helpers.checks import is_whole
 from helpers.errors import BadInputError, BrokerControlError, HelpersError
 from helpers.measure.monitor import wait_settled
 from helpers.core.tasks import Task
+from helpers.faults.options import PacedFaultOptions
 
 #: What this scenario can do to the broker: the ``Broker`` method of each name.
 HOW = ("restart", "crash")
@@ -111,24 +114,33 @@ class BrokerDown(Step):
 COMMAND_LINE = ("fault_after_s", "queue_type")
 
 
-def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
-        fault_after_s: float = 1.0, min_held: int = 10, batch: int = 10, pace_s: float = 0.05,
-        broker: Broker | None = None, timeout: float | None = None,
-        save: bool = True, label: str | None = None, progress=None,
-        queue_type: str = settings.DEFAULT_QUEUE_KIND) -> runner.RunResult:
+@dataclass(frozen=True)
+class BrokerDownOptions(PacedFaultOptions):
+    """How a broker-down run goes (``restart``, ``crash``), checked once."""
+
+    #: once ``fault_after_s`` has passed, wait until at least this many confirmed tasks are
+    #: unfinished (or publishing is over), so the fault finds something at stake
+    min_held: int = 10
+    #: ``quorum`` (the default) or ``classic``
+    queue_type: str = settings.DEFAULT_QUEUE_KIND
+
+    def __post_init__(self):
+        if not is_whole(self.min_held) or self.min_held < 0:
+            raise BadInputError(f"min_held must be a whole number, 0 or more "
+                                f"(got {self.min_held!r}).")
+        super().__post_init__()
+
+
+OPTIONS = BrokerDownOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
+
+
+def run(how: str, workers: int, prefetch: int, tasks: list[Task],
+        options: BrokerDownOptions = BrokerDownOptions(), *, broker: Broker | None = None,
+        progress=None) -> runner.RunResult:
     """Run ``tasks`` on ``workers`` workers and restart or crash the broker mid-run.
 
-    Parameters
-    ----------
-    how: ``restart`` (clean stop, then start) or ``crash`` (SIGKILL the node, then start).
-    fault_after_s: seconds after the first confirmed publish at which the broker goes down;
-        publishing and consuming are both still under way then.
-    min_held: then wait until at least this many confirmed tasks are unfinished (or
-        publishing is over), so the fault finds something at stake.
-    batch, pace_s: tasks per publish call, and the pause between calls (publishing takes
-        ``len(tasks) / batch * pace_s`` seconds or more, so the fault lands in the middle).
-    progress: ``progress(done, total)`` called as tasks complete.
-    queue_type: ``quorum`` (the default) or ``classic``.
+    ``how``: ``restart`` (clean stop, then start) or ``crash`` (SIGKILL the node, then
+    start); ``progress(done, total)`` is called as tasks complete.
 
     The summary holds the ``run`` keys plus: ``fault``, ``down_s`` (broker unreachable),
     ``held_at_fault`` (confirmed, not yet done when it went down), ``recovered`` (of those,
@@ -138,15 +150,12 @@ def run(how: str, workers: int, prefetch: int, tasks: list[Task], *,
     """
     if how not in HOW:
         raise BadInputError(f"the fault must be one of {', '.join(HOW)} (got {how!r}).")
-    if batch < 1 or pace_s < 0 or fault_after_s < 0 or min_held < 0:
-        raise BadInputError("batch must be at least 1; pace_s, fault_after_s and min_held at "
-                            "least 0.")
-    pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
-    step = BrokerDown(how, fault_after_s, min_held)
-    label = label or f"fault-{how}"
-    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, label=label,
-                     queue=topology.unique_spec(label, kind=queue_type), timeout=timeout,
-                     save=save)
+    o = options
+    step = BrokerDown(how, o.fault_after_s, o.min_held)
+    label = o.label or f"fault-{how}"
+    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), publish=o.publish(),
+                     label=label, queue=topology.unique_spec(label, kind=o.queue_type),
+                     timeout=o.timeout, save=o.save)
     return runner.run(exp, steps=[step], broker=broker, progress=progress)
 
 

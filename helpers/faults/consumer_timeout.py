@@ -29,6 +29,7 @@ import contextlib
 import math
 import re
 import threading
+from dataclasses import dataclass
 
 from helpers.broker import resolve as broker_mod
 from helpers.broker.model import Broker
@@ -37,7 +38,9 @@ from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
+from helpers.checks import is_number
 from helpers.core import topology
+from helpers.errors import BadInputError
 from helpers.core.tasks import Task
 from helpers.faults.steps import Leftovers, Tally, Window, combine, in_parallel
 
@@ -148,11 +151,31 @@ def _acked(result: runner.RunResult) -> int:
     return sum(e["event"] == "acked" for e in result.events)
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, timeout_s: float = 1.0,
-        window_s: float = 5.0, broker=None, progress=None) -> runner.RunResult:
+@dataclass(frozen=True)
+class ConsumerTimeoutOptions:
+    """How the consumer-timeout runs go, checked once."""
+
+    #: the consumer timeout the runs' queues get (seconds)
+    timeout_s: float = 1.0
+    #: seconds each run goes on
+    window_s: float = 5.0
+
+    def __post_init__(self):
+        if not all(is_number(v) and 0 < v < math.inf for v in (self.timeout_s, self.window_s)):
+            raise BadInputError(f"timeout_s and window_s must be above 0 seconds "
+                                f"(got {self.timeout_s!r}, {self.window_s!r}).")
+
+
+OPTIONS = ConsumerTimeoutOptions  # what ``run`` takes (``faults.run_fault`` builds it)
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list,
+        options: ConsumerTimeoutOptions = ConsumerTimeoutOptions(), *, broker=None,
+        progress=None) -> runner.RunResult:
     """The three runs as one result: one worker each, prefetch 1, the task as long as the
     longest of ``tasks``."""
     task_s = max(t.duration for t in tasks)
+    timeout_s, window_s = options.timeout_s, options.window_s
     results, how = runs(timeout_s, task_s, window_s, broker=broker, progress=progress)
     events = results["too-long"].events
     closes = [e.get("reason", "") for e in events if e["event"] == "disconnected"]

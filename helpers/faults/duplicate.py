@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.broker import resolve as broker_mod
+from helpers.checks import is_whole
+from helpers.errors import BadInputError
 from helpers.worker import dedup
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
@@ -44,19 +47,40 @@ def duplicates_delivered(events: list[dict]) -> int:
     return count
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, crash_after: int = 4,
-        store: str | Path | None = None, broker=None, save: bool = False,
+@dataclass(frozen=True)
+class DuplicateOptions:
+    """How the duplicate run goes, checked once."""
+
+    #: every worker dies once, after this many tasks done (before that task's ack)
+    crash_after: int = 4
+    #: the SQLite file of side effects (None: a temporary one, gone after the run)
+    store: str | Path | None = None
+    #: write the run's events and summary under ``data/runs``
+    save: bool = False
+
+    def __post_init__(self):
+        if not is_whole(self.crash_after) or self.crash_after < 1:
+            raise BadInputError(f"crash_after must be a whole number of at least 1 "
+                                f"(got {self.crash_after!r}).")
+
+
+OPTIONS = DuplicateOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list[Task],
+        options: DuplicateOptions = DuplicateOptions(), *, broker=None,
         progress=None) -> runner.RunResult:
     """Run ``tasks`` on ``workers`` workers that each die once between a task's side
     effect and its ack (replaced by workers that do not); count duplicates and effects.
     ``progress(done, total)`` is called as tasks complete."""
     broker = broker or broker_mod.get()
+    crash_after, store = options.crash_after, options.store
     scratch = None if store else Path(tempfile.mkdtemp(prefix="dedup-"))
     store = Path(store or scratch / "effects.sqlite")
     dedup.EffectLog(store).close()  # the tables exist before any worker writes
     config = WorkerConfig(prefetch=prefetch, effects=str(store), crash_after=crash_after,
                           crash_at="before-ack")
-    exp = Experiment(workers, tasks, config, label="duplicate", save=save)
+    exp = Experiment(workers, tasks, config, label="duplicate", save=options.save)
     result = runner.run(exp, broker=broker, steps=[Supervise(crash_after=0), Leftovers()],
                         progress=progress)
     counts = dedup.effect_counts(store)

@@ -22,9 +22,12 @@ from __future__ import annotations
 import select
 import socket
 import time
+from dataclasses import dataclass
 
 from helpers.broker import resolve as broker_mod
 from helpers.broker.model import Broker
+from helpers.checks import is_number, is_whole
+from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
@@ -107,12 +110,34 @@ def runs(heartbeat_s: int = 1, task_s: float = 4.0, window_s: float = 8.5, *,
     return results, cut
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, heartbeat_s: int = 1,
-        window_s: float | None = None, broker=None, progress=None) -> runner.RunResult:
+@dataclass(frozen=True)
+class HeartbeatOptions:
+    """How the heartbeat runs go, checked once."""
+
+    #: the heartbeat interval the workers ask for (seconds)
+    heartbeat_s: int = 1
+    #: the blocking run is cut here (None: two tasks' time, and a bit)
+    window_s: float | None = None
+
+    def __post_init__(self):
+        if not is_whole(self.heartbeat_s) or self.heartbeat_s < 1:
+            raise BadInputError(f"heartbeat_s must be a whole number of seconds, at least 1 "
+                                f"(got {self.heartbeat_s!r}).")
+        if self.window_s is not None and not (is_number(self.window_s) and self.window_s > 0):
+            raise BadInputError(f"window_s must be above 0 seconds (got {self.window_s!r}).")
+
+
+OPTIONS = HeartbeatOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list,
+        options: HeartbeatOptions = HeartbeatOptions(), *, broker=None,
+        progress=None) -> runner.RunResult:
     """Both runs as one result: one worker each, one task each as long as the longest of
-    ``tasks``; the blocking run is cut at ``window_s`` (default: two tasks' time, and a bit)."""
+    ``tasks``; the blocking run is cut at ``options.window_s``."""
     task_s = max(t.duration for t in tasks)
-    window_s = window_s or 2 * task_s + 0.5
+    heartbeat_s = options.heartbeat_s
+    window_s = options.window_s or 2 * task_s + 0.5
     results, cut = runs(heartbeat_s, task_s, window_s, broker=broker, progress=progress)
     own = {"heartbeat_s": heartbeat_s, "task_s": task_s, "window_s": window_s,
            "broker_cut_s": cut}

@@ -1,29 +1,27 @@
 """Kill nodes of a private cluster while workers are busy on a quorum queue, and count.
 
-``run`` plugs a ``NodeLoss`` step into the run skeleton (``helpers.experiment.skeleton.run``)
-on a ``PrivateCluster``: a quorum queue on every node, workers spread over the nodes and
-given every node's URL, tasks published in batches with confirms while the nodes die.
+``run(name, workers, prefetch, tasks, NodeLossOptions(...), cluster=...)`` plugs a
+``NodeLoss`` step into the run skeleton on a ``PrivateCluster``: a quorum queue on every
+node, workers given every node's URL, tasks published in batches while the nodes die.
 
-* ``leader-kill``: SIGKILL the node that leads the queue. The two others elect a new leader
-  among themselves; clients of the dead node reconnect to another; nothing confirmed is lost.
-* ``majority-loss``: SIGKILL the leader, then followers, until only a minority of the
-  cluster runs. Alone, a node cannot elect a leader: the queue takes (confirms) and delivers
-  nothing. ``down_s`` later one node is started again (the one down longest: a node that was
-  already down, else the first one killed); with a majority back, the queue elects a leader
-  and every confirmed task is delivered.
+* ``leader-kill``: SIGKILL the queue's leader; the two others elect a new one, clients of
+  the dead node reconnect to another; nothing confirmed is lost.
+* ``majority-loss``: SIGKILL nodes until a minority runs: the queue confirms and delivers
+  nothing. ``down_s`` later the node down longest starts again; with a majority back, a
+  leader is elected and every confirmed task is delivered.
 
-Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s`` (kill until a running node leads
-the queue), ``recovery_s`` (until every worker consumes again), ``held_at_fault`` and
-``recovered``, ``nacks``, ``republished``, ``confirmed_while_down``,
-``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an ack died with the node) and
-``duplicates_republished`` (a message published again without its confirm). Used by
-``python -m helpers fault leader-kill|majority-loss`` and notebook 07.
+Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s``, ``recovery_s`` (until every
+worker consumes again), ``held_at_fault``, ``recovered``, ``nacks``, ``republished``,
+``confirmed_while_down``, ``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an
+ack died with the node) and ``duplicates_republished`` (published again, unconfirmed).
 """
 from __future__ import annotations
 
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass, field
+from typing import Callable
 
 from helpers.broker.model import Broker
 from helpers.experiment import skeleton as runner
@@ -35,6 +33,7 @@ from helpers.core import topology
 from helpers.errors import BadInputError, BrokerControlError, HelpersError
 from helpers.measure.monitor import wait_settled
 from helpers.core.tasks import Task
+from helpers.faults.options import PacedFaultOptions
 
 #: Scenario name -> what the step kills: the leader, or enough nodes to lose the majority.
 KILLS = {"leader-kill": "leader", "majority-loss": "majority"}
@@ -228,47 +227,56 @@ def _duplicate_sources(events: list[dict]) -> tuple[int, int]:
 COMMAND_LINE = ("fault_after_s", "queue_type")
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list[Task], *, cluster=None,
-        kill: str | None = None, fault_after_s: float = 1.0, down_s: float | None = None,
-        restore: bool = True, batch: int = 10, pace_s: float = 0.05,
-        timeout: float | None = None, save: bool = True, label: str | None = None,
-        progress=None, queue_type: str | None = None, discard=None) -> runner.RunResult:
+@dataclass(frozen=True)
+class NodeLossOptions(PacedFaultOptions):
+    """How a node-loss run goes (``leader-kill``, ``majority-loss``), checked once."""
+
+    #: overrides what the scenario kills: ``leader``, ``follower``, ``majority`` or a node
+    kill: str | None = None
+    #: majority loss: seconds from the kill to starting the node down longest (None: 4)
+    down_s: float | None = None
+    #: start every killed node again once the run is over (the cluster is whole again)
+    restore: bool = True
+    #: ``quorum`` or None (the only queue these scenarios are about)
+    queue_type: str | None = None
+    #: deletes the run's queue (``helpers.experiment.skeleton.run``): with a node down, a
+    #: quorum queue takes 5 s to delete (it waits for the missing member): a notebook defers it
+    discard: Callable | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if self.queue_type not in (None, "quorum"):
+            raise BadInputError(f"leader-kill and majority-loss run on a quorum queue, the "
+                                f"kind replicated on every node (got --queue-type "
+                                f"{self.queue_type}): leave the queue type out.")
+        super().__post_init__()
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list[Task],
+        options: NodeLossOptions = NodeLossOptions(), *, cluster=None,
+        progress=None) -> runner.RunResult:
     """Run ``tasks`` on a quorum queue of the private cluster and kill nodes mid-run.
 
-    Parameters
-    ----------
-    name: ``leader-kill`` or ``majority-loss`` (see the module docstring).
-    cluster: a running ``PrivateCluster`` (default: the checkout's, started if needed).
-    kill: overrides what the scenario kills: ``leader``, ``follower``, ``majority`` or a node.
-    fault_after_s: seconds after the first confirmed batch at which the nodes die.
-    down_s: majority loss: seconds from the kill to starting the first node killed again.
-    restore: start every killed node again once the run is over (the cluster is whole again).
-    queue_type: ``quorum`` or None (the only queue these scenarios are about).
-    discard: deletes the run's queue (see ``helpers.experiment.skeleton.run``): with a node down, RabbitMQ
-        takes 5 s to delete a quorum queue (it waits for the missing member), so the
-        notebook defers it.
+    ``name`` is ``leader-kill`` or ``majority-loss`` (see the module docstring); ``cluster``
+    a running ``PrivateCluster`` (default: the checkout's, started if needed).
     """
     if name not in KILLS:
         raise BadInputError(f"the fault must be one of {', '.join(KILLS)} (got {name!r}).")
-    if queue_type not in (None, "quorum"):
-        raise BadInputError(f"{name} runs on a quorum queue, the kind replicated on every node "
-                            f"(got --queue-type {queue_type}): leave the queue type out.")
-    if batch < 1 or pace_s < 0 or fault_after_s < 0:
-        raise BadInputError("batch must be at least 1, pace_s and fault_after_s at least 0.")
     if cluster is None:
         from helpers.broker.cluster import PrivateCluster
 
         cluster = PrivateCluster()
         cluster.start()
-    if name == "majority-loss" and down_s is None:
-        down_s = 4.0
-    step = NodeLoss(cluster, kill or KILLS[name], fault_after_s, down_s, restore, name)
-    spec = topology.unique_spec(label or name, kind="quorum", dead_letter=False)
-    pace = dict(batch=batch, every_s=pace_s, retry_for=settings.RECONNECT_FOR_S)
-    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), pace=pace, queue=spec,
-                     label=label or name, timeout=timeout, save=save)
+    o = options
+    down_s = 4.0 if name == "majority-loss" and o.down_s is None else o.down_s
+    step = NodeLoss(cluster, o.kill or KILLS[name], o.fault_after_s, down_s, o.restore, name)
+    spec = topology.unique_spec(o.label or name, kind="quorum", dead_letter=False)
+    exp = Experiment(workers, tasks, WorkerConfig(prefetch=prefetch), publish=o.publish(),
+                     queue=spec, label=o.label or name, timeout=o.timeout, save=o.save)
     return runner.run(exp, steps=[step], broker=cluster_broker(cluster), progress=progress,
-                      discard=discard)
+                      discard=o.discard)
+
+
+OPTIONS = NodeLossOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
 
 
 def line(summary: dict) -> str:

@@ -26,6 +26,7 @@ from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
 from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 
 DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 200, "duration": 0.01}
 MODES = ("reject-publish", "drop-head")
@@ -54,7 +55,8 @@ class Republish(Step):
                 wait_s = min(wait_s * 2, 0.5)
                 again = producer.publish(run.broker.url, run.spec,
                                          [self.by_id[i] for i in sorted(waiting)],
-                                         declare_queue=False, name=f"republish {run.spec.name}")
+                                         PublishOptions(declare_queue=False,
+                                                        name=f"republish {run.spec.name}"))
                 self.rounds += 1
                 self.nacked += len(again.nacked)
                 if again.confirmed:

@@ -27,6 +27,7 @@ Own keys (of the ``delivery-limit`` run unless named): ``injected``, ``dead_lett
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from helpers.broker import resolve as broker_mod
 from helpers.broker.model import Broker
@@ -35,7 +36,9 @@ from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.core import topology
+from helpers.checks import is_number, is_whole
 from helpers.core.connection import connect
+from helpers.errors import BadInputError
 from helpers.settings import POISON_KIND
 from helpers.core.tasks import Task, equal
 from helpers.faults.steps import Leftovers, Supervise, Tally, Window, combine, in_parallel
@@ -113,12 +116,39 @@ def work(good: int = 20, good_s: float = 0.1, poisons: int = 1, prefix: str = ""
     return tasks[:5] + bad + tasks[5:]
 
 
-def runs(workers: int = 3, good: int = 20, good_s: float = 0.1, poisons: int = 1,
-         limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, *,
+@dataclass(frozen=True)
+class PoisonOptions:
+    """How the poison runs go, checked once."""
+
+    #: poison tasks among the good ones
+    poisons: int = 1
+    #: the quorum queue's delivery limit (the ``delivery-limit`` run)
+    limit: int = 3
+    #: the worker's own guard: dead-letter a message delivered this often (``worker-guard``)
+    max_attempts: int = 2
+    #: seconds the classic queue's run goes on (it never ends by itself)
+    window_s: float = 4.0
+
+    def __post_init__(self):
+        if not all(is_whole(v) and v >= 1 for v in (self.poisons, self.limit,
+                                                     self.max_attempts)):
+            raise BadInputError(f"poisons, limit and max_attempts must be whole numbers of at "
+                                f"least 1 (got {self.poisons!r}, {self.limit!r}, "
+                                f"{self.max_attempts!r}).")
+        if not (is_number(self.window_s) and self.window_s > 0):
+            raise BadInputError(f"window_s must be above 0 seconds (got {self.window_s!r}).")
+
+
+OPTIONS = PoisonOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
+
+
+def runs(workers: int, good: int, good_s: float, options: PoisonOptions = PoisonOptions(), *,
          broker: Broker | None = None, progress=None) -> dict:
     """The three runs, side by side; ``progress(done, total)`` hears the tasks of all three."""
     broker = broker or broker_mod.get()
     tally = Tally(progress)
+    poisons, limit, max_attempts, window_s = (options.poisons, options.limit,
+                                              options.max_attempts, options.window_s)
 
     def one(label: str) -> runner.RunResult:
         tasks = work(good, good_s, poisons, prefix=f"{label}-")
@@ -142,17 +172,19 @@ def poison_deliveries(result: runner.RunResult) -> int:
     return sum(e["event"] == "delivered" and "poison" in str(e.get("task")) for e in result.events)
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, poisons: int = 1,
-        limit: int = 3, max_attempts: int = 2, window_s: float = 4.0, broker=None,
+def run(name: str, workers: int, prefetch: int, tasks: list,
+        options: PoisonOptions = PoisonOptions(), *, broker=None,
         progress=None) -> runner.RunResult:
     """The probe and the three runs as one result: as many good tasks as ``tasks``, as long
-    as the first, with ``poisons`` poison tasks among them (prefetch is 1)."""
+    as the first, with ``options.poisons`` poison tasks among them (prefetch is 1)."""
     good, good_s = len(tasks), tasks[0].duration
     broker = broker or broker_mod.get()
+    poisons, limit, max_attempts, window_s = (options.poisons, options.limit,
+                                              options.max_attempts, options.window_s)
     results = in_parallel({
         "probe": lambda: delivery_limit_probe(broker),
-        "runs": lambda: runs(workers, good, good_s, poisons, limit, max_attempts, window_s,
-                             broker=broker, progress=progress)})
+        "runs": lambda: runs(workers, good, good_s, options, broker=broker,
+                             progress=progress)})
     probe, results = results["probe"], results["runs"]
     limited, classic, guard = (results[k] for k in ("delivery-limit", "classic", "worker-guard"))
 

@@ -6,7 +6,7 @@ waiting this pool inherits); only spawning, killing and the messages differ::
 
     pool = FrameworkPool(url, spec, FrameworkConfig("celery", prefetch=1, acks_late=True))
     pool.start(4)                       # every worker consuming the queue
-    producer.publish(url, spec, pool.messages(tasks), declare_queue=False)
+    producer.publish(url, spec, pool.messages(tasks), PublishOptions(declare_queue=False))
 
 A framework's worker is several processes (Celery: a main process and its pool child;
 Dramatiq: a supervisor and a worker process), so each worker gets a process group of its

@@ -23,6 +23,7 @@ from helpers.core import tasks as task_lists
 from helpers.errors import BadInputError
 from helpers.measure.monitor import QueueMonitor, ReadySampler
 from helpers.publish.pacing import PacedPublisher
+from helpers.publish.options import PublishOptions
 from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 from helpers.settings import DEFAULT_QUEUE_KIND
@@ -65,8 +66,8 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
         pool = WorkerPool(broker.url, spec, WorkerConfig(prefetch=PREFETCH))
         sampler = QueueMonitor(broker, spec.name, interval=0.2, pool=pool)
         exact = ReadySampler(broker, spec.name)
-        publisher = PacedPublisher(broker.url, spec, work, every_s=1 / rate, fixed_rate=True,
-                                   timeout=30)
+        publisher = PacedPublisher(broker.url, spec, work, PublishOptions(
+            batch=1, pace_s=1 / rate, fixed_rate=True, timeout=30))
         try:
             pool.start(workers)
             sampler.start()

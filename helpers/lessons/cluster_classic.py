@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers import settings
 from helpers.core import topology
 from helpers.core import tasks as task_lists
@@ -118,6 +119,6 @@ def park(lab, messages: int = 50) -> Parked:
     for kind, spec in specs.items():
         topology.setup(home.url, spec)
         sent = producer.publish(home.url, spec, task_lists.equal(messages, 0.0),
-                                declare_queue=False, name=f"park {spec.name}")
+                                PublishOptions(declare_queue=False, name=f"park {spec.name}"))
         confirmed[kind] = len(sent.confirmed)
     return Parked(home.nodename, specs, confirmed)

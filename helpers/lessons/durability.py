@@ -20,6 +20,7 @@ from helpers.broker import resolve as broker_mod
 from helpers.broker.model import Broker
 from helpers.measure import plots
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers import settings
 from helpers.core import topology
 from helpers.errors import BadInputError, TopologyError
@@ -109,7 +110,8 @@ def survival(messages: int = 100, how: str = "restart", *,
             names.append(spec.name)
             sent = producer.publish(broker.url, spec, [Task(f"m{i:05d}", 0.0)
                                                       for i in range(messages)],
-                                    persistent=persistent, declare_queue=False)
+                                    PublishOptions(persistent=persistent,
+                                                   declare_queue=False))
             rows.append({**row, "confirmed": len(sent.confirmed),
                          "before": topology.count(broker.url, spec.name)})
             say((n + 1) * messages, total, f"published to {n + 1} of {len(CASES)} queues")

@@ -17,6 +17,7 @@ from helpers.broker import resolve as broker_mod
 from helpers.broker.model import Broker
 from helpers.measure import plots
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.errors import BadInputError, HelpersError
@@ -94,8 +95,8 @@ def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int 
             batch = [Task(f"m{n + i:06d}", 0.0) for i in range(chunk)]
             n += chunk
             try:
-                sent = producer.publish(broker.url, spec, batch, declare_queue=False, timeout=20,
-                                        name=f"producer {spec.name}")
+                sent = producer.publish(broker.url, spec, batch, PublishOptions(
+                    declare_queue=False, timeout=20, name=f"producer {spec.name}"))
             except HelpersError:  # could not even connect: the broker is going down
                 break
             published += sent.published

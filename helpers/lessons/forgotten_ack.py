@@ -22,6 +22,7 @@ from helpers.core import topology
 from helpers.core import tasks as task_lists
 from helpers.errors import BadInputError, HelpersError
 from helpers.publish.pacing import PacedPublisher
+from helpers.publish.options import PublishOptions
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
@@ -126,14 +127,15 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
         try:
             say(0, len(work), "publishing the backlog")
             first = producer.publish(broker.url, spec, work[:backlog],
-                                     declare_queue=False) if backlog else None
+                                     PublishOptions(declare_queue=False)) if backlog else None
             t0 = first.t_first if first else time.time()
             sampler.wait_for(lambda s: s["messages_ready"] >= backlog, 5)
             time.sleep(0.5)
             say(backlog, len(work), "starting the worker that never acks")
             pool.start(1)
             started = time.time() - t0
-            later = PacedPublisher(broker.url, spec, work[backlog:], every_s=1 / rate)
+            later = PacedPublisher(broker.url, spec, work[backlog:],
+                                   PublishOptions(batch=1, pace_s=1 / rate))
             later.start()  # one task every 1 / rate seconds, in its own thread
             while later.is_alive():
                 say(backlog + len(later.result.published), len(work), "more tasks arriving")

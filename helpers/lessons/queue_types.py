@@ -18,6 +18,7 @@ import pandas as pd
 
 from helpers.broker import resolve as broker_mod
 from helpers.publish import producer
+from helpers.publish.options import PublishOptions
 from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.settings import QUEUE_KINDS
@@ -31,7 +32,7 @@ def held_with_prefetch_0(url: str, spec: topology.QueueSpec, messages: int) -> i
     """Publish ``messages``; one consumer with no prefetch limit never acks: how many it
     gets before the queue stops sending (delivered and unacked)."""
     producer.publish(url, spec, [Task(f"m{i:05d}", 0.0) for i in range(messages)],
-                     declare_queue=False)
+                     PublishOptions(declare_queue=False))
     got: list[int] = []
     with connect(url, name=f"prefetch-0 {spec.name}") as conn:
         channel = conn.channel()
@@ -47,7 +48,7 @@ def held_with_prefetch_0(url: str, spec: topology.QueueSpec, messages: int) -> i
 def delivery_counts(url: str, spec: topology.QueueSpec, deliveries: int = 3) -> list:
     """One message taken ``deliveries`` times by a consumer that dies before its ack: the
     ``x-delivery-count`` header each time (None: no header)."""
-    producer.publish(url, spec, [Task("once", 0.0)], declare_queue=False)
+    producer.publish(url, spec, [Task("once", 0.0)], PublishOptions(declare_queue=False))
     counts = []
     for _ in range(deliveries):
         with connect(url, name=f"delivery-count {spec.name}") as conn:

@@ -4,7 +4,7 @@ One ``SelectConnection`` run (``_Pipeline``) publishes while up to ``window`` me
 unconfirmed and collects the broker's answers (often covering many messages at once, with
 ``multiple=True``); ``publish_pipelined`` runs it again after a lost connection, for
 whatever was not confirmed, until ``retry_for`` seconds pass without progress. Called by
-``producer.publish(confirms="pipelined")``, the default.
+``producer.publish`` with ``PublishOptions(confirms="pipelined")``, the default.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 
 from helpers.core import topology
 from helpers.core.connection import describe_error, explain_connect_error, refusal_is_final, url_list
+from helpers.publish.options import PublishOptions
 from helpers.publish.outcome import PublishResult, blocked_sentence, message_properties, watch_blocked
 from helpers.settings import BLOCKED_TIMEOUT_S
 from helpers.core.topology import QueueSpec
@@ -27,12 +28,10 @@ PUMP_BATCH_MAX = 4096
 class _Pipeline:
     """One ``SelectConnection`` run: publish, keep ``window`` unconfirmed, collect answers."""
 
-    def __init__(self, url, spec, pairs, persistent, window, mandatory, timeout, declare_queue,
-                 result: PublishResult, name, on_blocked=None):
+    def __init__(self, url: str, spec: QueueSpec, pairs: list, result: PublishResult,
+                 options: PublishOptions):
         self.url, self.spec, self.pairs = url, spec, pairs
-        self.persistent, self.window, self.mandatory = persistent, window, mandatory
-        self.timeout, self.declare_queue, self.result, self.name = (
-            timeout, declare_queue, result, name)
+        self.result, self.options = result, options
         self.next = 0
         self.batch = PUMP_BATCH
         self.tag = 0
@@ -46,20 +45,19 @@ class _Pipeline:
         self.open_error: Exception | None = None
         self.channel_error: Exception | None = None
         self.declared = False
-        self.on_blocked = on_blocked
 
     def run(self) -> None:
         import pika
 
         params = pika.URLParameters(self.url)
-        params.client_properties = {"connection_name": self.name}
+        params.client_properties = {"connection_name": self.options.name}
         # Blocked by a resource alarm for this long, pika closes the connection (and we say why).
         params.blocked_connection_timeout = BLOCKED_TIMEOUT_S
         self.conn = pika.SelectConnection(params, on_open_callback=self._on_open,
                                           on_open_error_callback=self._on_open_error,
                                           on_close_callback=self._on_closed)
-        watch_blocked(self.conn, self.result, self.on_blocked)
-        self.conn.ioloop.call_later(self.timeout, self._give_up)
+        watch_blocked(self.conn, self.result, self.options.on_blocked)
+        self.conn.ioloop.call_later(self.options.timeout, self._give_up)
         self.conn.ioloop.start()
 
     def _on_open_error(self, _conn, exc) -> None:
@@ -79,7 +77,7 @@ class _Pipeline:
         self.conn.ioloop.stop()
 
     def _give_up(self) -> None:
-        self.failed = self.failed or f"timed out after {self.timeout:.0f} s"
+        self.failed = self.failed or f"timed out after {self.options.timeout:.0f} s"
         self._close()
 
     def _close(self) -> None:
@@ -96,7 +94,7 @@ class _Pipeline:
         self.channel = channel
         channel.add_on_return_callback(self._on_return)
         channel.add_on_close_callback(self._on_channel_closed)
-        if self.declare_queue:
+        if self.options.declare_queue:
             topology.declare_async(channel, self.spec, self._on_declared)
         else:
             self._on_declared()
@@ -124,10 +122,10 @@ class _Pipeline:
             self.resume_pending = False
             if self.failed or not self.channel.is_open:
                 return  # the channel went away in between: run() reports it
-        props_for = self.persistent
+        props_for, window = self.options.persistent, self.options.window
         batch_end = self.next + self.batch
         self.batch = min(self.batch * 2, PUMP_BATCH_MAX)
-        while (self.next < len(self.pairs) and len(self.pending) < self.window
+        while (self.next < len(self.pairs) and len(self.pending) < window
                and self.next < batch_end):
             task_id, body, headers, priority = self.pairs[self.next]
             self.next += 1
@@ -137,9 +135,9 @@ class _Pipeline:
                 self.result.t_first = time.time()
             self.channel.basic_publish("", self.spec.name, body,
                                        message_properties(task_id, props_for, headers, priority),
-                                       self.mandatory)
+                                       self.options.mandatory)
             self.result.published.append(task_id)
-        if (self.next < len(self.pairs) and len(self.pending) < self.window
+        if (self.next < len(self.pairs) and len(self.pending) < window
                 and not self.resume_pending):
             self.resume_pending = True
             self.conn.ioloop.call_later(0, lambda: self._pump(resumed=True))
@@ -163,24 +161,22 @@ class _Pipeline:
         self.result.returned.add(props.message_id)
 
 
-def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishResult, *,
-                      persistent: bool, window: int, mandatory: bool, timeout: float,
-                      declare_queue: bool, retry_for: float, name: str,
-                      on_blocked=None) -> None:
+def publish_pipelined(url: str, spec: QueueSpec, pairs: list, result: PublishResult,
+                      options: PublishOptions) -> None:
     """Publish ``pairs`` into ``result``; after a lost connection, republish what is left.
 
     ``url`` may list several brokers: each run uses the next one after a failed or lost
     connection, and publishing gives up only once every one has failed in a row.
     """
     urls = url_list(url)
+    retry_for = options.retry_for
     deadline = time.monotonic() + retry_for
     todo = pairs
     size_error = None
     failures = 0  # in a row: every broker of the list gets its turn before we give up
     while True:
         confirmed_before = len(result.confirmed)
-        run = _Pipeline(urls[failures % len(urls)], spec, todo, persistent, window, mandatory,
-                        timeout, declare_queue, result, name, on_blocked)
+        run = _Pipeline(urls[failures % len(urls)], spec, todo, result, options)
         run.run()
         result.error = run.failed
         _raise_if_hopeless(run, run.url, spec)

@@ -2,9 +2,9 @@
 
 Two paces, one class:
 
-* ``fixed_rate=True``: batch *i* leaves at ``start_at + i * every_s`` (tasks *arriving* at
+* ``fixed_rate=True``: batch *i* leaves at ``start_at + i * pace_s`` (tasks *arriving* at
   a steady rate, faster or slower than the workers take them: the backlog lesson);
-* ``fixed_rate=False``: a pause of ``every_s`` after each batch is confirmed, so publishing
+* ``fixed_rate=False``: a pause of ``pace_s`` after each batch is confirmed, so publishing
   is still under way when something breaks (the broker-down faults); with ``retry_for`` a
   batch whose connection was lost is published again on a new one until confirmed.
 
@@ -19,7 +19,8 @@ import time
 from helpers.publish import producer
 from helpers.publish.outcome import PublishResult
 from helpers.core.connection import first_to
-from helpers.errors import HelpersError
+from helpers.errors import BadInputError, HelpersError
+from helpers.publish.options import PublishOptions
 from helpers.core.topology import QueueSpec
 
 
@@ -28,19 +29,19 @@ NACK_PAUSE_S = 0.2
 
 
 class PacedPublisher(threading.Thread):
-    """Publish ``tasks`` in batches of ``batch`` at the pace described in the module docstring."""
+    """Publish ``tasks`` ``options.batch`` at a time, at the pace the module docstring
+    describes (``options``: a paced ``PublishOptions``, e.g. ``PublishOptions(batch=10)``)."""
 
-    def __init__(self, url: str, spec: QueueSpec, tasks: list, *, batch: int = 1,
-                 every_s: float = 0.05, fixed_rate: bool = False,
-                 start_at: float | None = None, retry_for: float = 0.0,
-                 timeout: float = 120.0, on_blocked=None, gate=None):
+    def __init__(self, url: str, spec: QueueSpec, tasks: list, options: PublishOptions):
         super().__init__(name="paced-publisher", daemon=True)
+        if not options.paced:
+            raise BadInputError("A paced publisher publishes in batches: give the options a "
+                                "batch (e.g. PublishOptions(batch=1)).")
         self.url, self.spec, self.tasks = url, spec, list(tasks)
-        self.batch, self.every_s, self.fixed_rate = batch, every_s, fixed_rate
-        self.start_at, self.retry_for, self.timeout = start_at, retry_for, timeout
-        self.on_blocked = on_blocked  # see producer.publish
-        #: ``gate(n)`` is called before batch ``n`` leaves (it may wait for something)
-        self.gate = gate
+        #: every batch goes out with these (onto the queue declared already)
+        self.options = options.replace(declare_queue=False, name=f"producer {spec.name}")
+        #: with ``options.fixed_rate``: when batch 0 leaves (None: when ``run`` starts)
+        self.start_at: float | None = None
         self.result = PublishResult(queue=spec.name)
         #: task id -> wall-clock time its batch was confirmed
         self.confirmed_t: dict[str, float] = {}
@@ -60,28 +61,27 @@ class PacedPublisher(threading.Thread):
 
     def _wait_turn(self, n: int) -> bool:
         """Wait for batch ``n``'s turn; False when stopped meanwhile."""
-        if self.fixed_rate:
+        pace_s = self.options.pace_s
+        if self.options.fixed_rate:
             start = self.start_at if self.start_at is not None else time.time()
             self.start_at = start
-            return not self._halt.wait(max(0.0, start + n * self.every_s - time.time()))
-        return not self._halt.wait(self.every_s) if n else not self._halt.is_set()
+            return not self._halt.wait(max(0.0, start + n * pace_s - time.time()))
+        return not self._halt.wait(pace_s) if n else not self._halt.is_set()
 
     def run(self) -> None:
         try:
-            for n, i in enumerate(range(0, len(self.tasks), self.batch)):
+            batch, gate = self.options.batch, self.options.gate
+            for n, i in enumerate(range(0, len(self.tasks), batch)):
                 if not self._wait_turn(n):
                     return
-                if self.gate is not None:
-                    self.gate(n)
-                todo = self.tasks[i:i + self.batch]
+                if gate is not None:
+                    gate(n)
+                todo = self.tasks[i:i + batch]
                 while todo:  # a nacked message is republished like an unconfirmed one
                     # Of several brokers, start where the last batch went (not a dead one).
                     urls = (first_to(self.url, self.result.connections[-1][1])
                             if self.result.connections else self.url)
-                    part = producer.publish(urls, self.spec, todo, declare_queue=False,
-                                            retry_for=self.retry_for, timeout=self.timeout,
-                                            name=f"producer {self.spec.name}",
-                                            on_blocked=self.on_blocked)
+                    part = producer.publish(urls, self.spec, todo, self.options)
                     self._merge(part)
                     if part.unconfirmed:
                         self.error = part.error or "messages left unconfirmed"

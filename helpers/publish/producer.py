@@ -1,6 +1,7 @@
 """Publish tasks: persistent by default, with publisher confirms kept in flight together.
 
-Three ways to publish, measured against each other in the benchmarks:
+Three ways to publish (``PublishOptions.confirms``), measured against each other in the
+benchmarks:
 
 * ``confirms="pipelined"`` (default): up to ``window`` messages are unconfirmed at once; the
   broker's acks (often covering many messages with ``multiple=True``) come back while we
@@ -19,10 +20,10 @@ import time
 
 from helpers.core.connection import connect
 from helpers.errors import BadInputError
-from helpers.settings import CONFIRM_MODES
 from helpers.core.tasks import Task
 from helpers.core.topology import QueueSpec, declare
 from helpers.publish.confirms import publish_pipelined
+from helpers.publish.options import PublishOptions
 from helpers.publish.outcome import PublishResult, message_properties
 
 
@@ -44,55 +45,34 @@ def _as_pairs(tasks) -> list[tuple[str, bytes, dict | None, int | None]]:
     return pairs
 
 
-def publish(url: str, spec: QueueSpec, tasks, *, persistent: bool = True,
-            confirms: str = "pipelined", window: int = 5000, mandatory: bool = False,
-            timeout: float = 120, declare_queue: bool = True, retry_for: float = 0.0,
-            name: str = "producer", on_blocked=None, on_published=None) -> PublishResult:
-    """Publish ``tasks`` to ``spec``'s queue.
+def publish(url: str, spec: QueueSpec, tasks,
+            options: PublishOptions = PublishOptions()) -> PublishResult:
+    """Publish ``tasks`` to ``spec``'s queue, as ``options`` say (``PublishOptions``).
 
     ``tasks`` are ``Task``s, bodies, ``(id, body)`` pairs or ``(id, body, headers)`` triples
     (headers: AMQP message headers, e.g. to publish another framework's task messages).
-
-    Parameters
-    ----------
-    confirms: ``pipelined`` (default), ``each`` or ``none``; see the module docstring.
-    window: most unconfirmed messages in flight at once (pipelined mode). 5,000: with
-        1,000, 10,000 persistent tasks took about 1.5x as long to reach the queue
-        (``make bench``: the broker confirms after each fsync, and a full window waits).
-    retry_for: with pipelined confirms, keep reconnecting for this many seconds after a
-        lost connection and republish whatever was not confirmed (at-least-once publishing).
-    on_blocked: with pipelined confirms, called with one sentence when the broker blocks
-        publishing (a disk or memory alarm), and with None when it unblocks; after
-        ``settings.BLOCKED_TIMEOUT_S`` blocked, publishing stops with that sentence.
-    on_published: with ``confirms="each"`` or ``"none"``, called (no argument) after the last
-        message went out and before the connection closes: without confirms, closing at once
-        can lose messages (measured in benchmarks/README.md; ``benchmarks.publish_confirms``
-        waits here until the queue holds every message).
+    ``options.confirms`` picks one of the three ways in the module docstring; with pipelined
+    confirms, ``options.retry_for`` republishes after a lost connection, and after
+    ``settings.BLOCKED_TIMEOUT_S`` blocked by an alarm, publishing stops with a sentence.
     """
-    if confirms not in CONFIRM_MODES:
-        raise BadInputError(f"confirms must be one of {', '.join(CONFIRM_MODES)} "
-                            f"(got {confirms!r}).")
-
     pairs = _as_pairs(tasks)
     result = PublishResult(queue=spec.name)
-    if confirms != "pipelined":
-        _publish_blocking(url, spec, pairs, persistent, confirms == "each", mandatory,
-                          declare_queue, result, name, on_published)
+    if options.confirms != "pipelined":
+        _publish_blocking(url, spec, pairs, options, result)
         return result
-    publish_pipelined(url, spec, pairs, result, persistent=persistent, window=window,
-                      mandatory=mandatory, timeout=timeout, declare_queue=declare_queue,
-                      retry_for=retry_for, name=name, on_blocked=on_blocked)
+    publish_pipelined(url, spec, pairs, result, options)
     return result
 
 
-def _publish_blocking(url, spec, pairs, persistent, confirm, mandatory, declare_queue,
-                      result: PublishResult, name, on_published=None) -> None:
+def _publish_blocking(url: str, spec: QueueSpec, pairs: list, options: PublishOptions,
+                      result: PublishResult) -> None:
     import pika.exceptions as pe
 
-    conn = connect(url, name=name)
+    confirm = options.confirms == "each"
+    conn = connect(url, name=options.name)
     try:
         channel = conn.channel()
-        if declare_queue:
+        if options.declare_queue:
             declare(channel, spec)
         if confirm:
             channel.confirm_delivery()
@@ -101,8 +81,9 @@ def _publish_blocking(url, spec, pairs, persistent, confirm, mandatory, declare_
             result.published.append(task_id)
             try:
                 channel.basic_publish("", spec.name, body,
-                                      message_properties(task_id, persistent, headers, priority),
-                                      mandatory=mandatory)
+                                      message_properties(task_id, options.persistent, headers,
+                                                         priority),
+                                      mandatory=options.mandatory)
             except pe.UnroutableError:
                 result.returned.add(task_id)
                 result.confirmed.add(task_id)
@@ -113,8 +94,8 @@ def _publish_blocking(url, spec, pairs, persistent, confirm, mandatory, declare_
             if confirm:
                 result.confirmed.add(task_id)
         result.t_last = time.time()
-        if on_published is not None:
-            on_published()
+        if options.on_published is not None:
+            options.on_published()
     finally:
         if conn.is_open:
             conn.close()
