@@ -184,20 +184,31 @@ def test_the_tutorials_declaration_is_the_projects(work_queue):
 
 def test_the_tutorial_scripts_from_a_terminal(broker, work_queue):
     """``python -m helpers.tutorial.worker`` and ``... new_task "Hello."``, as the tutorial runs
-    worker.py and new_task.py in two terminals: the task is received, done (1 s) and acked."""
+    worker.py and new_task.py in two terminals: the task is received, done (1 s) and acked.
+
+    The worker prints "Done" before it acks, as the tutorial's does, so the ack is proven by
+    the next delivery (prefetch 1: the broker sends a second task only once the first is
+    acked), not by the line; Ctrl+C during that second, long task puts it back."""
     env = dict(os.environ, HELPERS_TUTORIAL_QUEUE=work_queue)
     proc = subprocess.Popen([sys.executable, "-m", "helpers.tutorial.worker"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        said = read_until(proc, "Waiting for messages")
-        sent = subprocess.run([sys.executable, "-m", "helpers.tutorial.new_task", "Hello."],
+
+    def new_task(message: str) -> str:
+        sent = subprocess.run([sys.executable, "-m", "helpers.tutorial.new_task", message],
                               capture_output=True, text=True, env=env, timeout=60)
         assert sent.returncode == 0, sent.stderr
-        assert sent.stdout.strip() == "[x] Sent Hello."
+        return sent.stdout.strip()
+
+    try:
+        said = read_until(proc, "Waiting for messages")
+        assert new_task("Hello.") == "[x] Sent Hello."
         said += read_until(proc, "[x] Done")
+        new_task("Long" + "." * 30)  # 30 s of work: still running when Ctrl+C comes
+        said += read_until(proc, "Received Long")
     finally:
         stop(proc)
-    assert said[-2:] == [" [x] Received Hello.", " [x] Done"]
-    # The worker has closed its connection: a task it had not acked would be ready again.
-    assert topology.count(broker.url, work_queue) == 0
+    assert said[-3:] == [" [x] Received Hello.", " [x] Done", " [x] Received Long" + "." * 30]
+    # Hello was acked (it is gone); Long, cut off by Ctrl+C, is ready again.
+    assert wait_until(lambda: topology.count(broker.url, work_queue) == 1, 10, 0.2), \
+        topology.count(broker.url, work_queue)
     declared_as_the_tutorial(broker, work_queue)
