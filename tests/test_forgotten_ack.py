@@ -16,23 +16,25 @@ pytestmark = pytest.mark.broker
 
 
 def test_the_exact_figures_hold_every_message_then_give_them_back(broker):
-    result = forgotten_ack.forgotten_ack(backlog=10, more=10, rate=5.0, broker=broker)
+    result = forgotten_ack.forgotten_ack(backlog=10, more=20, rate=5.0, broker=broker)
     s = result.summary
-    assert s["finished_by_the_worker"] == 20 and s["peak_unacknowledged"] == 20
-    assert s["ready_after_stop"] == 20
+    assert s["finished_by_the_worker"] == 30 and s["peak_unacknowledged"] == 30
+    assert s["ready_after_stop"] == 30
     running = result.samples[(result.samples["t_s"] > result.arrived_s)
                              & (result.samples["t_s"] < result.stopped_s)]
     assert (running["messages_ready"] == 0).all(), running
-    assert running["messages_unacknowledged"].iloc[-1] == 20
+    assert running["messages_unacknowledged"].iloc[-1] == 30
     said = str(forgotten_ack.answer(result))
-    assert "finished 20 of 20 tasks and acked 0" in said and "After the stop: 20 ready" in said
+    assert "finished 30 of 30 tasks and acked 0" in said and "After the stop: 30 ready" in said
     if not management.answers(broker) or not hasattr(broker, "rabbitmqctl"):
         return  # the management view, and the tick we set, exist on the private node only
     gaps = s["management_refresh_gaps_s"]
     print(f"management view changed after {gaps} s (quorum tick {settings.QUORUM_TICK_MS} ms)")
-    assert len(gaps) >= 2, gaps
-    # The node publishes the counts every QUORUM_TICK_MS (RabbitMQ's default, 5000, would
-    # leave one gap of 5 s in this run); sampled every 0.1 s, the management API adds jitter.
+    # Tasks arrive for 4 s, so the counts change at every tick for about four ticks (then
+    # stay still until the stop: one long gap, which the median leaves aside). The node
+    # publishes them every QUORUM_TICK_MS (RabbitMQ's default, 5000, would leave one gap of
+    # about 5 s); sampled every 0.1 s, the management API adds jitter.
+    assert len(gaps) >= 3, gaps
     assert abs(s["management_refresh_observed_s"] - settings.QUORUM_TICK_MS / 1000) < 0.35
 
 
