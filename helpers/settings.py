@@ -42,6 +42,10 @@ INLINE_MAX_S = float(os.environ.get("HELPERS_INLINE_MAX_S", "0.25"))
 #: here puts in flight, low enough that a stuck reader cannot eat the memory.
 PROXY_MAX_HELD_BYTES = int(os.environ.get("HELPERS_PROXY_MAX_HELD_BYTES", str(8 << 20)))
 
+#: The queue of the tutorial's scripts, ``helpers/tutorial/`` (``HELPERS_TUTORIAL_QUEUE``): the
+#: tutorial's own name, so they share it with the tutorial's ``worker.py`` and ``new_task.py``.
+TUTORIAL_QUEUE = os.environ.get("HELPERS_TUTORIAL_QUEUE") or "task_queue"
+
 #: Whether a pool forks its workers from a warm fork server (``helpers.pool.forkserver``) rather
 #: than starting a fresh interpreter for each (``HELPERS_FORK_SERVER``, 1 or 0; default 0:
 #: opt-in until the whole suite has run green with it several times; its one run so far
@@ -57,6 +61,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 PORT_RELEASE_S = 15.0
 #: How often the private node refreshes the statistics the management API serves (ms).
 STATS_INTERVAL_MS = 250
+#: How often each quorum queue of the private node publishes its counts (ready,
+#: unacknowledged: what the management API and rabbitmqctl show), ms. RabbitMQ's default is
+#: 5000 (``rabbit.quorum_tick_interval``, read when a queue is declared); RabbitMQ's own test
+#: suites shorten it to 1000 as well. The AMQP counts (a passive declare) are exact either way.
+QUORUM_TICK_MS = 1000
 
 #: Seconds between the last queue declaration and a crash (SIGKILL) of the node, wherever a
 #: crash is done on purpose (notebook 03's survival table, the ``crash`` fault). RabbitMQ

@@ -123,6 +123,30 @@ class Lab:
                 return session["kernel"].get("execution_state")
         return None
 
+    def kernel_output(self, notebook: str, code: str, timeout: float = 60) -> str:
+        """Run ``code`` in the kernel of ``notebook`` (as a client of its own, beside the
+        page's); what it printed."""
+        from jupyter_client import BlockingKernelClient
+
+        kernel = next(s["kernel"] for s in self.api("GET", "sessions") or []
+                      if s.get("path") == notebook and s.get("kernel"))
+        client = BlockingKernelClient()
+        client.load_connection_file(str(self.workdir / "runtime" / f"kernel-{kernel['id']}.json"))
+        if client.transport == "ipc" and not os.path.isabs(client.ip):
+            client.ip = str(self.root / client.ip)  # relative to the server's folder
+        client.start_channels()
+        printed: list[str] = []
+        try:
+            reply = client.execute_interactive(
+                code, timeout=timeout, store_history=False,
+                output_hook=lambda msg: printed.append(msg["content"].get("text", ""))
+                if msg["msg_type"] == "stream" else None)
+        finally:
+            client.stop_channels()
+        if reply["content"]["status"] != "ok":
+            raise AssertionError(f"{notebook}: {reply['content'].get('evalue')}")
+        return "".join(printed)
+
     def shut_down_kernels(self) -> None:
         """End every kernel the server runs (their workers end with them)."""
         for kernel in self.api("GET", "kernels") or []:

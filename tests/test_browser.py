@@ -55,6 +55,71 @@ CLICKS = {
 }
 
 
+#: Run in a notebook's kernel once all its cells have run: the titles of the figures and the
+#: tables its cells returned (IPython's ``Out``: what a cell's last line showed), as JSON.
+TITLES_AND_TABLES = """
+import json as _json
+import matplotlib.figure as _figure
+import pandas as _pd
+_found = {"titles": [], "tables": []}
+for _value in dict(Out).values():
+    if isinstance(_value, _figure.Figure):
+        _found["titles"] += [a.get_title() for a in _value.axes if a.get_title()]
+        if _value._suptitle is not None:
+            _found["titles"].append(_value._suptitle.get_text())
+    elif isinstance(_value, _pd.DataFrame):
+        _found["tables"].append(_value.reset_index().astype(str).to_dict("list"))
+print(_json.dumps(_found))
+"""
+
+#: ``12 lost``, ``0.75 s``, ``3 redelivered``: a number and the word after it, in a title.
+NUMBER_WORD = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ([A-Za-z_]{3,})")
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def title_table_disagreements(titles: list[str], tables: list[dict]) -> list[str]:
+    """Where a figure's title states a number of something a table has a numeric column for
+    (``3 lost`` and a column ``lost``; ``1 redelivered`` and ``redeliveries``: the first five
+    letters agree), the title's number must be in that column, in the rows whose text is in
+    the title (a table with a row per run, labelled as the figure's panel) or else in any
+    row. Each disagreement, in one sentence."""
+    problems = []
+    for title in titles:
+        for number, word in NUMBER_WORD.findall(title):
+            stem = word.lower()[:5]
+            for table in tables:
+                rows = range(len(next(iter(table.values()), [])))
+                named = [i for i in rows if any(len(str(col[i])) >= 6 and str(col[i]) in title
+                                                for col in table.values())] or list(rows)
+                for column, values in table.items():
+                    if not str(column).lower().startswith(stem):
+                        continue
+                    numbers = [_number(values[i]) for i in named]
+                    if all(v is None for v in numbers):
+                        continue  # not a column of numbers
+                    if float(number) not in numbers:
+                        problems.append(f"the title {title!r} says {number} {word}; the "
+                                        f"table's {column!r} says {values}")
+    return problems
+
+
+def test_a_title_that_disagrees_with_its_table_is_found():
+    table = {"run": ["auto_ack", "manual acks, prefetch 1"], "lost": ["3", "0"],
+             "redeliveries": ["0", "1"], "worker": ["w1", "w2"]}
+    agree = ["manual acks, prefetch 1: w1 killed at 0.64 s; 0 lost, 1 redelivered",
+             "3 workers, 12 equal tasks"]
+    assert title_table_disagreements(agree, [table]) == []
+    wrong = ["manual acks, prefetch 1: w1 killed at 0.64 s; 1 lost, 1 redelivered"]
+    found = title_table_disagreements(wrong, [table])
+    assert len(found) == 1 and "1 lost" in found[0], found
+
+
 class _Timings:
     """Prints the seconds each notebook took in the browser, at the end of the run."""
 
@@ -243,6 +308,10 @@ def test_notebook_in_the_browser(path, lab, timings, record_property):
         body = page.locator("body").inner_text()
         assert "Error displaying widget" not in body, f"{path.name}: a widget failed"
         assert not cut_labels(page), f"{path.name}: labels cut off: {cut_labels(page)}"
+        found = json.loads(server.kernel_output(path.name, TITLES_AND_TABLES))
+        disagree = title_table_disagreements(found["titles"], found["tables"])
+        assert not disagree, f"{path.name}: {disagree[0]}"
+        record_property("titles_checked", len(found["titles"]))
         panel = page.locator(".widget-vbox").filter(
             has=page.locator(".widget-html-content b", has_text=clicks.panel)).first
         panel.scroll_into_view_if_needed()

@@ -19,7 +19,7 @@ LAYERS = {
     "settings": 0, "errors": 0, "procs": 0, "checks": 0,
     "core": 1,
     "broker": 2,
-    "net": 3, "worker": 3, "publish": 3,
+    "net": 3, "worker": 3, "publish": 3, "tutorial": 3,
     "pool": 4,
     "measure": 5, "frameworks": 5,
     "experiment": 6,

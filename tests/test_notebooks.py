@@ -102,6 +102,23 @@ def test_committed_clean_and_short(path):
         assert heading in markdown, f"{path.name}: no '{heading}' section"
 
 
+#: How many main runs each notebook asks about first (a one-line "**Predict:**" question).
+PREDICTIONS = {"01_round_robin": 1, "02_acknowledgements": 2, "03_durability": 2}
+
+
+@pytest.mark.parametrize("name", sorted(PREDICTIONS))
+def test_each_main_run_is_preceded_by_a_one_line_prediction(name):
+    """A "Predict:" cell is one line ending in a question mark, and the next cell runs code."""
+    cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+    asks = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+            and "".join(c["source"]).startswith("**Predict:**")]
+    assert len(asks) == PREDICTIONS[name], f"{name}: {len(asks)} predictions"
+    for i in asks:
+        text = "".join(cells[i]["source"]).strip()
+        assert "\n" not in text and text.endswith("?"), f"{name}: {text!r}"
+        assert cells[i + 1]["cell_type"] == "code", f"{name}: {text!r} is not followed by a run"
+
+
 @pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

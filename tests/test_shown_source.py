@@ -9,14 +9,21 @@ from helpers.publish import confirms, outcome, producer
 from helpers.measure import prefetch
 from helpers.core import topology
 from helpers.lessons import common, queue_types
+from helpers.tutorial import new_task, worker as tutorial_worker
 from helpers.worker.consumer import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What each notebook must show, as the source of the package: the lines it teaches.
 TAUGHT = {
-    "01_round_robin": ["basic_consume("],
-    "02_acknowledgements": ["auto_ack=", "basic_ack(delivery_tag="],
-    "03_durability": ["durable", "delivery_mode=", "confirm_delivery("],
+    # the tutorial's pattern whole (helpers/tutorial), then the one line its workers change
+    "01_round_robin": ['"x-queue-type": "quorum"', "basic_publish(",
+                       "delivery_mode=pika.DeliveryMode.Persistent", "basic_qos(prefetch_count=1)",
+                       "basic_consume(", "basic_ack(delivery_tag=",
+                       "basic_qos(prefetch_count=self.prefetch)"],
+    "02_acknowledgements": ["auto_ack="],
+    # the two lines of durability, and both forms of publisher confirms that run in 03
+    "03_durability": ["durable", "delivery_mode=", "confirm_delivery()", "channel.basic_publish(",
+                      "confirm_delivery(ack_nack_callback="],
     "04_fair_dispatch": ["basic_qos(prefetch_count="],
     "05_scaling": ["basic_qos(prefetch_count=", "(round_trip_s + task_s) / task_s",
                    "channel.basic_consume(spec.name"],
@@ -36,15 +43,29 @@ def test_source_refuses_when_a_taught_line_is_gone():
         common.source(outcome.message_properties, expect=["basic_qos("])
 
 
+def test_source_lines_shows_the_lines_with_their_numbers_or_refuses():
+    shown = common.source_lines(Worker._consume_once, "auto_ack=")
+    header, line = shown.splitlines()
+    assert header == ("# helpers/worker/consumer.py, in Worker._consume_once "
+                      "(line numbers of the file)")
+    number, text = line.split(maxsplit=1)
+    source = (ROOT / "helpers" / "worker" / "consumer.py").read_text().splitlines()
+    assert source[int(number) - 1].strip() == text.strip()
+    with pytest.raises(AssertionError, match="no longer holds"):
+        common.source_lines(Worker._ack, "basic_qos(")
+
+
 @pytest.mark.parametrize("name", sorted(TAUGHT))
 def test_each_notebook_shows_the_lines_it_teaches(name):
     nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
     calls = [("".join(c["source"])) for c in nb["cells"]
-             if c["cell_type"] == "code" and "common.source(" in "".join(c["source"])]
+             if c["cell_type"] == "code" and re.search(r"common\.source(_lines)?\(",
+                                                       "".join(c["source"]))]
     assert calls, f"{name} shows no source"
     scope = {"common": common, "Worker": Worker, "confirms": confirms,
              "producer": producer, "outcome": outcome, "topology": topology, "prefetch": prefetch,
-             "queue_types": queue_types}
+             "queue_types": queue_types, "new_task": new_task,
+             "tutorial_worker": tutorial_worker}
     shown = "\n".join(str(eval(call.strip(), scope)) for call in calls)  # noqa: S307
     for line in TAUGHT[name]:
         assert line in shown, f"{name} does not show {line!r}"

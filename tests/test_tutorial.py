@@ -21,6 +21,7 @@ from helpers.broker import management
 from helpers.core import topology
 from helpers.procs import wait_until
 from helpers.settings import DEAD_LETTER_POLICY
+from helpers.tutorial import new_task
 
 pytestmark = pytest.mark.broker
 
@@ -29,19 +30,14 @@ DOT_S = 0.1
 
 
 def tutorial_declare(channel, queue: str) -> None:
-    """The tutorial's one declaration, word for word but the name."""
-    channel.queue_declare(queue=queue, durable=True, arguments={"x-queue-type": "quorum"})
+    """The tutorial's one declaration, as ``helpers/tutorial/new_task.py`` writes it."""
+    new_task.declare(channel, queue)
 
 
 def tutorial_new_task(url: str, queue: str, message: str) -> None:
-    """new_task.py: declare, publish one persistent message, close."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel = connection.channel()
-    tutorial_declare(channel, queue)
-    channel.basic_publish(exchange="", routing_key=queue, body=message,
-                          properties=pika.BasicProperties(
-                              delivery_mode=pika.DeliveryMode.Persistent))
-    connection.close()
+    """new_task.py (``helpers/tutorial/new_task.py``): declare, publish one persistent
+    message, close."""
+    new_task.main(message, url=url, queue=queue)
 
 
 class TutorialWorker:
@@ -168,3 +164,51 @@ def test_the_worker_prints_json_events_with_a_flag(broker, work_queue):
     events = [json.loads(line)["event"] for line in lines if line.startswith("{")]
     assert events[:1] == ["ready"] and events[-4:] == ["delivered", "started", "finished",
                                                        "acked"]
+
+
+def test_the_tutorials_declaration_is_the_projects(work_queue):
+    """helpers/tutorial declares the queue word for word as helpers.core.topology does."""
+    import inspect
+    assert 'arguments={"x-queue-type": "quorum"}' in inspect.getsource(new_task.declare)
+    calls = []
+
+    class Recorder:
+        def queue_declare(self, **kwargs):
+            calls.append(("queue_declare", kwargs))
+
+    new_task.declare(Recorder(), work_queue)
+    # The project's work queue (declared last, after its dead-letter queue, whose policy
+    # takes no argument of the work queue's)
+    assert calls == topology.QueueSpec(work_queue).declarations()[-1:]
+
+
+def test_the_tutorial_scripts_from_a_terminal(broker, work_queue):
+    """``python -m helpers.tutorial.worker`` and ``... new_task "Hello."``, as the tutorial runs
+    worker.py and new_task.py in two terminals: the task is received, done (1 s) and acked.
+
+    The worker prints "Done" before it acks, as the tutorial's does, so the ack is proven by
+    the next delivery (prefetch 1: the broker sends a second task only once the first is
+    acked), not by the line; Ctrl+C during that second, long task puts it back."""
+    env = dict(os.environ, HELPERS_TUTORIAL_QUEUE=work_queue)
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.tutorial.worker"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def new_task(message: str) -> str:
+        sent = subprocess.run([sys.executable, "-m", "helpers.tutorial.new_task", message],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        return sent.stdout.strip()
+
+    try:
+        said = read_until(proc, "Waiting for messages")
+        assert new_task("Hello.") == "[x] Sent Hello."
+        said += read_until(proc, "[x] Done")
+        new_task("Long" + "." * 30)  # 30 s of work: still running when Ctrl+C comes
+        said += read_until(proc, "Received Long")
+    finally:
+        stop(proc)
+    assert said[-3:] == [" [x] Received Hello.", " [x] Done", " [x] Received Long" + "." * 30]
+    # Hello was acked (it is gone); Long, cut off by Ctrl+C, is ready again.
+    assert wait_until(lambda: topology.count(broker.url, work_queue) == 1, 10, 0.2), \
+        topology.count(broker.url, work_queue)
+    declared_as_the_tutorial(broker, work_queue)

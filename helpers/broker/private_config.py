@@ -95,7 +95,9 @@ def write_config(state_dir: Path, state: dict, extra_config: tuple[str, ...] = (
             path.chmod(0o600)
         path.write_text(cookie)
         path.chmod(0o400)  # Erlang refuses a cookie file others may read
-    (base / "advanced.config").write_text("[].\n")
+    # Not a rabbitmq.conf key: an application setting of ``rabbit``, so advanced.config.
+    (base / "advanced.config").write_text(
+        f"[{{rabbit, [{{quorum_tick_interval, {settings.QUORUM_TICK_MS}}}]}}].\n")
     (base / "rabbitmq-env.conf").write_text("# intentionally empty\n")
     (base / "enabled_plugins").write_text("[rabbitmq_management].\n" if management
                                            else "[].\n")

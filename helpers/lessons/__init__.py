@@ -6,6 +6,7 @@ module                     notebook
 =========================  ===========================================================
 ``round_robin``            01: K workers, N equal tasks, no prefetch limit
 ``acks``                   02: kill a worker mid-task, with and without acks
+``acks_fate``              02: what became of each task the killed worker held
 ``forgotten_ack``          02: a worker that never acks
 ``durability``             03: what survives a restart; a queue redeclared
 ``durability_confirms``    03: publisher confirms while the broker goes down

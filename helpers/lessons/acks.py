@@ -2,7 +2,8 @@
 
 ``kill_run`` starts real workers, publishes equal tasks and SIGKILLs one worker at a chosen
 moment (or when the Kill button of its panel says so), then waits until every task is done
-or provably gone; ``fate_table`` follows each task the victim held. The forgotten ack, the
+or provably gone; ``fate_table`` follows each task the victim held (``acks_fate``, with
+``answer``, the prediction's answer). The forgotten ack, the
 notebook's second part, is in ``helpers.lessons.forgotten_ack``.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from helpers.pool.events import unacked
 from helpers.pool.pool import WorkerPool
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.lessons.common import finish
+from helpers.lessons.acks_fate import answer, fate_table  # noqa: F401 - notebook 02 calls them here
 from helpers.lessons.panels import KillPanel, dropdown, float_slider, int_slider, queue_type
 
 
@@ -216,27 +218,6 @@ def kill_plan(values: dict) -> str:
     return (f"{victim} is killed {after:g} s after the first publish; with tasks of "
             f"{duration:g} s that is {after / duration:.2f} tasks in, during its {ordinal} "
             "task (its first one starts a moment after the publish).")
-
-
-def fate_table(result: KillResult) -> pd.DataFrame:
-    """Every task the killed worker had received, and what became of it."""
-    df = result.deliveries
-    held = df[df["worker"] == result.victim]
-    rows = []
-    for r in held.itertuples():
-        at_victim = {"acked": "done", "finished": "done", "cut": "cut off mid-task",
-                     "queued": "waiting in its buffer"}.get(r.outcome, r.outcome)
-        later = df[(df["task"] == r.task) & (df["delivered_t"] > r.delivered_t)]
-        if at_victim == "done":
-            then = "-"
-        elif len(later):
-            again = later.iloc[0]
-            then = f"redelivered to {again['worker']} (redelivered={bool(again['redelivered'])})"
-        else:
-            then = "LOST"
-        rows.append({"task": str(r.task).lstrip("t0"), f"at {result.victim}": at_victim,
-                     "then": then})
-    return pd.DataFrame(rows)
 
 
 def kill_table(results: dict) -> pd.DataFrame:

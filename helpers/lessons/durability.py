@@ -1,5 +1,5 @@
 """Notebook 03, durability: what survives a broker restart, and a queue redeclared with
-other arguments. Publisher confirms through a restart, the notebook's last section, are in
+other arguments. Publisher confirms while the broker goes down, the notebook's last section, are in
 ``helpers.lessons.durability_confirms``.
 
 Restarts go through ``Broker.restart()`` (clean stop, start) or ``Broker.crash()`` (SIGKILL,
@@ -110,8 +110,8 @@ def survival(messages: int = 100, how: str = "restart", *,
             names.append(spec.name)
             sent = producer.publish(broker.url, spec, [Task(f"m{i:05d}", 0.0)
                                                       for i in range(messages)],
-                                    PublishOptions(persistent=persistent,
-                                                   declare_queue=False))
+                                    PublishOptions(persistent=persistent, declare_queue=False,
+                                                   confirms="each"))  # BlockingConnection confirms (shown)
             rows.append({**row, "confirmed": len(sent.confirmed),
                          "before": topology.count(broker.url, spec.name)})
             say((n + 1) * messages, total, f"published to {n + 1} of {len(CASES)} queues")
@@ -165,6 +165,19 @@ def plot_survival(result: SurvivalResult):
                                               else "crash"))
     plots.outside_legend(ax)
     return finish(fig)
+
+
+def answer(result: SurvivalResult) -> Text:
+    """The answer to notebook 03's prediction (which queues give their messages back), from
+    this run's table."""
+    if not result.restarted:
+        return Text(result.note)
+    t = result.table
+    kept = [case for case, row in t.iterrows()
+            if isinstance(row["after"], int) and row["after"] == row["confirmed"] > 0]
+    rest = [f"{case} ({row['survived']})" for case, row in t.iterrows() if case not in kept]
+    return Text(f"All their messages came back in: {', '.join(kept) or 'none'}. "
+                f"Not in: {', '.join(rest) or 'none'}.")
 
 
 def survival_report(result: SurvivalResult) -> list:

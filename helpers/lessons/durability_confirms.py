@@ -139,9 +139,13 @@ def confirms_table(result: ConfirmsResult) -> pd.DataFrame:
 
 def plot_confirms(result: ConfirmsResult):
     """Published and confirmed over time, the outage shaded up to the broker's return, and
-    the survivors counted after it; what survived, as bars."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.4),
-                                      gridspec_kw={"width_ratios": [1.6, 1]})
+    the survivors counted after it; below, published minus confirmed at the end of each
+    connection (the messages whose fate the publisher does not know); what survived, as bars."""
+    fig = plt.figure(figsize=(12, 4.4))
+    grid = fig.add_gridspec(2, 2, width_ratios=[1.6, 1], height_ratios=[2, 1])
+    left = fig.add_subplot(grid[0, 0])
+    gap = fig.add_subplot(grid[1, 0], sharex=left)
+    right = fig.add_subplot(grid[:, 1])
     c = pd.concat([pd.DataFrame([{"t_s": 0.0, "published": 0, "confirmed": 0}]),
                    result.chunks], ignore_index=True)
     s = result.summary
@@ -149,20 +153,27 @@ def plot_confirms(result: ConfirmsResult):
     last = c.iloc[-1]  # carry the totals on to the end of the plot
     c = pd.concat([c, pd.DataFrame([{**last.to_dict(), "t_s": end}])], ignore_index=True)
     left.step(c["t_s"], c["published"], where="post", label="published")
-    left.step(c["t_s"], c["confirmed"], where="post", label="confirmed")
+    left.step(c["t_s"], c["confirmed"], where="post", label="confirmed", linestyle="--")
+    gap.step(c["t_s"], c["published"] - c["confirmed"], where="post", color="#d95f02",
+             label="published − confirmed")
     title = "Publishing with confirms"
     if result.down_s is not None and result.up_s is not None:
-        left.axvspan(result.down_s, result.up_s, color="grey", alpha=0.2,
-                     label="broker down")
+        for ax in (left, gap):
+            ax.axvspan(result.down_s, result.up_s, color="grey", alpha=0.2,
+                       label="broker down" if ax is left else None)
         title += f": broker down at {result.down_s:.1f} s, back at {result.up_s:.1f} s"
     if result.counted_s is not None:
         left.plot([result.counted_s], [s["survived"]], marker="o", color="#7570b3",
                   linestyle="none", label="survived (counted)")
     left.set_xlim(0, end * 1.03)
-    left.set_xlabel("seconds since publishing began")
+    left.tick_params(labelbottom=False)
     left.set_ylabel("messages")
     left.set_title(title)
     plots.outside_legend(left)
+    gap.set_ylim(0, max(1, int(s["unconfirmed"]) + s["nacked"]) * 1.3)
+    gap.set_ylabel("not confirmed")
+    gap.set_xlabel("seconds since publishing began (a point per connection, at its end)")
+    plots.outside_legend(gap)
     names = ["confirmed", "unconfirmed", "survived", "confirmed_and_lost"]
     bars = right.bar(["confirmed", "un-\nconfirmed", "survived", "confirmed\nbut lost"],
                      [s[k] for k in names], color=["#1b9e77", "#d95f02", "#7570b3", "#e7298a"])
@@ -170,8 +181,22 @@ def plot_confirms(result: ConfirmsResult):
         right.annotate(str(s[key]), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                        ha="center", va="bottom", fontsize=plots.LABEL_SIZE)
     right.margins(y=0.15)
-    right.set_title("After the restart" if result.up_s is not None else "Not restarted")
+    right.set_title(f"After the broker {s['broker']}" if result.up_s is not None
+                    else "Not restarted")
     return finish(fig)
+
+
+def answer(result: ConfirmsResult) -> Text:
+    """The answer to the notebook's prediction, from this run's numbers."""
+    s = result.summary
+    if result.up_s is None:
+        return Text(f"The broker was not taken down: {s['confirmed']} of {s['published']} "
+                    "confirmed, nothing to lose.")
+    return Text(f"Of {s['published']} published, {s['confirmed']} were confirmed and "
+                f"{s['confirmed_and_lost']} of those were lost; {s['unconfirmed']} were in "
+                f"flight without a confirm when the broker went down, and "
+                f"{s['unconfirmed_but_survived']} of them survived anyway "
+                f"({s['unconfirmed_and_lost']} did not).")
 
 
 def confirms_report(result: ConfirmsResult) -> list:
@@ -182,7 +207,7 @@ def confirms_report(result: ConfirmsResult) -> list:
 
 def confirms_panel(broker=None) -> Panel:
     """Notebook 03: publish with confirms while the broker goes down."""
-    return Panel("Publisher confirms through a restart", publish_through_restart,
+    return Panel("Publisher confirms while the broker goes down", publish_through_restart,
                  confirms_report, {
                      "lead_s": float_slider("publish for s before", 1.0, 0.2, 5.0, 0.1),
                      "how": dropdown("how the broker goes down", HOW_OPTIONS, "crash"),

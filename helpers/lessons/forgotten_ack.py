@@ -1,9 +1,12 @@
 """Notebook 02, part two: a worker that never acks.
 
-``forgotten_ack`` runs a worker that never acks and samples the queue, as ``rabbitmqctl
-list_queues`` would show it (through the management API, or over AMQP and the worker's own
-events where none answers: ``helpers.measure.monitor``), while a backlog waits, the worker takes it,
-more tasks arrive, and the worker is stopped (its messages come back).
+``forgotten_ack`` runs a worker that never acks and samples the queue while a backlog
+waits, the worker takes it, more tasks arrive, and the worker is stopped (its messages come
+back). The figures it draws and waits on are exact: the ready count over AMQP (a passive
+declare) and the unacknowledged count from the worker's own events. Where a management API
+answers, it samples that too, as the management UI (and, for a quorum queue, ``rabbitmqctl
+list_queues``) shows it: counts the queue publishes on a timer, whose interval the run
+measures (``monitor.refresh_interval_s``).
 """
 from __future__ import annotations
 
@@ -43,8 +46,12 @@ class ForgottenAckResult:
     listing: pd.DataFrame
     rabbitmqctl: str | None
     summary: dict
-    #: which figures came from where (management API, or AMQP and the worker's events)
+    #: which figures came from where (AMQP and the worker's events)
     sources: str = ""
+    #: the management API's figures sampled beside them (None: no management API)
+    shown: pd.DataFrame | None = None
+    #: when the last task had arrived (seconds since the first publish)
+    arrived_s: float | None = None
 
 
 def list_queues_ctl(broker: Broker, queue: str) -> str | None:
@@ -65,38 +72,41 @@ def list_queues_ctl(broker: Broker, queue: str) -> str | None:
     return "\n".join(keep)
 
 
-def stats_interval_s(broker: Broker) -> float | None:
-    """How often the broker refreshes the statistics the management API serves (seconds):
-    the private node's setting, else None (RabbitMQ's default is 5 s)."""
-    if hasattr(broker, "rabbitmqctl"):  # a private node: we wrote its configuration
-        return settings.STATS_INTERVAL_MS / 1000
+def configured_tick_s(broker: Broker, queue_type: str) -> float | None:
+    """How often a quorum queue publishes its counts, as configured (seconds): the private
+    node's ``quorum_tick_interval`` (we wrote it), None for another broker or a classic queue."""
+    if queue_type == "quorum" and hasattr(broker, "rabbitmqctl"):
+        return settings.QUORUM_TICK_MS / 1000
     return None
 
 
-def side_by_side(broker: Broker, queue: str, t0: float,
+def side_by_side(broker: Broker, queue: str, t0: float, exact: dict,
                  tries: int = 5) -> tuple[pd.DataFrame, str | None]:
-    """The queue's figures from ``rabbitmqctl`` and from the management API, read back to
-    back (until they agree, at most ``tries`` times); the table and rabbitmqctl's own text.
-
-    rabbitmqctl asks the queue itself; the management API serves the statistics the queue
-    last sent it, so while the figures move the two can differ by what changed since.
+    """The queue's figures three ways, read back to back: exact (AMQP and the worker's
+    events, ``exact``: the last such sample), ``rabbitmqctl`` and the management API (until
+    the last two agree with the first, at most ``tries`` times); the table and rabbitmqctl's
+    own text. For a quorum queue the last two read the counts the queue last published.
     """
     rows, text = [], None
+    first = {"source": "AMQP + worker events", "read_at_s": round(exact["t"] - t0, 2),
+             **{k: exact.get(k) for k in FIELDS}}
+    want = {k: exact.get(k) for k in FIELDS}
     for _ in range(tries):
         read_ctl = time.time()
         text = list_queues_ctl(broker, queue)
         read_api = time.time()
         api = monitor.queue_stats(broker, queue) or {}
-        rows = [{"source": "management API", "read_at_s": round(read_api - t0, 2),
-                 **{k: api.get(k) for k in FIELDS}}]
-        if text is None:
+        rows = [first, {"source": "management API", "read_at_s": round(read_api - t0, 2),
+                        **{k: api.get(k) for k in FIELDS}}]
+        ctl = None
+        if text is not None:
+            values = text.splitlines()[-1].split("\t")[1:3]
+            ctl = dict(zip(FIELDS, (int(v) for v in values)))
+            rows.insert(1, {"source": "rabbitmqctl", "read_at_s": round(read_ctl - t0, 2),
+                            **ctl})
+        if {k: api.get(k) for k in FIELDS} == want and ctl in (None, want):
             break
-        values = text.splitlines()[-1].split("\t")[1:3]
-        ctl = dict(zip(FIELDS, (int(v) for v in values)))
-        rows.insert(0, {"source": "rabbitmqctl", "read_at_s": round(read_ctl - t0, 2), **ctl})
-        if ctl == {k: api.get(k) for k in FIELDS}:
-            break
-        time.sleep(0.3)
+        time.sleep(0.5)
     return pd.DataFrame(rows).set_index("source"), text
 
 
@@ -123,13 +133,17 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
     with topology.scratch_queue(broker.url, "forgotten-ack", dead_letter=False,
                                 kind=queue_type) as spec:
         pool = WorkerPool(broker.url, spec, WorkerConfig(prefetch=prefetch, ack="never"))
-        sampler = monitor.QueueMonitor(broker, spec.name, interval=0.25, pool=pool).start()
+        exact = monitor.QueueMonitor(broker, spec.name, interval=0.1, pool=pool,
+                                     source="amqp").start()
+        view = monitor.QueueMonitor(broker, spec.name, interval=0.1)
+        view = view.start() if view.source == "management" else None
         try:
             say(0, len(work), "publishing the backlog")
             first = producer.publish(broker.url, spec, work[:backlog],
                                      PublishOptions(declare_queue=False)) if backlog else None
             t0 = first.t_first if first else time.time()
-            sampler.wait_for(lambda s: s["messages_ready"] >= backlog, 5)
+            _must(exact.wait_for(lambda s: s["messages_ready"] >= backlog, 10),
+                  f"the backlog of {backlog} to be ready")
             time.sleep(0.5)
             say(backlog, len(work), "starting the worker that never acks")
             pool.start(1)
@@ -140,59 +154,119 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
             while later.is_alive():
                 say(backlog + len(later.result.published), len(work), "more tasks arriving")
                 later.join(0.1)
+            arrived = time.time() - t0
             if later.error:
                 raise HelpersError(f"Publishing the later tasks failed ({later.error}): "
                                    "check the broker and run again.")
             say(len(work), len(work), "reading the queue's figures")
             held = len(work) if not prefetch else min(prefetch, len(work))
-            sampler.wait_for(lambda s: s["messages_unacknowledged"] >= held, 5)
+            _must(exact.wait_for(lambda s: (s["messages_unacknowledged"] or 0) >= held, 10),
+                  f"{held} unacknowledged messages with the worker")
             time.sleep(0.5)
-            if sampler.source == "management":
-                listing, ctl = side_by_side(broker, spec.name, t0)
-            else:  # no management API: the figures over AMQP and the worker's events
-                listing = monitor.list_queues(broker, prefix=spec.name, pool=pool)
-                ctl = list_queues_ctl(broker, spec.name)
+            listing = monitor.list_queues(broker, prefix=spec.name, pool=pool)
+            ctl = list_queues_ctl(broker, spec.name)
+            if view is not None:
+                listing, ctl = side_by_side(broker, spec.name, t0, exact.samples[-1])
             done = len(pool.finished)
             say(len(work), len(work), "stopping the worker: its messages go back to ready")
         finally:
             pool.stop()
         stopped = time.time() - t0
-        sampler.wait_for(lambda s: s["messages_unacknowledged"] == 0
-                         and s["messages_ready"] == len(work), 6)
-        time.sleep(0.5)
-        sampler.stop()
-    samples = sampler.frame(t0=t0)
+        _must(exact.wait_for(lambda s: s["messages_ready"] == len(work), 10),
+              f"all {len(work)} messages ready again")
+        if view is not None:  # the management view catches up within a refresh or two
+            view.wait_for(lambda s: s["messages_ready"] == len(work), 12)
+            view.stop()
+        time.sleep(0.3)
+        exact.stop()
+    samples = exact.frame(t0=t0)
+    shown = view.frame(t0=t0) if view is not None else None
+    gaps = monitor.refresh_gaps_s(shown) if shown is not None else []
+    refresh = float(pd.Series(gaps).median()) if gaps else None
     peak = samples["messages_unacknowledged"].max() if len(samples) else 0
     return ForgottenAckResult(samples, started, stopped, listing, ctl, {
         "published": len(work), "prefetch": prefetch or "unlimited",
         "finished_by_the_worker": done, "acked_by_the_worker": 0,
         "peak_unacknowledged": int(peak),
         "ready_after_stop": int(samples["messages_ready"].iloc[-1]) if len(samples) else None,
-        "stats_interval_s": stats_interval_s(broker),
-        "figures_from": sampler.source}, sampler.where())
+        "management_refresh_observed_s": None if refresh is None else round(refresh, 2),
+        "management_refresh_gaps_s": gaps,
+        "quorum_tick_configured_s": configured_tick_s(broker, queue_type),
+        "figures_from": "AMQP and the worker's events"},
+        _sources(broker, view is not None), shown, arrived)
 
 
-def refresh_note(interval_s: float | None) -> str:
-    """How stale the management API's figures can be, in a few words."""
-    if interval_s is None:
-        return "refreshed every few seconds (RabbitMQ's default: 5 s)"
-    return f"refreshed every {interval_s:g} s"
+def _sources(broker: Broker, with_view: bool) -> str:
+    """Which figures came from where, in one sentence."""
+    exact = ("messages_ready comes over AMQP (a passive queue.declare, exact when it answers) "
+             "and messages_unacknowledged from the worker's own events (delivered, not acked)")
+    if not with_view:
+        return ("No management API answered (set HELPERS_MANAGEMENT_URL if the broker has "
+                f"one): {exact}.")
+    return f"The solid lines: {exact}. The dotted ones: the management API at " \
+           f"{broker.management_url}, sampled every 0.1 s."
+
+
+def _must(held: bool, what: str) -> None:
+    if not held:
+        raise HelpersError(f"The run waited in vain for {what}: the broker or the worker is "
+                           "stuck; run it again.")
+
+
+def refresh_note(summary: dict) -> str:
+    """The management API's refresh interval as this run observed it, in a few words."""
+    seen = summary.get("management_refresh_observed_s")
+    if seen is None:
+        return "its refresh interval could not be observed in this run"
+    tick = summary.get("quorum_tick_configured_s")
+    why = f"; quorum tick set to {tick:g} s here" if tick else ""
+    n = len(summary.get("management_refresh_gaps_s") or ())
+    return f"changing every {seen:g} s in this run (median of {n} gaps{why})"
 
 
 def plot_forgotten_ack(result: ForgottenAckResult):
-    """Ready and unacknowledged over time; when the worker started and when it was stopped."""
-    fig, ax = plt.subplots(figsize=(11, 3.2))
+    """Ready and unacknowledged over time, exact (solid) and as the management API showed
+    them (dotted); when the worker started and when it was stopped."""
+    fig, ax = plt.subplots(figsize=(11, 3.8))
     plots.queue_depth(result.samples, ax=ax,
                       title="A worker that never acks: its messages stay unacknowledged")
+    if result.shown is not None:
+        colours = [line.get_color() for line in ax.get_lines()[:2]]
+        for field, colour, name in zip(FIELDS, colours, ("ready", "unacknowledged")):
+            ax.step(result.shown["t_s"], result.shown[field], where="post", color=colour,
+                    linestyle=":", linewidth=1.6, label=f"{name}, management API")
+        plots.outside_legend(ax)
     ax.set_xlim(0, max(result.samples["t_s"].max(), result.stopped_s) * 1.03)
     for t, text in ((result.started_s, "worker starts"), (result.stopped_s, "worker stopped")):
         plots.mark_time(ax, t, text)
-    if result.summary["figures_from"] == "management":
-        where = "management API figures, " + refresh_note(result.summary.get("stats_interval_s"))
-    else:
-        where = "ready over AMQP, unacknowledged from the worker's events"
-    ax.set_xlabel(f"seconds since the first publish ({where})")
+    label = ("seconds since the first publish\nsolid (exact): ready over AMQP, unacknowledged "
+             "from the worker's events")
+    if result.shown is not None:
+        label += f"\ndotted: the management API, {refresh_note(result.summary)}"
+    ax.set_xlabel(label)
     return finish(fig)
+
+
+def answer(result: ForgottenAckResult) -> Text:
+    """The answer to notebook 02's forgotten-ack prediction, from this run's exact figures."""
+    s, df = result.summary, result.samples
+    running = df[(df["t_s"] >= result.started_s) & (df["t_s"] < result.stopped_s)]
+    last_running = running.iloc[-1] if len(running) else None
+    after = df.iloc[-1]
+    text = (f"While the worker ran, it finished {s['finished_by_the_worker']} of "
+            f"{s['published']} tasks and acked {s['acked_by_the_worker']}")
+    if last_running is not None:
+        text += (f"; just before it was stopped the queue had "
+                 f"{int(last_running['messages_ready'])} ready and "
+                 f"{int(last_running['messages_unacknowledged'] or 0)} unacknowledged")
+    text += (f" (peak unacknowledged: {s['peak_unacknowledged']}). After the stop: "
+             f"{int(after['messages_ready'])} ready, "
+             f"{int(after['messages_unacknowledged'] or 0)} unacknowledged.")
+    if s.get("management_refresh_observed_s") is not None:
+        text += (f" The management API's figures changed every "
+                 f"{s['management_refresh_observed_s']:g} s (median of "
+                 f"{len(s['management_refresh_gaps_s'])} gaps in this run).")
+    return Text(text)
 
 
 def forgotten_ack_report(result: ForgottenAckResult) -> list:

@@ -86,6 +86,23 @@ def plot_round_robin(result: runner.RunResult):
     return finish(fig)
 
 
+def answer(result: runner.RunResult, task: int = 7) -> Text:
+    """The answer to notebook 01's prediction (who got task ``task``, how many each did),
+    from this run's numbers."""
+    rows = first_deliveries(result)
+    k = result.summary["workers"]
+    counts = result.per_worker().set_index("worker")["tasks"]
+    each = ", ".join(f"{w} {n}" for w, n in counts.items())
+    if task > len(rows):
+        return Text(f"Tasks per worker: {each}.")
+    worker = rows.iloc[task - 1]["worker"]
+    earlier = [int(i) for i in rows[rows["worker"] == worker]["i"] if i < task]
+    before = (f"the worker of task{'s' if len(earlier) > 1 else ''} "
+              f"{', '.join(map(str, earlier))}" if earlier else "as its first task")
+    return Text(f"Task {task} went to {worker}, {before}. Tasks per worker: {each} "
+                f"(N/K = {result.summary['tasks_published'] / k:g}).")
+
+
 def round_robin_report(result: runner.RunResult) -> list:
     """What the Run button of notebook 01 shows."""
     return [plot_round_robin(result), Text(sequence(result)), counts_table(result)]

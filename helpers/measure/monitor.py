@@ -128,9 +128,12 @@ class QueueMonitor:
     management API answers.
     """
 
-    def __init__(self, broker: Broker, queue: str, interval: float = 0.25, pool=None):
+    def __init__(self, broker: Broker, queue: str, interval: float = 0.25, pool=None,
+                 source: str | None = None):
         self.broker, self.queue, self.interval, self.pool = broker, queue, interval, pool
-        self.source = "management" if management.answers(broker) else "amqp"
+        # ``source="amqp"``: the exact figures (AMQP and the pool's events) even where a
+        # management API answers; None: the management API where one answers.
+        self.source = source or ("management" if management.answers(broker) else "amqp")
         self.samples: list[dict] = []
         self._amqp = _AmqpStats(broker, queue, pool) if self.source == "amqp" else None
         self._stop = threading.Event()
@@ -190,6 +193,26 @@ class QueueMonitor:
         else:
             df["t_s"] = pd.Series(dtype=float)
         return df
+
+
+def refresh_gaps_s(samples, fields=("messages_ready", "messages_unacknowledged"),
+                   start_s: float | None = None, end_s: float | None = None) -> list[float]:
+    """How often figures sampled from the management API were seen to change: the gaps
+    (seconds) between consecutive changes of ``fields`` in ``samples`` (a ``frame()``),
+    between ``start_s`` and ``end_s`` (``t_s``). While the queue changes all the time, each
+    gap is the interval at which the broker refreshes them, to within the sampling
+    interval; a quiet queue makes a gap a multiple of it."""
+    import pandas as pd
+
+    rows = samples
+    if start_s is not None:
+        rows = rows[rows["t_s"] >= start_s]
+    if end_s is not None:
+        rows = rows[rows["t_s"] <= end_s]
+    values = rows[list(fields)].astype(float).fillna(-1)
+    changed = (values.diff().abs().sum(axis=1) > 0)
+    changed.iloc[:1] = False
+    return [round(float(g), 3) for g in pd.Series(rows["t_s"][changed].to_numpy()).diff().dropna()]
 
 
 def wait_settled(broker: Broker, queue: str, timeout: float = 10.0, quiet: int = 3) -> bool:
