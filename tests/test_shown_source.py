@@ -40,7 +40,8 @@ def test_source_refuses_when_a_taught_line_is_gone():
 def test_each_notebook_shows_the_lines_it_teaches(name):
     nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
     calls = [("".join(c["source"])) for c in nb["cells"]
-             if c["cell_type"] == "code" and "common.source(" in "".join(c["source"])]
+             if c["cell_type"] == "code"
+             and re.search(r"common\.source(_line)?\(", "".join(c["source"]))]
     assert calls, f"{name} shows no source"
     scope = {"common": common, "Worker": Worker, "confirms": confirms,
              "producer": producer, "outcome": outcome, "topology": topology, "prefetch": prefetch,
@@ -57,3 +58,20 @@ def test_a_decorated_function_is_shown_from_its_own_file():
     header = common.source(DedupStore.once).splitlines()[0]
     assert header.startswith("# helpers/worker/dedup.py, lines "), header
     assert header.endswith(": DedupStore.once"), header
+
+
+def test_source_line_shows_the_one_line_that_runs():
+    """A lesson's line out of a long method: its file, line number and method, then the line;
+    a line that is gone from the code raises instead of showing something stale."""
+    import inspect
+
+    shown = common.source_line(Worker._consume_once, "basic_qos(prefetch_count=self.prefetch)")
+    header, line, *rest = shown.split("\n")
+    assert not any(rest) and "basic_qos(prefetch_count=self.prefetch)" in line
+    match = re.fullmatch(r"# helpers/worker/consumer\.py, line (\d+), in Worker\._consume_once",
+                         header)
+    assert match, header
+    lines = inspect.getsource(inspect.getmodule(Worker)).splitlines()
+    assert lines[int(match[1]) - 1].strip() == line  # the number is the file's own
+    with pytest.raises(AssertionError, match="no longer holds"):
+        common.source_line(Worker._consume_once, "basic_qos(prefetch_count=999)")

@@ -118,6 +118,21 @@ def source(*objs, expect: tuple[str, ...] | list[str] = ()) -> Source:
     return Source(text)
 
 
+def source_line(obj, needle: str) -> Source:
+    """The one line of ``obj``'s source, as it runs, that holds ``needle`` (a lesson's line
+    out of a long method), headed by its file, line number and function; raises when no
+    line holds it, so what a notebook shows cannot drift from what runs."""
+    obj = inspect.unwrap(getattr(obj, "__func__", obj))
+    lines, first = inspect.getsourcelines(obj)
+    path = Path(inspect.getsourcefile(obj)).resolve()
+    where = path.relative_to(_ROOT) if path.is_relative_to(_ROOT) else path.name
+    for number, line in enumerate(lines, first):
+        if needle in line:
+            return Source(f"# {where}, line {number}, in {obj.__qualname__}\n{line.strip()}\n")
+    raise AssertionError(f"{obj.__qualname__} no longer holds {needle!r}: the lesson that "
+                         "shows it needs updating to the code that runs.")
+
+
 def run_time(version: str | None = None) -> Text:
     """A notebook's last line: how long it took here, from its first cell to its last (and
     on which RabbitMQ ``version``, when given)."""
