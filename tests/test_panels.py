@@ -16,7 +16,8 @@ def far_panel():
     import pandas as pd
     grid = pd.DataFrame({"round_trip_ms": [0, 0], "prefetch": [1, 5], "workers": [1, 1],
                          "task_ms": [5.0, 5.0], "tasks_per_s_per_worker": [150.0, 190.0],
-                         "busy": [0.8, 0.97], "task_took_ms": [5.3, 5.2]})
+                         "busy": [0.8, 0.97], "task_took_ms": [5.3, 5.2],
+                         "own_round_trip_ms": [1.2, 1.2]})
     return distance.far_panel(grid)
 
 

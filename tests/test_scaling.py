@@ -112,16 +112,20 @@ def test_far_workers_need_the_recommended_prefetch(broker):
 
     grid = distance.prefetch_grid(round_trips_ms=(0, 30), prefetches=(1, 10), seconds=0.3,
                                   broker=broker)
-    assert list(zip(grid["round_trip_ms"], grid["prefetch"])) == [(0, 1), (0, 10), (30, 1),
-                                                                   (30, 10)]
+    own = distance.own_round_trip_ms(grid)
+    assert own > 0 and grid["own_round_trip_ms"].nunique() == 1  # one run of its own
+    rec = {r: prefetch.recommend_prefetch((r + own) / 1000, 0.005) for r in (0, 30)}
+    # the grid ran each distance's recommendation too, in prefetch order
+    assert list(zip(grid["round_trip_ms"], grid["prefetch"])) == \
+        [(r, p) for r in (0, 30) for p in sorted({1, 10, rec[r]})]
     assert (grid["lost"] == 0).all()
     cell = grid.set_index(["round_trip_ms", "prefetch"])["busy"]
     # 30 ms away at prefetch 1 a 5 ms task cycle is at least 35 ms: busy at most 1/7.
     assert cell[(30, 1)] <= 0.2
     checked = distance.best_prefetch(grid)
-    assert checked.at[30, "recommended"] >= 7  # (30 + own + 5) / 5
-    assert checked.at[30, "grid_prefetch"] == 10
-    assert cell[(30, 10)] > 2 * cell[(30, 1)], grid
+    assert checked.at[30, "recommended"] == rec[30] >= 7  # (30 + own + 5) / 5
+    assert checked.at[30, "grid_prefetch"] == rec[30]  # measured, not the next value up
+    assert cell[(30, rec[30])] > 2 * cell[(30, 1)], grid
 
 
 @pytest.mark.broker
@@ -145,3 +149,25 @@ def test_run_keeps_the_bad_latency_from_the_broker():
     with pytest.raises(BadInputError, match="round trip"):
         runner.run(Experiment(1, tasks.equal(1, 0.0), WorkerConfig(prefetch=1), latency_ms=-1,
                               save=False))
+
+
+def test_saturation_keeps_the_better_of_two_runs_of_the_fewest(monkeypatch):
+    """One worker runs first and last; a pause only lowers a rate, so the better one stays,
+    and both are shown (no broker: the runs are made up)."""
+    from types import SimpleNamespace
+
+    from helpers.lessons import scaling
+
+    rates = iter([700.0, 4000.0, 3500.0, 2800.0])  # 1 worker paused, 2, 4, 1 worker again
+
+    def fake_run(exp, **_):
+        rate = next(rates)
+        return SimpleNamespace(summary={"tasks_completed": 2000, "makespan_s": 2000 / rate,
+                                        "throughput_tps": rate, "tasks_lost": 0})
+
+    monkeypatch.setattr(scaling.runner, "run", fake_run)
+    table = scaling.saturation((1, 2, 4)).set_index("workers")
+    assert list(table.index) == [1, 2, 4]
+    assert table.at[1, "tasks_per_s"] == 2800.0 and table.at[1, "runs_tasks_per_s"] == [700.0,
+                                                                                        2800.0]
+    assert table.at[4, "tasks_per_s"] == 3500.0 and table.at[4, "runs_tasks_per_s"] == [3500.0]

@@ -1,19 +1,25 @@
 """Notebook 04, last section: when every worker is busy, the queue fills up.
 
 Tasks arrive at a steady rate (``helpers.publish.pacing``) faster than the workers take them; the
-queue's ready count grows, exactly (``ReadySampler``, over AMQP) and as the management API
-reports it (``QueueMonitor``, a little late; where no management API answers, the monitor
-counts the unacknowledged messages from the workers' events), until more workers join and
-drain it.
+queue's ready count grows until more workers join and drain it. What is drawn is exact: the
+ready count from passive declares over AMQP (``ReadySampler``), the unacknowledged count from
+the workers' own events (delivered, not yet acked). Beside them, where a management API
+answers, what it showed at the time (``QueueMonitor``): a quorum queue publishes its counts
+on its own tick (5 s by default), so those figures move in steps; ``refresh_s`` measures the
+steps of the run, ``management_lag_s`` how late they were, and on a private node one
+``rabbitmqctl list_queues`` asked mid-run and one asked once every task is done are set
+against the exact count of those moments.
 """
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from helpers.broker import resolve as broker_mod
 from helpers.measure import plots, timing
@@ -28,10 +34,16 @@ from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.lessons.common import finish, value_table
+from helpers.lessons.forgotten_ack import list_queues_ctl
 from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
+from helpers.lessons.mgmt_lag import (held_by_workers, lag_sentence, management_lag_s,  # noqa: F401
+                                      refresh_interval_s, refresh_s)
 
 #: Every worker of this lesson takes one task at a time, so waiting tasks stay in the queue.
 PREFETCH = 1
+#: How long a run waits, after its last task, for the management figures to show the queue
+#: empty: two quorum-queue ticks of the default 5 s, and some.
+CATCH_UP_S = 12.0
 
 
 @dataclass
@@ -44,6 +56,22 @@ class BacklogResult:
     summary: dict
     #: where ``samples`` came from: ``management`` (the API) or ``amqp`` (and the events)
     source: str = "management"
+    #: ``rabbitmqctl list_queues`` asked mid-run and at the end: asked_s, answered_s, ready,
+    #: unacked each (none where rabbitmqctl cannot reach the broker)
+    ctl: list = field(default_factory=list)
+    #: the first publish (wall clock): every ``t_s`` counts from here
+    t0: float = 0.0
+
+
+def _ask_ctl(broker, queue: str, t0: float, into: list) -> None:
+    """``rabbitmqctl list_queues`` for ``queue``, timed from ``t0``, appended to ``into``."""
+    asked = time.time()
+    text = list_queues_ctl(broker, queue)
+    if text is None or len(text.splitlines()) < 2:
+        return
+    ready, held = (int(v) for v in text.splitlines()[-1].split("\t")[1:3])
+    into.append({"asked_s": round(asked - t0, 2), "answered_s": round(time.time() - t0, 2),
+                 "ready": ready, "unacked": held})
 
 
 def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: float = 5.0,
@@ -74,7 +102,14 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
             exact.start()
             t0 = publisher.start_at = time.time() + 0.3  # a few samples of the empty queue first
             publisher.start()
-            added_at = None
+            added_at, ctl, can_ask = None, [], hasattr(broker, "rabbitmqctl")
+            # a private node: rabbitmqctl list_queues, asked as the workers are added, and
+            # again once every task is done (the exact count then stays 0 while it answers)
+            asking = [threading.Timer(max(0.0, t0 + add_after_s - time.time()), _ask_ctl,
+                                      (broker, spec.name, t0, ctl)),
+                      threading.Timer(0, _ask_ctl, (broker, spec.name, t0, ctl))]
+            if can_ask:
+                asking[0].start()
             if add_workers and add_after_s > 0:
                 done_early = pool.wait_for(lambda p: len(p.finished) >= total,
                                            max(0.0, t0 + add_after_s - time.time()))
@@ -84,12 +119,22 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
             budget = seconds + total * duration / workers + 30
             pool.wait_for(lambda p: len(p.finished) >= total, budget,
                           progress=lambda p: progress and progress(len(p.finished), total))
+            asking[0].cancel()  # not asked yet (every task done early): not mid-run
+            if asking[0].ident:  # one at a time: each starts an Erlang VM
+                asking[0].join(timeout=30)
+            if can_ask:
+                asking[1].start()
             if progress is not None:  # the last task may end after the last tick
                 progress(len(pool.finished), total, "letting the management figures catch up")
-            # The management figures trail the queue: let them show it empty.
+            # The management figures trail the queue (a quorum queue's tick is 5 s by
+            # default): let them show it empty, so the figure shows how late they were.
             sampler.wait_for(lambda s: s["messages_ready"] == 0
-                             and s["messages_unacknowledged"] == 0, 3)
+                             and s["messages_unacknowledged"] == 0, CATCH_UP_S)
         finally:
+            for ask in asking:
+                ask.cancel()  # not asked yet (an early end): not at all
+                if ask.is_alive():
+                    ask.join(timeout=30)
             publisher.stop()
             pool.stop()
             sampler.stop()
@@ -109,63 +154,53 @@ def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: 
         "peak_ready": int(peak["ready"]) if peak is not None else None,
         "peak_at_s": round(float(peak["t_s"]), 2) if peak is not None else None,
         "last_task_done_s": round(float(df["end_s"].max()), 2),
-        "completed": int(df["finished_t"].notna().sum()), "figures_from": sampler.where()},
-        sampler.source)
+        "completed": int(df["finished_t"].notna().sum())}, sampler.source, ctl, t0)
 
 
-def management_lag_s(result: BacklogResult, longest_s: float = 3.0) -> float | None:
-    """How far the management API's ``messages_ready`` trailed the exact count in this run:
-    the shift (in 0.05 s steps) that best lays the exact curve onto the reported one (None
-    without a management API: both curves were read over AMQP)."""
-    exact, mgmt = result.ready, result.samples
-    if result.source != "management" or len(exact) < 2 or len(mgmt) < 2:
-        return None
-    times, values = exact["t_s"].to_numpy(), exact["ready"].to_numpy()
-
-    def exact_at(t):
-        return values[np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(values) - 1)]
-
-    shifts = np.arange(0.0, longest_s + 1e-9, 0.05)
-    errors = [np.abs(exact_at(mgmt["t_s"].to_numpy() - d) - mgmt["messages_ready"].to_numpy())
-              .mean() for d in shifts]
-    return round(float(shifts[int(np.argmin(errors))]), 2)
-
-
-def lag_sentence(result: BacklogResult) -> str:
-    """How late the management API's ready count was in this run, in one sentence."""
-    lag = management_lag_s(result)
-    if result.source != "management":
-        return ("No management API answered, so there is no late count to compare: the ready "
-                "count was read over AMQP only, exact at each sample.")
-    if lag is None:
-        return "Too few samples to tell how late the management API's ready count was."
-    return f"The management API's ready count trailed the exact one by about {lag} s."
+def growth_answer(result: BacklogResult) -> str:
+    """The backlog's prediction answered: how fast the exact ready count grew until the
+    added workers consumed, against arrivals minus what the first workers can do, and when
+    the management API's ready count first moved."""
+    s, ready = result.summary, result.ready
+    end = s["added_at_s"] if s["added_at_s"] is not None else float(ready["t_s"].max())
+    part = ready[(ready["t_s"] >= 0) & (ready["t_s"] <= end)]
+    slope = float(np.polyfit(part["t_s"], part["ready"], 1)[0]) if len(part) > 2 else np.nan
+    gap = s["arrivals_per_s"] - s["capacity_before_per_s"]
+    moved = refresh_s(result)
+    return (f"Until the added workers consumed ({end:.2f} s) the queue grew by {slope:.1f} "
+            f"tasks/s (a line fitted to the exact count), against {s['arrivals_per_s']:g} "
+            f"arriving - {s['capacity_before_per_s']:g} done = {gap:g} per second. "
+            + (f"The management API's figures first moved at {moved[0]:g} s."
+               if moved else "The management API's figures never moved in this run."
+               if result.source == "management" else ""))
 
 
 def plot_backlog(result: BacklogResult):
-    """Tasks waiting in the queue over time, with the moment workers were added.
-
-    The solid line is the exact count (AMQP); the dotted ones are what the management API
-    reported at the time (``rabbitmqctl list_queues`` would say the same), a little late.
-    """
+    """Tasks waiting in the queue and in the workers' hands over time, exactly (solid), with
+    what the management API showed at the time (dotted, its refresh observed in the run)."""
     fig, ax = plt.subplots(figsize=(11, 3.4))
     s = result.summary
     ax.step(result.ready["t_s"], result.ready["ready"], where="post", color="#1f77b4",
-            linewidth=2, label="waiting in the queue\n(ready, exact)")
-    mgmt = result.samples
-    by_api = result.source == "management"
-    if by_api:  # over AMQP it is the solid line again
+            linewidth=2, label="waiting in the queue\n(ready, AMQP, exact)")
+    held = held_by_workers(result)
+    ax.step(held["t_s"], held["unacked"], where="post", color="#ff7f0e", linewidth=2,
+            label="in the workers' hands\n(unacked, their events)")
+    if result.source == "management":
+        mgmt, every = result.samples, refresh_interval_s(result)
         ax.step(mgmt["t_s"], mgmt["messages_ready"], where="post", color="#1f77b4",
-                linestyle=":", label="ready, as the\nmanagement API saw it")
-    ax.step(mgmt["t_s"], mgmt["messages_unacknowledged"], where="post", color="#ff7f0e",
-            linestyle=":", label="unacknowledged\n(in the workers' hands" +
-            ("" if by_api else ",\nby their events") + ")")
+                linestyle=":", label="ready, management API")
+        ax.step(mgmt["t_s"], mgmt["messages_unacknowledged"], where="post", color="#ff7f0e",
+                linestyle=":", label="unacked, management API\n" + (
+                    f"(changed every {every:g} s here)" if every is not None
+                    else f"(changed {len(refresh_s(result))} times here)"))
     ax.set_title(f"{s['arrivals_per_s']:g} tasks/s arrive; the workers can do "
                  f"{s['capacity_before_per_s']:g}/s, then {s['capacity_after_per_s']:g}/s")
     ax.set_ylabel("messages")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     plots.outside_legend(ax)
     ax.set_xlim(left=0)
     ax.margins(y=0.2)  # room above the curves for the label of the added workers
+    ax.set_ylim(bottom=-0.5)  # counts: nothing below zero to show
     if s["added_at_s"] is not None:
         plots.mark_time(ax, s["added_at_s"], f"+{s['workers_added']} workers consuming "
                                              f"(started at {s['add_after_s']:g} s)")
@@ -174,8 +209,16 @@ def plot_backlog(result: BacklogResult):
 
 
 def backlog_table(result: BacklogResult) -> pd.DataFrame:
-    """The backlog run's numbers as a one-column table."""
-    return value_table(result.summary)
+    """The backlog run's numbers as a one-column table, ending with where each line of the
+    figure came from."""
+    by_api = result.source == "management"
+    return value_table({**result.summary,
+                        "management_changes_every_s": refresh_interval_s(result),
+                        "management_lag_s": management_lag_s(result),
+                        "solid lines from": "ready: passive queue.declare over AMQP every "
+                        "0.1 s; unacked: the workers' events",
+                        "dotted lines from": "the management API, sampled every 0.2 s"
+                        if by_api else "none (no management API answered)"})
 
 
 def backlog_report(result: BacklogResult) -> list:

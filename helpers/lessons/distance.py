@@ -79,30 +79,47 @@ def measure(workers: int, prefetch: int, round_trip_ms: float, task_ms: float, t
             "lost": s["tasks_lost"], "queue_type": queue_type}
 
 
+def calibrate_own_round_trip_ms(workers: int = 1, tasks: int = 200, *,
+                                queue_type: str = DEFAULT_QUEUE_KIND, broker=None) -> float:
+    """The round trip this machine adds by itself (network stack, broker, client, waiting for
+    a CPU), measured on its own: tasks of no length at prefetch 1 with nothing added, so
+    each cycle of a worker is that round trip alone (less the little a task of no length
+    took)."""
+    row = measure(workers, 1, 0, 0.0, tasks, queue_type=queue_type, broker=broker)
+    cycle_ms = 1000 / row["tasks_per_s_per_worker"]
+    return round(max(0.0, cycle_ms - row["task_took_ms"]), 2)
+
+
 def prefetch_grid(round_trips_ms=DEFAULT_ROUND_TRIPS_MS, prefetches=DEFAULT_PREFETCHES,
                   workers: int = 1, task_ms: float = 5.0, seconds: float = 0.4, *,
-                  queue_type: str = DEFAULT_QUEUE_KIND, broker=None,
-                  progress=None) -> pd.DataFrame:
-    """One run per (round trip, prefetch), in that order: a row of figures per run."""
-    cells = [(r, p) for r in round_trips_ms for p in prefetches]
+                  recommended: bool = True, queue_type: str = DEFAULT_QUEUE_KIND,
+                  broker=None, progress=None) -> pd.DataFrame:
+    """One run per (round trip, prefetch), in that order: a row of figures per run.
+
+    This machine's own round trip is measured first, by a run of its own
+    (``calibrate_own_round_trip_ms``), never from a point of the grid, so every point can
+    be compared with the bound; it is the ``own_round_trip_ms`` column. With
+    ``recommended``, each round trip also runs at ``recommend_prefetch`` for it plus that
+    own round trip."""
+    own_ms = calibrate_own_round_trip_ms(workers, queue_type=queue_type, broker=broker)
+    cells = []
+    for r in round_trips_ms:
+        extra = {recommend_prefetch((r + own_ms) / 1000, task_ms / 1000)} if recommended \
+            else set()
+        cells += [(r, p) for p in sorted(set(prefetches) | extra)]
     sizes = [tasks_for(seconds, workers, p, r, task_ms / 1000) for r, p in cells]
     rows, done = [], 0
     for (r, p), n in zip(cells, sizes):
         rows.append(measure(workers, p, r, task_ms, n, queue_type=queue_type, broker=broker,
                             progress=chain_progress(progress, done, sum(sizes))))
         done += n
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).assign(own_round_trip_ms=own_ms)
 
 
 def own_round_trip_ms(grid: pd.DataFrame) -> float:
-    """The round trip this machine adds by itself (network stack, broker, client, waiting for
-    a CPU), from the runs at prefetch 1 with nothing added: a cycle is ``r + t``, busy ``t``."""
-    part = grid[(grid["round_trip_ms"] == 0) & (grid["prefetch"] == 1)]
-    if part.empty:
-        return 0.0
-    row = part.iloc[0]
-    cycle_ms = 1000 / row["tasks_per_s_per_worker"]
-    return round(max(0.0, cycle_ms - row["task_took_ms"]), 2)
+    """The round trip this machine added by itself when ``grid`` was measured (its own run,
+    ``calibrate_own_round_trip_ms``; the median over grids put together)."""
+    return round(float(grid["own_round_trip_ms"].median()), 2)
 
 
 def best_prefetch(grid: pd.DataFrame, share: float = 0.9) -> pd.DataFrame:

@@ -73,8 +73,13 @@ def limit_beats_round_robin(results: dict) -> bool:
 
 
 def plot_compare(results: dict):
-    """Timelines on one time axis, with the busy seconds of each worker beside them."""
-    return finish(plots.compare_runs(results))
+    """Timelines on one time axis, with the busy seconds of each worker beside them, and a
+    legend for the colours of heavy and light tasks."""
+    fig = plots.compare_runs(results)
+    first = next(iter(results.values())).deliveries
+    fig = finish(fig)  # lays it out; the legend then takes a band above the panels
+    plots.task_legend(fig, first["duration"] if "duration" in first else [])
+    return fig
 
 
 def fair_dispatch_report(results: dict) -> list:
@@ -171,6 +176,45 @@ def speeds_note(results: dict) -> str:
     speeds = next(iter(results.values())).summary["speeds"]
     return (f"speeds {', '.join(f'{v:g}' for v in speeds)}: the fastest worker is "
             f"{max(speeds) / min(speeds):g}x as fast as the slowest")
+
+
+def compare_answer(results: dict) -> str:
+    """The first prediction's answer: tasks and busy seconds per worker, per run."""
+    said = []
+    for label, result in results.items():
+        per = result.summary["per_worker"]
+        busy = [w["busy_s"] for w in per]
+        ratio = max(busy) / min(busy) if min(busy) > 0 else float("inf")
+        said.append(f"{label}: {' and '.join(str(w['tasks']) for w in per)} tasks, "
+                    f"{' and '.join(f'{b:.2f}' for b in busy)} busy seconds "
+                    f"(the busiest {ratio:.1f}x the least busy), makespan "
+                    f"{result.summary['makespan_s']:.2f} s")
+    return "\n".join(said)
+
+
+def sweep_answer(sweep: pd.DataFrame, within: float = 0.1) -> str:
+    """The sweep's answer: which prefetch values came within ``within`` of round robin's
+    makespan, and which was shortest."""
+    by_p = sweep.set_index("prefetch")["makespan_s"]
+    rr = by_p.get("unlimited")
+    near = [p for p in by_p.index if p != "unlimited" and rr and by_p[p] >= (1 - within) * rr]
+    best = by_p.idxmin()
+    return (f"round robin (unlimited) took {rr:.2f} s; within {within:.0%} of it: "
+            f"prefetch {', '.join(near) or 'none'}; the shortest makespan: prefetch {best}, "
+            f"{by_p[best]:.2f} s")
+
+
+def speeds_answer(results: dict) -> str:
+    """The speeds' answer: the fastest worker's share of the tasks in each run."""
+    said = []
+    for label, result in results.items():
+        s = result.summary
+        speeds = s.get("speeds") or []
+        fast = max(range(len(speeds)), key=speeds.__getitem__)
+        done = s["per_worker"][fast]["tasks"]
+        said.append(f"{label}: the fastest worker (speed {speeds[fast]:g}) did {done} of "
+                    f"{s['tasks_completed']} tasks ({done / s['tasks_completed']:.0%})")
+    return "\n".join(said)
 
 
 def speeds_table(results: dict) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Notebook 04, a short aside: where a quorum queue and a classic queue dispatch differently.
+"""Notebook 05, its last section: where a quorum queue and a classic queue dispatch differently.
 
 The panels run on quorum queues, as today's tutorial declares ``task_queue``; classic queues
 are one control away. Two differences touch dispatch, and ``differences`` measures both on

@@ -78,6 +78,10 @@ def plot_scale_out(*tables: pd.DataFrame):
         ax.plot(part["workers"], part["makespan_s"], "o-", color="#d95f02", label="measured")
         ax.plot(part["workers"], part["ideal_s"], ":", color="black",
                 label="ideal (work / workers)")
+        fewest = part.iloc[0]
+        ax.plot(part["workers"], fewest["makespan_s"] * fewest["workers"] / part["workers"],
+                "-.", color="grey", label=f"perfect scaling ({fewest['workers']:g} worker"
+                f"{'' if fewest['workers'] == 1 else 's'}'s makespan / k)")
         if kind == "cpu":
             ax.plot(part["workers"], part["ideal_on_cores_s"], "--", color="#1b9e77",
                     label=f"ideal on {cores()} cores")
@@ -173,28 +177,45 @@ def plot_drain(result: runner.RunResult):
     return finish(fig)
 
 
-def saturation(worker_counts=(1, 4), tasks: int = 2000, prefetch: int = 100, *,
+def saturation(worker_counts=(1, 2, 4), tasks: int = 2000, prefetch: int = 100, *,
                broker=None, progress=None) -> pd.DataFrame:
-    """Zero-length tasks on each worker count: how many tasks per second get through."""
-    rows = []
-    for n, k in enumerate(worker_counts):
+    """Zero-length tasks on each worker count: how many tasks per second get through.
+
+    The fewest workers run twice, first and last, and keep the better rate. Their run is
+    the one a shared machine disturbs most: it lasts under a second, and one worker has no
+    other to cover for it while it waits for a CPU, so one pause can cut its rate several
+    times over (658 and 2,784 tasks/s back to back at a load of 9 on 2 cores). A pause only
+    ever lowers a rate, so the better of two is the nearer to what one worker can do."""
+    rows, order = {}, [*worker_counts, worker_counts[0]]
+    for n, k in enumerate(order):
         started = time.monotonic()
         exp = Experiment(k, task_lists.equal(tasks, 0.0), WorkerConfig(prefetch=prefetch),
                          save=False, label=f"zero-k{k}")
         result = runner.run(exp, broker=broker,
-                            progress=chain_progress(
-                                progress, n * tasks, len(worker_counts) * tasks))
+                            progress=chain_progress(progress, n * tasks, len(order) * tasks))
         s = result.summary
-        rows.append({"workers": k, "tasks": s["tasks_completed"],
-                     "makespan_s": s["makespan_s"], "tasks_per_s": s["throughput_tps"],
-                     "run_s": round(time.monotonic() - started, 2), "lost": s["tasks_lost"]})
-    return pd.DataFrame(rows)
+        row = {"workers": k, "tasks": s["tasks_completed"], "makespan_s": s["makespan_s"],
+               "tasks_per_s": s["throughput_tps"], "runs_tasks_per_s": [s["throughput_tps"]],
+               "run_s": round(time.monotonic() - started, 2), "lost": s["tasks_lost"]}
+        if k in rows:  # the fewest again: keep the better run, note both
+            row["runs_tasks_per_s"] = rows[k]["runs_tasks_per_s"] + row["runs_tasks_per_s"]
+            row["lost"] += rows[k]["lost"]
+            if rows[k]["tasks_per_s"] > row["tasks_per_s"]:
+                row = {**rows[k], "runs_tasks_per_s": row["runs_tasks_per_s"],
+                       "lost": row["lost"]}
+        rows[k] = row
+    return pd.DataFrame(list(rows.values()))
 
 
 def plot_saturation(table: pd.DataFrame):
     """Tasks per second against workers, for tasks that take no time at all."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(table["workers"], table["tasks_per_s"], "o-", color="#7570b3")
+    ax.plot(table["workers"], table["tasks_per_s"], "o-", color="#7570b3",
+            label="measured (the fewest: the better of two runs)")
+    fewest = table.iloc[0]
+    ax.plot(table["workers"], fewest["tasks_per_s"] / fewest["workers"] * table["workers"],
+            "-.", color="grey", label="perfect scaling (k times the fewest's rate)")
+    ax.legend(fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(table["workers"]), [str(k) for k in table["workers"]])
     ax.set_ylim(bottom=0)

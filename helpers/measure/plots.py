@@ -188,3 +188,25 @@ def compare_runs(results: dict) -> Figure:
         load(result.per_worker(), ax=right, title=f"{label}: busy seconds")
     fig.tight_layout()
     return fig
+
+
+def task_legend(fig: Figure, durations) -> None:
+    """A legend for the timeline's colours above ``fig``: heavy (longer than the median)
+    and light tasks, with their lengths; only the kinds present (one colour for equal
+    tasks)."""
+    from matplotlib.patches import Patch
+
+    lengths = pd.Series(durations, dtype=float).dropna()
+    if lengths.empty:
+        return
+    median = lengths.median()
+    heavy, light = lengths[lengths > median], lengths[lengths <= median]
+    span = lambda part: (f"{part.min():g} s" if part.min() == part.max()
+                         else f"{part.min():g} to {part.max():g} s")
+    handles = [Patch(facecolor=HEAVY, edgecolor="black", label=f"heavy task ({span(heavy)})")
+               ] if len(heavy) else []
+    handles.append(Patch(facecolor=LIGHT, edgecolor="black",
+                         label=f"{'light ' if len(heavy) else ''}task ({span(light)})"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
+               fontsize=LABEL_SIZE, bbox_to_anchor=(0.5, 1.0))
+    fig.subplots_adjust(top=fig.subplotpars.top - 0.3 / fig.get_figheight())
