@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from helpers.broker import resolve as broker_mod
+from helpers.broker import node_control
 from helpers.broker.model import Broker
 from helpers.measure import monitor, plots
 from helpers.publish import producer
-from helpers import settings
 from helpers.core import topology
 from helpers.core import tasks as task_lists
 from helpers.errors import BadInputError, HelpersError
@@ -73,11 +73,16 @@ def list_queues_ctl(broker: Broker, queue: str) -> str | None:
 
 
 def configured_tick_s(broker: Broker, queue_type: str) -> float | None:
-    """How often a quorum queue publishes its counts, as configured (seconds): the private
-    node's ``quorum_tick_interval`` (we wrote it), None for another broker or a classic queue."""
-    if queue_type == "quorum" and hasattr(broker, "rabbitmqctl"):
-        return settings.QUORUM_TICK_MS / 1000
-    return None
+    """How often a quorum queue publishes its counts, as the running node says (seconds): its
+    ``rabbit.quorum_tick_interval``, 5 s where unset (a node started before the private config
+    set it runs with that). None for a classic queue or a broker not ours to ask."""
+    if queue_type != "quorum" or not node_control.can_control(broker):
+        return None
+    try:
+        tick_ms = node_control.get_env(broker, "quorum_tick_interval").get("quorum_tick_interval")
+    except HelpersError:
+        return None
+    return (tick_ms or 5000) / 1000  # RabbitMQ's own default where none is set
 
 
 def side_by_side(broker: Broker, queue: str, t0: float, exact: dict,
