@@ -12,12 +12,14 @@ given every node's URL, tasks published in batches with confirms while the nodes
   already down, else the first one killed); with a majority back, the queue elects a leader
   and every confirmed task is delivered.
 
-Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s`` (kill until a running node leads
-the queue), ``recovery_s`` (until every worker consumes again), ``held_at_fault`` and
-``recovered``, ``nacks``, ``republished``, ``confirmed_while_down``,
-``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an ack died with the node) and
-``duplicates_republished`` (a message published again without its confirm). Used by
-``python -m helpers fault leader-kill|majority-loss`` and notebook 07.
+Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s`` (kill until a running node was
+seen leading the queue; the poll before: ``t_leader_unseen``; what the polls saw change:
+``leader_seen``), ``t_elected`` and ``elected_term`` (from the new leader's log),
+``revived_said`` (the restarted node's first log line on the queue), ``recovery_s`` (until
+every worker consumes again), ``held_at_fault``, ``recovered``, ``nacks``, ``republished``,
+``confirmed_while_down``, ``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an ack
+died with the node), ``duplicates_republished`` (published again without its confirm).
+Used by ``python -m helpers fault leader-kill|majority-loss`` and notebook 07.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import threading
 import time
 import urllib.parse
 
+from helpers.broker import cluster_info, raft_log
 from helpers.broker.model import Broker
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
@@ -129,13 +132,19 @@ class NodeLoss(Step):
             self.fault.setdefault("t_kill", None)
 
     def _watch_leader(self, run: Run) -> None:
-        """Note when a running node leads the queue again after the kill."""
+        """Note when a running node is first *seen* leading the queue after the kill, when the
+        poll before was asked, and each change the polls saw (time, leader, online members)."""
         while "t_kill" not in self.fault and not self._stop.wait(POLL_S):
             pass
         if self.fault.get("t_kill") is None:
             return
+        seen = self.fault["seen"] = []
         while not self._stop.is_set():
-            leader = self.cluster.leader_of(run.spec.name)
+            asked = time.time()
+            info = self.cluster.queue_info(run.spec.name)
+            leader, online = cluster_info.leader(info), sorted((info or {}).get("online") or [])
+            if not seen or seen[-1][1:] != (leader, online):
+                seen.append((time.time(), leader, online))
             # A dead node named as leader is a stale record, unless it was started again
             # (and its VM alone is not enough: it must have booted, see start_node).
             dead = set(self.fault["killed"]) | set(self.fault.get("down_before", []))
@@ -144,6 +153,7 @@ class NodeLoss(Step):
             if leader and back and self.cluster.member(leader).node_pid():
                 self.fault.update(t_leader=time.time(), new_leader=leader)
                 return
+            self.fault["t_leader_unseen"] = asked  # this poll did not see a new leader yet
             self._stop.wait(POLL_S)
 
     # -- after the run ---------------------------------------------------------------------
@@ -177,6 +187,8 @@ class NodeLoss(Step):
         recovery = max([leaderless, *back.values()]) if len(back) == len(cut) else NAN
         after = sorted(t for t in run.publisher.confirmed_t.values() if t > t_kill + GRACE_S)
         dup_redelivered, dup_republished = _duplicate_sources(events)
+        elected, said = raft_log.after_node_loss(self.cluster, run.spec.name, fault.get(
+            "new_leader"), fault.get("revived"), t_kill, fault.get("t_restart"))
         return dict(
             fault=self.name,
             nodes=self.cluster.size, killed_node=(fault["killed"] or [None])[0],
@@ -200,8 +212,10 @@ class NodeLoss(Step):
             node_of={_host_port(m.url): m.nodename for m in self.cluster.members()},
             confirmed_at_s=sorted(round(t - published.t_first, 3)
                                   for t in run.publisher.confirmed_t.values()),
-            t_leader=fault.get("t_leader"), t_restart=fault.get("t_restart"),
-            t_restarted=fault.get("t_restarted"))
+            t_leader=fault.get("t_leader"), t_leader_unseen=fault.get("t_leader_unseen"),
+            t_restart=fault.get("t_restart"), t_restarted=fault.get("t_restarted"),
+            leader_seen=[(round(t - published.t_first, 3), *r) for t, *r in fault.get("seen", [])],
+            t_elected=elected and elected[0], elected_term=elected and elected[1], revived_said=said)
 
 
 def _host_port(url: str) -> str:

@@ -118,6 +118,28 @@ def source(*objs, expect: tuple[str, ...] | list[str] = ()) -> Source:
     return Source(text)
 
 
+def source_lines(obj, *needles: str) -> Source:
+    """Only the lines of ``obj``'s source (a function or method of ``helpers``, as it runs)
+    that hold one of ``needles``, each with its line number, headed by the file: the one
+    line a lesson changes, without the whole function around it. Raises if a needle is in
+    no line, so what a notebook shows cannot drift from what runs."""
+    obj = inspect.unwrap(getattr(obj, "__func__", obj))
+    lines, first = inspect.getsourcelines(obj)
+    path = Path(inspect.getsourcefile(obj)).resolve()
+    where = path.relative_to(_ROOT) if path.is_relative_to(_ROOT) else path.name
+    missing = [n for n in needles if not any(n in line for line in lines)]
+    if missing:
+        raise AssertionError(f"{obj.__qualname__} no longer holds {missing}: the lesson that "
+                             "shows it needs updating to the code that runs.")
+    width = len(str(first + len(lines)))
+    picked = [(first + i, line.rstrip()) for i, line in enumerate(lines)
+              if any(n in line for n in needles)]
+    text = textwrap.dedent("\n".join(line for _, line in picked)).splitlines()
+    kept = [f"{number:>{width}}  {line}" for (number, _), line in zip(picked, text)]
+    return Source(f"# {where}, in {obj.__qualname__} (line numbers of the file)\n"
+                  + "\n".join(kept) + "\n")
+
+
 def run_time(version: str | None = None) -> Text:
     """A notebook's last line: how long it took here, from its first cell to its last (and
     on which RabbitMQ ``version``, when given)."""
