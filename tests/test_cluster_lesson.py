@@ -112,7 +112,9 @@ def test_a_leader_kill_with_300_confirmed_tasks_loses_none(lab):
     texts = [t.get_text().strip() for t in top.texts]
     new = s["new_leader"].split("@")[0]
     assert f"{new} seen leading (polled)" in texts
-    assert (f"{new} elected (its log, term {s['elected_term']})" in texts) == bool(s["t_elected"])
+    if s["t_elected"]:
+        elected = s["elected_node"].split("@")[0]
+        assert f"{elected} elected (its log, term {s['elected_term']})" in texts
     assert sum(line.get_marker() == "x" for line in top.lines) == s["worker_disconnects"]
     assert sum(line.get_marker() == ">" for line in top.lines) == s["worker_reconnects"]
 
@@ -131,19 +133,18 @@ def test_a_majority_loss_confirms_nothing_and_the_restart_recovers_everything(la
         s["publish_error"]
     assert s["held_at_fault"] == s["recovered"]
     # Between the node's return and the leader: the polls saw the queue's members online as
-    # a majority (the revived one among them) with no leader, before the leader was seen;
-    # the new leader's log dates its election (3.10's log format; 4.x: if it logs so), never
-    # after the polls saw it; the story tells it with these numbers.
-    assert s["t_leader_unseen"] < s["t_leader"] and s["leader_seen"][-1][1] == s["new_leader"]
+    # a majority again (the revived one among them); a node's log dates the election (3.10's
+    # format; 4.x: where it logs so), which needs that majority, so comes after the restart
+    # (the polls can name a stale leader before it); the story tells it with these numbers.
+    assert s["leader_seen"][-1][1] == s["new_leader"]
     t, online = cluster_plots.majority_online(s)
-    assert s["revived_node"] in online
-    assert s["fault_at_s"] < t <= s["fault_at_s"] + s["leaderless_s"]
+    assert s["revived_node"] in online and t > s["fault_at_s"]
     if _on_3(lab):
         assert s["t_elected"] is not None and s["elected_term"] >= 2
         assert s["revived_said"] is not None and s["revived_said"][0] >= s["t_restart"]
     if s["t_elected"] is not None:
-        assert s["t_kill"] < s["t_elected"] <= s["t_leader"]
-        assert f"elected {s['t_elected'] - s['t_kill']:.2f} s after the kill" in \
+        assert s["t_restart"] < s["t_elected"] and s["elected_node"] != s["killed_nodes"][-1]
+        assert f"the election {s['t_elected'] - s['t_kill']:.2f} s after the kill" in \
             lesson.majority_story(result)
     if _on_3(lab):
         assert s["nacks"] > 0  # 3.10 refuses publishes it cannot replicate

@@ -52,14 +52,15 @@ def became_leader(log: Path, queue: str, since: float) -> tuple[float, int] | No
     return None
 
 
-def after_node_loss(cluster, queue: str, leader: str | None, revived: str | None,
-                    t_kill: float, t_restart: float | None) -> tuple:
-    """From the logs of ``cluster``'s nodes: when ``leader`` became ``queue``'s leader after
-    ``t_kill`` (time, term), and the first line ``revived``'s member logged about the queue
-    after ``t_restart`` (time, message); None for either that was not logged or not asked."""
+def after_node_loss(cluster, queue: str, revived: str | None, t_kill: float,
+                    t_restart: float | None) -> tuple:
+    """From the logs of ``cluster``'s nodes: the first election of ``queue``'s leader after
+    ``t_kill`` (time, term, node), and the first line ``revived``'s member logged about the
+    queue after ``t_restart`` (time, message); None for either that was not logged."""
     def log(node: str) -> Path:
         return cluster.member(node).state_dir / "log" / "node.log"
 
-    elected = became_leader(log(leader), queue, t_kill) if leader else None
+    found = [(*won, m.nodename) for m in cluster.members()
+             if (won := became_leader(log(m.nodename), queue, t_kill))]
     said = queue_lines(log(revived), queue, t_restart) if revived and t_restart else []
-    return elected, (said[0] if said else None)
+    return (min(found) if found else None), (said[0] if said else None)

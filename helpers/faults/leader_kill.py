@@ -14,7 +14,7 @@ given every node's URL, tasks published in batches with confirms while the nodes
 
 Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s`` (kill until a running node was
 seen leading the queue; the poll before: ``t_leader_unseen``; what the polls saw change:
-``leader_seen``), ``t_elected`` and ``elected_term`` (from the new leader's log),
+``leader_seen``), ``t_elected``, ``elected_term``, ``elected_node`` (from the nodes' logs),
 ``revived_said`` (the restarted node's first log line on the queue), ``recovery_s`` (until
 every worker consumes again), ``held_at_fault``, ``recovered``, ``nacks``, ``republished``,
 ``confirmed_while_down``, ``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an ack
@@ -132,8 +132,7 @@ class NodeLoss(Step):
             self.fault.setdefault("t_kill", None)
 
     def _watch_leader(self, run: Run) -> None:
-        """Note when a running node is first *seen* leading the queue after the kill, when the
-        poll before was asked, and each change the polls saw (time, leader, online members)."""
+        """Note when a running node is *seen* leading the queue, and what the polls saw."""
         while "t_kill" not in self.fault and not self._stop.wait(POLL_S):
             pass
         if self.fault.get("t_kill") is None:
@@ -188,7 +187,7 @@ class NodeLoss(Step):
         after = sorted(t for t in run.publisher.confirmed_t.values() if t > t_kill + GRACE_S)
         dup_redelivered, dup_republished = _duplicate_sources(events)
         elected, said = raft_log.after_node_loss(self.cluster, run.spec.name, fault.get(
-            "new_leader"), fault.get("revived"), t_kill, fault.get("t_restart"))
+            "revived"), t_kill, fault.get("t_restart"))
         return dict(
             fault=self.name,
             nodes=self.cluster.size, killed_node=(fault["killed"] or [None])[0],
@@ -215,7 +214,8 @@ class NodeLoss(Step):
             t_leader=fault.get("t_leader"), t_leader_unseen=fault.get("t_leader_unseen"),
             t_restart=fault.get("t_restart"), t_restarted=fault.get("t_restarted"),
             leader_seen=[(round(t - published.t_first, 3), *r) for t, *r in fault.get("seen", [])],
-            t_elected=elected and elected[0], elected_term=elected and elected[1], revived_said=said)
+            t_elected=elected and elected[0], elected_term=elected and elected[1],
+            elected_node=elected and elected[2], revived_said=said)
 
 
 def _host_port(url: str) -> str:

@@ -215,12 +215,13 @@ def majority_story(result: runner.RunResult) -> Text:
 def _led(s: dict) -> str:
     """When the new leader was elected (its log) and seen by the polls, after the kill; or,
     without the log line, seen, and when the poll before (which had not) was asked."""
-    seen = f"the polls saw it leading {s['leaderless_s']:.2f} s after the kill"
-    if not s.get("t_elected") and not s.get("t_leader_unseen"):
-        return f"was seen leading by the polls {s['leaderless_s']:.2f} s after the kill"
-    if s.get("t_elected"):
-        return (f"was elected {s['t_elected'] - s['t_kill']:.2f} s after the kill (its log, "
-                f"term {s['elected_term']}), and {seen}")
+    seen = f"was seen leading by the polls {s['leaderless_s']:.2f} s after the kill"
+    if s.get("t_elected"):  # the polls may name a stale leader: the log names the elected
+        return (f"{seen}; {_short(s['elected_node'])}'s log dates the election "
+                f"{s['t_elected'] - s['t_kill']:.2f} s after the kill (term "
+                f"{s['elected_term']})")
+    if not s.get("t_leader_unseen"):
+        return seen
     return (f"was seen leading by the polls {s['leaderless_s']:.2f} s after the kill (the "
             f"poll asked at {s['t_leader_unseen'] - s['t_kill']:.2f} s had not seen it yet)")
 
@@ -235,7 +236,7 @@ def gap_story(s: dict) -> str:
     if quorate is not None:
         parts.append(f"from {quorate[0] - s['fault_at_s']:.2f} s the management API listed "
                      f"{len(quorate[1])} of the queue's {s['nodes']} members online (a "
-                     "majority) and no leader")
+                     "majority)")
     if s.get("revived_said"):
         t, said = s["revived_said"]
         parts.append(f"{revived}'s member of the queue logged its first line about it at "
@@ -243,10 +244,11 @@ def gap_story(s: dict) -> str:
     parts.append(f"{leader} {_led(s)}")
     said = s.get("revived_said")
     wait = ""
-    if said and s.get("t_elected") and said[1].startswith("granting vote"):
+    if said and s.get("t_elected") and said[1].startswith("granting vote") and \
+            f"{s['elected_node']}}}" in said[1]:  # its vote for the node that was elected
         wait = (f" The gap was a wait for that vote: {revived}'s member said nothing about the "
                 f"queue for {said[0] - kill - s['down_s']:.2f} s after its node was back, and "
-                f"its first word was the vote that made {leader} leader.")
+                f"its first word was the vote that made {_short(s['elected_node'])} leader.")
     return "From the node's return to a leader: " + "; ".join(parts) + "." + wait
 
 

@@ -110,14 +110,14 @@ def _marks(ax, s: dict, t0: float, label: bool) -> None:
     leader = _short(s.get("new_leader"))
     marks = [(s.get("t_kill"), KILL, "-", kill),
              (s.get("t_elected"), LEADER, "--",
-              f"{leader} elected (its log, term {s.get('elected_term')})"),
+              f"{_short(s.get('elected_node'))} elected (its log, term {s.get('elected_term')})"),
              (s.get("t_leader"), LEADER, ":", f"{leader} seen leading (polled)"),
              (s.get("t_restart"), BACK, ":", f"{revived} started again"),
              (s.get("t_restarted"), BACK, "-.", f"{revived} back in the cluster")]
     quorate = majority_online(s) if s.get("revived_node") else None
     if quorate is not None:
         marks.append((t0 + quorate[0], BACK, (0, (1, 3)), "queue members online: "
-                      + ", ".join(map(_short, quorate[1])) + " (a majority), no leader"))
+                      + ", ".join(map(_short, quorate[1])) + " (a majority)"))
     left, right = ax.get_xlim()
     if s.get("t_leader") and s.get("t_leader_unseen") and not s.get("t_elected"):
         # no election in the log: the polls bracket it (the poll before had not seen it)
@@ -136,14 +136,14 @@ def _marks(ax, s: dict, t0: float, label: bool) -> None:
 
 
 def majority_online(s: dict) -> tuple[float, list] | None:
-    """When the polls first saw a majority of the queue's members online after the kill with
-    no running leader named yet (seconds since the first publish, and those members)."""
+    """When the polls first saw a majority of the queue's members online after the kill
+    (seconds since the first publish, and those members). The leader they named then may be
+    a stale record (the node that led before the loss), so it is not read here."""
     dead = (set(s.get("killed_nodes") or []) | set(s.get("down_before") or [])) - {
         s.get("revived_node")}  # a stale record may still list a dead node as online
-    for t, leader, online in s.get("leader_seen", []):
+    for t, _leader, online in s.get("leader_seen", []):
         alive = [n for n in online if n not in dead]
-        if t > s["fault_at_s"] and len(alive) > s["nodes"] // 2 and (
-                leader is None or leader in dead):
+        if t > s["fault_at_s"] and len(alive) > s["nodes"] // 2:
             return t, alive
     return None
 
