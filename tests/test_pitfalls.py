@@ -67,6 +67,8 @@ def test_a_long_task_cuts_the_blocking_worker_off_again_and_again(cli, broker, t
            "deliveries_blocking", "disconnects_thread", "tasks_lost")
     # The broker gives up on a client it has not heard from for three intervals.
     assert 2.5 <= s["broker_cut_s"] <= 3 * s["heartbeat_s"] + 0.6, s["broker_cut_s"]
+    # A connection that asks for nothing gets the broker's default, which notebook 06 scales.
+    assert s["default_heartbeat_s"] == 60
     assert s["task_s"] > s["broker_cut_s"]
     # Blocking: each attempt is cut off, the ack is lost, the task comes back, again.
     assert s["disconnects_blocking"] >= 2
@@ -105,6 +107,65 @@ def test_a_task_longer_than_the_ack_timeout_comes_back_until_split_or_given_more
     # The node is given back as it was.
     after = node_control.get_env(private_broker, "consumer_timeout", "channel_tick_interval")
     assert after == before
+
+
+def _timeout_events(end: list[dict]) -> list[dict]:
+    """A too-long run as the worker reports it (times from a 3.10.8 run): delivered at 0,
+    its work runs on past the end of the consumer (``end``, at 1.25 s), its ack is refused;
+    the redelivery waits behind it and starts at 2.52 s; a third delivery is dropped."""
+    w = "too-long/w1"
+    ev = lambda t, event, **kw: {"t": t, "worker": w, "event": event, **kw}  # noqa: E731
+    return [ev(0.0, "ready"), ev(0.02, "delivered", delivery="d1", redelivered=False),
+            ev(0.02, "started", delivery="d1"), *end,
+            ev(1.37, "ready"), ev(1.37, "delivered", delivery="d2", redelivered=True),
+            ev(2.52, "finished", delivery="d1"),
+            ev(2.52, "failed", delivery="d1", reason="ack lost: ChannelWrongStateError"),
+            ev(2.52, "started", delivery="d2"),
+            ev(2.62, "disconnected", reason="ChannelClosedByBroker: (406) 'PRECONDITION"),
+            ev(2.73, "delivered", delivery="d3", redelivered=True),
+            ev(5.02, "finished", delivery="d2"), ev(5.02, "abandoned", delivery="d3")]
+
+
+@pytest.mark.parametrize("end, kind", [
+    ([{"t": 1.25, "worker": "too-long/w1", "event": "disconnected",
+       "reason": "ChannelClosedByBroker: (406) 'PRECONDITION_FAILED - delivery ack'"}],
+     "channel"),  # 3.x, 4.0
+    ([{"t": 1.25, "worker": "too-long/w1", "event": "cancelled"},
+      {"t": 1.26, "worker": "too-long/w1", "event": "disconnected",
+       "reason": "ConsumerCancelled('the broker cancelled the consumer')"}],
+     "cancel")])  # 4.3: the worker's own disconnect after a cancel is the same end
+def test_the_timeout_figure_draws_every_delivery_and_names_what_ended_the_consumer(end, kind):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from helpers.lessons import pitfalls as lesson, pitfalls_plots as plots
+
+    events = _timeout_events(end)
+    assert [k for _t, k in plots.ends(events)] == [kind, "channel"]
+    got = plots.deliveries_of(events)
+    assert [d["fate"] for d in got] == ["ack lost", "cut off", "dropped"]
+    assert got[0]["taken_back"] == 1.25 and got[1]["taken_back"] == 2.62
+    deliveries = pd.DataFrame({"run": ["too-long"], "started_t": [0.02], "start_s": [0.0]})
+    result = SimpleNamespace(events=events, deliveries=deliveries,
+                             summary={"runs": ["too-long"], "fault": "consumer-timeout"})
+    fig = plots.timeout_timelines(result)
+    ax = fig.axes[0]
+    assert sum(line.get_marker() == "v" for line in ax.lines) == len(got) == 3
+    assert ax.get_title().endswith("3 deliveries, work done 2, acked 0")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert plots.END_WORDS[kind] in labels and "dropped unstarted" in " ".join(labels)
+    row = lesson.runs_table(result).loc["too-long"]
+    assert (row["deliveries"], row["acked"], row["ack refused"], row["dropped unstarted"]) == \
+        (3, 0, 1, 1)
+
+
+def test_a_refused_policy_is_said_in_one_sentence():
+    from helpers.lessons import pitfalls_answers
+
+    refusal = 'Validation failed [{<<"consumer-timeout">>,1000}] are not recognised policy settings'
+    said = pitfalls_answers.refusal_words(refusal)
+    assert "<<" not in said and "'consumer-timeout'" in said and "not recognised" in said
 
 
 def test_the_consumer_timeout_policy_keeps_the_dead_letter_key(private_broker):

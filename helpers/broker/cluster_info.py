@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import urllib.parse
 
-from helpers.errors import BrokerConnectionError
+from helpers.errors import BrokerConnectionError, BrokerControlError
+from helpers.broker.model import Broker
 from helpers.broker import management
 from helpers.broker.private_node import PrivateBroker
 
@@ -43,3 +44,14 @@ def queue_info(members: list[PrivateBroker], queue: str, vhost: str = "/") -> di
 def leader(info: dict | None) -> str | None:
     """The leader named by ``queue_info`` (the hosting node, for a classic queue)."""
     return (info.get("leader") or info.get("node")) if info else None
+
+
+def cluster_broker(cluster) -> Broker:
+    """The cluster as one broker for the run skeleton: every node's URL, first running first."""
+    members = cluster.members()
+    running = [m for m in members if m.node_pid()]
+    if not running:
+        raise BrokerControlError("No node of the private cluster is running: start it with "
+                                 "`python -m helpers cluster start`.")
+    urls = [m.url for m in running] + [m.url for m in members if m not in running]
+    return Broker(url=",".join(urls), management_url=running[0].management_url, kind="cluster")

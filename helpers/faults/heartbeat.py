@@ -12,7 +12,8 @@ longer, and a fixed window would end the run between two cuts); whatever it has 
 finished is still in its queue.
 
 Own keys: ``heartbeat_s``, ``task_s``, ``broker_cut_s`` (a silent connection was closed by
-the broker after this long), and for each mode (``_blocking``, ``_thread``): ``deliveries``,
+the broker after this long), ``default_heartbeat_s`` (what a connection that asks for no
+particular heartbeat gets: the broker's proposal, which pika accepts), and for each mode (``_blocking``, ``_thread``): ``deliveries``,
 ``disconnects``, ``times_done`` (the work done), ``acked``, ``still_queued`` (at the end);
 ``window_s``, and ``blocking_run_s`` (when the blocking run ended: ``window_s`` or later;
 None when its budget ended it before the cuts).
@@ -64,6 +65,18 @@ def silent_connection_cut(url: str, heartbeat_s: int, limit_s: float = 30.0) -> 
         except OSError:
             pass
     return None
+
+
+def agreed_heartbeat(url: str) -> int | None:
+    """The heartbeat (s) a pika connection that asks for none agrees with the broker: the
+    broker proposes its own setting (``heartbeat``, 60 s unless configured) and pika takes it."""
+    from helpers.core.connection import connect
+
+    conn = connect(url, name="heartbeat default probe")
+    try:
+        return conn._impl.params.heartbeat  # set from the broker's connection.tune
+    finally:
+        conn.close()
 
 
 class CutOff(Window):
@@ -140,7 +153,8 @@ def run(name: str, workers: int, prefetch: int, tasks: list,
     window_s = options.window_s or 2 * task_s + 0.5
     results, cut = runs(heartbeat_s, task_s, window_s, broker=broker, progress=progress)
     own = {"heartbeat_s": heartbeat_s, "task_s": task_s, "window_s": window_s,
-           "broker_cut_s": cut}
+           "broker_cut_s": cut, "default_heartbeat_s": agreed_heartbeat(
+               (broker or broker_mod.get()).url)}
     for mode, result in results.items():
         events = result.events
         own[f"disconnects_{mode}"] = sum(e["event"] == "disconnected" for e in events)

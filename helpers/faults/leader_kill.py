@@ -10,10 +10,14 @@ node, workers given every node's URL, tasks published in batches while the nodes
   nothing. ``down_s`` later the node down longest starts again; with a majority back, a
   leader is elected and every confirmed task is delivered.
 
-Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s``, ``recovery_s`` (until every
-worker consumes again), ``held_at_fault``, ``recovered``, ``nacks``, ``republished``,
-``confirmed_while_down``, ``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an
-ack died with the node) and ``duplicates_republished`` (published again, unconfirmed).
+Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s`` (kill until a running node was
+seen leading the queue; the poll before: ``t_leader_unseen``; what the polls saw change:
+``leader_seen``), ``t_elected``, ``elected_term``, ``elected_node`` (from the nodes' logs),
+``revived_said`` (the restarted node's first log line on the queue), ``recovery_s`` (until
+every worker consumes again), ``held_at_fault``, ``recovered``, ``nacks``, ``republished``,
+``confirmed_while_down``, ``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an ack
+died with the node), ``duplicates_republished`` (published again without its confirm).
+Used by ``python -m helpers fault leader-kill|majority-loss`` and notebook 07.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable
 
-from helpers.broker.model import Broker
+from helpers.broker import cluster_info, raft_log
+from helpers.broker.cluster_info import cluster_broker
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
@@ -43,18 +48,6 @@ POLL_S = 0.05
 #: before it is recorded when its publish call returns, a few milliseconds later (seconds).
 GRACE_S = 0.25
 NAN = float("nan")
-
-
-def cluster_broker(cluster) -> Broker:
-    """The cluster as one broker for the run skeleton: every node's URL, first running first."""
-    members = cluster.members()
-    running = [m for m in members if m.node_pid()]
-    if not running:
-        raise BrokerControlError("No node of the private cluster is running: start it with "
-                                 "`python -m helpers cluster start`.")
-    urls = [m.url for m in running] + [m.url for m in members if m not in running]
-    return Broker(url=",".join(urls), management_url=running[0].management_url,
-                             kind="cluster")
 
 
 class NodeLoss(Step):
@@ -128,13 +121,18 @@ class NodeLoss(Step):
             self.fault.setdefault("t_kill", None)
 
     def _watch_leader(self, run: Run) -> None:
-        """Note when a running node leads the queue again after the kill."""
+        """Note when a running node is *seen* leading the queue, and what the polls saw."""
         while "t_kill" not in self.fault and not self._stop.wait(POLL_S):
             pass
         if self.fault.get("t_kill") is None:
             return
+        seen = self.fault["seen"] = []
         while not self._stop.is_set():
-            leader = self.cluster.leader_of(run.spec.name)
+            asked = time.time()
+            info = self.cluster.queue_info(run.spec.name)
+            leader, online = cluster_info.leader(info), sorted((info or {}).get("online") or [])
+            if not seen or seen[-1][1:] != (leader, online):
+                seen.append((time.time(), leader, online))
             # A dead node named as leader is a stale record, unless it was started again
             # (and its VM alone is not enough: it must have booted, see start_node).
             dead = set(self.fault["killed"]) | set(self.fault.get("down_before", []))
@@ -143,6 +141,7 @@ class NodeLoss(Step):
             if leader and back and self.cluster.member(leader).node_pid():
                 self.fault.update(t_leader=time.time(), new_leader=leader)
                 return
+            self.fault["t_leader_unseen"] = asked  # this poll did not see a new leader yet
             self._stop.wait(POLL_S)
 
     # -- after the run ---------------------------------------------------------------------
@@ -176,6 +175,8 @@ class NodeLoss(Step):
         recovery = max([leaderless, *back.values()]) if len(back) == len(cut) else NAN
         after = sorted(t for t in run.publisher.confirmed_t.values() if t > t_kill + GRACE_S)
         dup_redelivered, dup_republished = _duplicate_sources(events)
+        elected, said = raft_log.after_node_loss(self.cluster, run.spec.name, fault.get(
+            "revived"), t_kill, fault.get("t_restart"))
         return dict(
             fault=self.name,
             nodes=self.cluster.size, killed_node=(fault["killed"] or [None])[0],
@@ -199,8 +200,11 @@ class NodeLoss(Step):
             node_of={_host_port(m.url): m.nodename for m in self.cluster.members()},
             confirmed_at_s=sorted(round(t - published.t_first, 3)
                                   for t in run.publisher.confirmed_t.values()),
-            t_leader=fault.get("t_leader"), t_restart=fault.get("t_restart"),
-            t_restarted=fault.get("t_restarted"))
+            t_leader=fault.get("t_leader"), t_leader_unseen=fault.get("t_leader_unseen"),
+            t_restart=fault.get("t_restart"), t_restarted=fault.get("t_restarted"),
+            leader_seen=[(round(t - published.t_first, 3), *r) for t, *r in fault.get("seen", [])],
+            t_elected=elected and elected[0], elected_term=elected and elected[1],
+            elected_node=elected and elected[2], revived_said=said)
 
 
 def _host_port(url: str) -> str:

@@ -3,8 +3,11 @@
 Top: one row per worker, one bar per task (hatched: redelivered), coloured by the node the
 worker was connected to; a cross where a worker lost its connection, a triangle where it
 consumed again; the producer's row shows which node took each batch. Bottom: tasks
-confirmed and completed so far. Vertical lines: the kill, the new leader, a node started
-again and back in the cluster. One legend under both says what each colour and mark is.
+confirmed and completed so far. Vertical lines: the kill; the election, read from the new
+leader's log (``t_elected``), and the moment the polls of the management API first saw that
+leader (without the log line, shaded back to the poll before, which had not); a node started again and back in the
+cluster, and when a majority of the queue's members was online again. One legend under both
+says what each colour and mark is.
 """
 from __future__ import annotations
 
@@ -104,12 +107,23 @@ def _marks(ax, s: dict, t0: float, label: bool) -> None:
     kill = "SIGKILL " + ", ".join(map(_short, s["killed_nodes"])) + (
         f" ({', '.join(map(_short, already))} already down)" if already else "")
     revived = _short(s.get("revived_node"))
+    leader = _short(s.get("new_leader"))
     marks = [(s.get("t_kill"), KILL, "-", kill),
-             (s.get("t_leader"), LEADER, "--", f"{_short(s.get('new_leader'))} leads"),
+             (s.get("t_elected"), LEADER, "--",
+              f"{_short(s.get('elected_node'))} elected (its log, term {s.get('elected_term')})"),
+             (s.get("t_leader"), LEADER, ":", f"{leader} seen leading (polled)"),
              (s.get("t_restart"), BACK, ":", f"{revived} started again"),
              (s.get("t_restarted"), BACK, "-.", f"{revived} back in the cluster")]
+    quorate = majority_online(s) if s.get("revived_node") else None
+    if quorate is not None:
+        marks.append((t0 + quorate[0], BACK, (0, (1, 3)), "queue members online: "
+                      + ", ".join(map(_short, quorate[1])) + " (a majority)"))
     left, right = ax.get_xlim()
-    for height, (t, colour, style, text) in zip((0.97, 0.88, 0.79, 0.70), marks):
+    if s.get("t_leader") and s.get("t_leader_unseen") and not s.get("t_elected"):
+        # no election in the log: the polls bracket it (the poll before had not seen it)
+        ax.axvspan(s["t_leader_unseen"] - t0, s["t_leader"] - t0, color=LEADER, alpha=0.15,
+                   linewidth=0)
+    for height, (t, colour, style, text) in zip((0.97, 0.88, 0.79, 0.70, 0.61, 0.52), marks):
         if t is None or pd.isna(t):
             continue
         ax.axvline(t - t0, color=colour, linestyle=style, linewidth=1.2)
@@ -121,6 +135,19 @@ def _marks(ax, s: dict, t0: float, label: bool) -> None:
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
 
 
+def majority_online(s: dict) -> tuple[float, list] | None:
+    """When the polls first saw a majority of the queue's members online after the kill
+    (seconds since the first publish, and those members). The leader they named then may be
+    a stale record (the node that led before the loss), so it is not read here."""
+    dead = (set(s.get("killed_nodes") or []) | set(s.get("down_before") or [])) - {
+        s.get("revived_node")}  # a stale record may still list a dead node as online
+    for t, _leader, online in s.get("leader_seen", []):
+        alive = [n for n in online if n not in dead]
+        if t > s["fault_at_s"] and len(alive) > s["nodes"] // 2:
+            return t, alive
+    return None
+
+
 def _title(s: dict) -> str:
     if not s["killed_nodes"]:
         return (f"Nothing killed (RabbitMQ {s['broker_version']}): the run was over before the "
@@ -130,6 +157,8 @@ def _title(s: dict) -> str:
                 f"{s['first_confirm_after_kill_s']:.1f} s, lost {s['tasks_lost']} of "
                 f"{s['tasks_confirmed']} confirmed")
     role = "the leader" if s["killed_node"] == s["leader_before"] else "a follower"
+    until = (f"{s['t_elected'] - s['t_kill']:.2f} s until a new leader was elected"
+             if s.get("t_elected") else
+             f"{s['leaderless_s']:.2f} s until a running node was seen leading the queue")
     return (f"{_short(s['killed_node'])}, {role}, killed (RabbitMQ {s['broker_version']}): "
-            f"{s['leaderless_s']:.2f} s until a running node led the queue, lost "
-            f"{s['tasks_lost']} of {s['tasks_confirmed']} confirmed")
+            f"{until}, lost {s['tasks_lost']} of {s['tasks_confirmed']} confirmed")

@@ -18,6 +18,8 @@ from helpers.experiment import skeleton as runner
 from helpers.faults.consumer_timeout import TICK_MS
 from helpers.core.tasks import equal
 from helpers.lessons import pitfalls_plots as figures
+# ``answer``: for the notebook, which asks ``pitfalls.answer(result)`` after each run
+from helpers.lessons.pitfalls_answers import answer, refusal_words  # noqa: F401
 from helpers.lessons.common import Skipped, Text, full_text, value_table
 from helpers.lessons.panels import Panel, dropdown, float_slider, int_slider
 
@@ -92,16 +94,21 @@ def alarm(workers: int = 2, hold_s: float = 2.5, *, broker=None):
 # -- tables ---------------------------------------------------------------------------------
 
 def runs_table(result: runner.RunResult) -> pd.DataFrame:
-    """Per run of a scenario: deliveries, connections lost, work done, acked, left queued."""
+    """Per run of a scenario: deliveries, how the broker or the network ended the consumer
+    (a column per way it happened, ``figures.END_WORDS``), work done, and each ack's fate."""
     rows = []
+    kinds = sorted({kind for _t, kind in figures.ends(result.events)})
     for label in result.summary.get("runs", ["run"]):
         mine = [e for e in result.events if str(e.get("worker", "")).startswith(f"{label}/")]
-        count = lambda name: sum(e["event"] == name for e in mine)  # noqa: E731
-        rows.append({"run": label, "deliveries": count("delivered"),
-                     "redelivered": sum(e["event"] == "delivered" and e.get("redelivered")
+        fates = [d["fate"] for d in figures.deliveries_of(mine)]
+        stops = [kind for _t, kind in figures.ends(mine)]
+        rows.append({"run": label, "deliveries": len(fates),
+                     "redelivered": sum(e["event"] == "delivered" and bool(e.get("redelivered"))
                                         for e in mine),
-                     "connection lost": count("disconnected"), "work done": count("finished"),
-                     "acked": count("acked")})
+                     **{figures.END_WORDS[k]: stops.count(k) for k in kinds},
+                     "work done": sum(e["event"] == "finished" for e in mine),
+                     "acked": fates.count("acked"), "ack refused": fates.count("ack lost"),
+                     "dropped unstarted": fates.count("dropped")})
     return pd.DataFrame(rows).set_index("run")
 
 
@@ -127,7 +134,8 @@ def probe_table(summary: dict) -> pd.DataFrame:
     """What the delivery-limit probe measured on this broker."""
     return value_table({
         "broker": f"RabbitMQ {summary['broker_version']}",
-        "default delivery limit (quorum queues)": summary["default_delivery_limit"] or "none",
+        "default delivery limit (quorum queues)": summary["default_delivery_limit"] or
+        "none: unlimited unless the queue sets one",
         "basic.reject (requeue) counts toward it": summary["limit_counts_reject"],
         "basic.nack (requeue) counts toward it": summary["limit_counts_nack"]}, "measured")
 
@@ -182,13 +190,11 @@ def story(result) -> Text:
     version = f"RabbitMQ {s['broker_version']}"
     if s["fault"] == "consumer-timeout":
         how = ("per queue, by a consumer-timeout policy" if s["per_queue_timeout"] else
-               "node-wide, since this broker refused a per-queue consumer-timeout policy: "
-               f"{s['per_queue_refusal']}")
+               f"node-wide: {refusal_words(s['per_queue_refusal'])}")
         return Text(f"On {version} the node's own consumer_timeout is "
                     f"{s['node_consumer_timeout_ms']} ms, checked every {s['node_tick_ms']} ms. "
                     f"For the lesson: {s['timeout_s']} s, checked every {TICK_MS} ms, set "
-                    f"{how}.\nThe broker ended the consumer {s['channel_closed_or_cancelled']} "
-                    f"times in {s['window_s']} s, saying: {s['closed_because']}.")
+                    f"{how}.")
     if s["fault"] == "heartbeat":
         return Text(f"On {version} a connection that asked for a {s['heartbeat_s']} s "
                     f"heartbeat and then said nothing was closed by the broker after "

@@ -166,7 +166,7 @@ CLUSTER_FACTS = ("consumer_disconnected_timeout_default", "lost_consumer_leader_
 
 def cluster_table(lab) -> pd.DataFrame:
     """Notebook 07: this cluster's metadata store, read now, beside the pinned versions."""
-    from helpers.faults.leader_kill import cluster_broker
+    from helpers.broker.cluster_info import cluster_broker
 
     broker = cluster_broker(lab.cluster)
     return table(broker, measure(broker, ["metadata_store"]), pinned_only=CLUSTER_FACTS)
