@@ -29,7 +29,8 @@ def story(result) -> Text:
     """What the run showed, every number from it."""
     s = result.summary
     return Text(
-        f"{s['flood']} tasks into a queue of at most {s['max_length']}, two workers draining it.\n"
+        f"{s['flood']} tasks into a classic queue of at most {s['max_length']}, two workers "
+        f"draining it.\n"
         f"reject-publish: the broker nacked {s['nacked_first']} publishes of the first pass; "
         f"the producer waited and published them again ({s['republish_rounds']} rounds, "
         f"{s['nacked']} nacks in all): {s['confirmed']} confirmed, {s['lost_reject_publish']} "
