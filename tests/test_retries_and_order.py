@@ -2,8 +2,8 @@
 
 Each scenario runs through its command-line twin, ``python -m helpers fault NAME --json``,
 so the JSON keys are checked on the way. What depends on the RabbitMQ version (quorum-queue
-priorities) is pinned for the version measured here, 3.10.8; on the versions not measured
-(4.0, 4.3) the test only asserts what holds either way.
+priority levels, the broker's own delayed redelivery) is pinned per series, as measured on
+3.10.8, 4.0.5 and 4.3.6; a series not pinned fails, saying what it measured.
 """
 import json
 import signal
@@ -12,6 +12,7 @@ import time
 import pytest
 
 from helpers import faults
+from helpers.broker import delayed_retry
 from helpers.core import tasks, topology
 from helpers.faults import priority, single_active
 from helpers.pool.pool import WorkerPool
@@ -104,9 +105,12 @@ def test_retry_waits_then_parks(cli, tmp_path, record_property):
     s = fault_json(cli, tmp_path, "retry", "--tasks", "6")
     record_property("figures", {k: s[k] for k in ("broker_version", "gaps_s",
                                                   "hot_loop_deliveries_per_s")})
-    assert s["attempts"] == 4 and s["parked"] == 1 and s["tasks_lost"] == 0
-    assert all(d <= g < d + 1.0 for g, d in zip(s["gaps_s"], s["delays_s"]))
-    assert s["hot_loop_deliveries_per_s"] > 10 * s["delayed_deliveries_per_s"]
+    seen = {k: s[k] for k in ("attempts", "parked", "tasks_lost", "gaps_s", "delays_s",
+                              "hot_loop_deliveries_per_s", "delayed_deliveries_per_s")}
+    assert s["attempts"] == 4 and s["parked"] == 1 and s["tasks_lost"] == 0, seen
+    assert all(d <= g < d + 1.0 for g, d in zip(s["gaps_s"], s["delays_s"])), seen
+    assert set(s["delayed_retry"]) >= {"argument type all", "argument min only"}
+    assert s["hot_loop_deliveries_per_s"] > 10 * s["delayed_deliveries_per_s"], seen
     hol = s["head_of_line"]  # a per-message TTL waits for the message ahead of it
     assert hol["short_back_after_s"] >= hol["long_ttl_s"] and not hol["short_came_back_first"]
 
@@ -118,14 +122,52 @@ def test_priorities_and_the_levels_this_broker_honours(cli, tmp_path, record_pro
     assert max(s["urgent_start_s_with"]) < min(s["urgent_start_s_without"])
     assert max(s["urgent_start_s_with"]) < min(s["urgent_start_s_prefetch"])
     assert s["levels"]["classic"] == 10 and s["tasks_lost"] == 0
-    # Levels a quorum queue honours, as measured by CI's runs: 1 on 3.10.8 (FIFO), 2 on 4.0.5
-    # (high and normal), 10 on 4.3.6 (every level the probe sends: at least 10).
-    pinned = {"3.10": 1, "4.0": 2, "4.3": 10}
+    # Levels a quorum queue honours (the probe sends 0..63), as measured: 1 on 3.10.8 (FIFO),
+    # 2 on 4.0.5 (high and normal), 32 on 4.3.6 (0..30 each a level, 31 and above one).
+    assert s["probe_top"] == {"classic": 9, "quorum": 63}
+    pinned = {"3.10": 1, "4.0": 2, "4.3": 32}
     series = ".".join(s["broker_version"].split(".")[:2])
     assert series in pinned, f"not pinned for {s['broker_version']}: measured {s['levels']}"
     assert s["levels"]["quorum"] == pinned[series], s["levels"]
     if series == "3.10":  # the argument itself is refused there
         assert "invalid arg 'x-max-priority'" in s["quorum_max_priority_refused"]
+
+
+#: What each way of asking a quorum queue to delay its redeliveries did, per series (the
+#: outcome's first word): 3.10.8 and 4.0.5 take the arguments and ignore them, and refuse the
+#: policy keys; 4.3.6 delays with type ``all`` or ``failed`` (a basic.reject with requeue is
+#: not ``returned``), by argument or policy (keys without ``x-``), and not with a minimum alone.
+DELAYED_RETRY = {
+    "3.10": dict.fromkeys(delayed_retry.WAYS, "ignored") | {
+        "policy type all": "refused", "policy x- keys": "refused"},
+    "4.0": dict.fromkeys(delayed_retry.WAYS, "ignored") | {
+        "policy type all": "refused", "policy x- keys": "refused"},
+    "4.3": {"argument min only": "ignored", "argument type all": "honoured",
+            "argument type returned": "ignored", "argument type failed": "honoured",
+            "policy type all": "honoured", "policy x- keys": "refused"},
+}
+
+
+@pytest.mark.broker
+def test_the_brokers_own_delayed_retry_as_pinned_for_its_series(broker, record_property):
+    """Each way, on a quorum queue, a message rejected with requeue 3 times: where honoured,
+    the n-th return waits min x n ms (capped at max), as 4.3.6 did (1.01, 2.00, 3.01 s for a
+    minimum of 1000 ms)."""
+    if not delayed_retry.node_control.can_control(broker):
+        pytest.skip("the policy ways need the management API of a private node")
+    min_ms, version = 300, broker.version()
+    found = delayed_retry.probe(broker, min_ms=min_ms)
+    record_property("figures", {w: (g["outcome"], g["gaps_s"]) for w, g in found.items()})
+    series = ".".join(version.split(".")[:2])
+    measured = {way: got["outcome"].split(":")[0] for way, got in found.items()}
+    assert series in DELAYED_RETRY, f"not pinned for {version}: measured {measured}"
+    assert measured == DELAYED_RETRY[series], delayed_retry.sentence(found, version)
+    for got in found.values():
+        expected = [min(min_ms * n, 4 * min_ms) / 1000 for n in range(1, 4)]
+        if got["outcome"] == "honoured":
+            assert all(e * 0.9 <= g < e + 0.5 for g, e in zip(got["gaps_s"], expected)), got
+        elif got["outcome"] == "ignored":
+            assert len(got["gaps_s"]) == 3 and max(got["gaps_s"]) < min_ms / 2000, got
 
 
 @pytest.mark.broker
@@ -142,6 +184,11 @@ def test_overflow_nacks_or_drops(cli, tmp_path):
     assert s["nacked_first"] > 0 and s["confirmed"] == s["flood"]
     assert s["lost_reject_publish"] == 0 < s["lost_drop_head"]
     assert s["tasks_lost"] == s["lost_drop_head"]
+    # A quorum queue enforces the limit only once it has applied the burst: at least one
+    # message past it gets in (how many varies, run to run).
+    b = s["quorum_burst"]
+    assert b["confirmed"] + b["nacked"] == s["flood"] and b["depth"] == b["confirmed"]
+    assert b["confirmed"] > s["max_length"]
 
 
 @pytest.mark.broker

@@ -9,9 +9,16 @@ slow workers drain, two runs side by side:
 * ``drop-head``: a full queue drops its *oldest* message for each new one: every publish is
   confirmed, and the dropped tasks are simply gone, without a word to anyone.
 
+Beside them, ``quorum_burst`` publishes the same flood at once (pipelined confirms, no
+consumer) into a *quorum* queue with the same limit and ``reject-publish``: a quorum queue
+checks the limit as it applies each message to its log, and only then tells the publishing
+channel to refuse more, so what was already on its way gets in: from a few to the whole
+flood, run to run, with or without the project's dead-letter policy (docs/notebooks.md).
+
 Own keys: ``confirmed`` (reject-publish, in the end), ``nacked`` (nacks received, all
 rounds), ``nacked_first`` (of the first pass), ``republish_rounds``, ``lost_reject_publish``,
-``lost_drop_head``, ``confirmed_drop_head``, ``max_length``, ``flood``.
+``lost_drop_head``, ``confirmed_drop_head``, ``max_length``, ``flood``, ``quorum_burst``
+(``confirmed``, ``nacked``, ``depth``: the quorum queue's messages after the burst).
 """
 from __future__ import annotations
 
@@ -97,6 +104,21 @@ class UntilEmpty(Step):
         return not held and topology.count(run.broker.url, run.spec.name) == 0
 
 
+def quorum_burst(broker, flood: int, max_length: int) -> dict:
+    """``flood`` messages at once into an unconsumed quorum queue of at most ``max_length``
+    with ``reject-publish``: how many the broker confirmed, nacked, and kept."""
+    spec = topology.unique_spec("overflow-quorum-burst", kind="quorum", dead_letter=False,
+                                max_length=max_length, overflow="reject-publish")
+    topology.setup(broker.url, spec, purge=True)
+    try:
+        got = producer.publish(broker.url, spec, [Task(f"b{i:04d}", 0.0) for i in range(flood)],
+                               declare_queue=False, name=f"burst {spec.name}")
+        return {"confirmed": len(got.confirmed), "nacked": len(got.nacked),
+                "depth": topology.count(broker.url, spec.name)}
+    finally:
+        topology.discard(broker.url, spec)
+
+
 def run(name: str, workers: int, prefetch: int, tasks: list, *, max_length: int = 20,
         kind: str = "classic", broker=None, progress=None) -> runner.RunResult:
     """Both runs as one result: a flood of ``len(tasks)`` tasks (prefetch is 1)."""
@@ -115,14 +137,16 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, max_length: int 
         return runner.run(exp, broker=broker, steps=[step, Leftovers()],
                           progress=tally.part(label))
 
-    results = in_parallel({label: (lambda x=label: one(x)) for label in MODES})
+    calls = {label: (lambda x=label: one(x)) for label in MODES}
+    got = in_parallel({**calls, "burst": lambda: quorum_burst(broker, flood, max_length)})
+    results = {label: got[label] for label in MODES}
     rp, dh = results["reject-publish"].summary, results["drop-head"].summary
     own = {"confirmed": len(results["reject-publish"].publish.confirmed),
            "nacked": rp["nacked"], "nacked_first": rp["nacked_first"],
            "republish_rounds": rp["republish_rounds"],
            "lost_reject_publish": rp["tasks_lost"], "lost_drop_head": dh["tasks_lost"],
            "confirmed_drop_head": len(results["drop-head"].publish.confirmed),
-           "max_length": max_length, "flood": flood}
+           "max_length": max_length, "flood": flood, "quorum_burst": got["burst"]}
     durations = {t.id: t.duration for label in MODES for t in work(label)}
     return combine(name, results, durations, own)
 
@@ -134,4 +158,6 @@ def line(summary: dict) -> str:
             f"nacked {s['nacked']} publishes ({s['nacked_first']} in the first pass, "
             f"{s['republish_rounds']} rounds again), {s['confirmed']} confirmed, lost "
             f"{s['lost_reject_publish']}; drop-head confirmed {s['confirmed_drop_head']} and "
-            f"lost {s['lost_drop_head']} without a word")
+            f"lost {s['lost_drop_head']} without a word; a burst into a quorum queue with "
+            f"reject-publish: {s['quorum_burst']['confirmed']} confirmed, "
+            f"{s['quorum_burst']['nacked']} nacked")

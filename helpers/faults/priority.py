@@ -10,13 +10,15 @@ published at once to workers that are already consuming; four runs side by side:
 * ``prefetch``: the classic priority queue, workers at a large prefetch: what a worker was
   sent already is not re-ordered, so the urgent tasks wait behind it.
 
-``levels_probe`` publishes a few messages of each priority 0..9, lowest first, to a queue
-with no consumer, takes them back with ``basic.get`` and counts the priority levels the
-order honours (1: first in, first out).
+``levels_probe`` publishes a few messages of each priority 0..9 (classic, whose
+``x-max-priority`` is 10) or 0..63 (quorum, so that the probe's own range is not the
+ceiling it measures), lowest first, to a queue with no consumer, takes them back with
+``basic.get`` and counts the priority levels the order honours (1: first in, first out).
 
 Own keys: ``urgent_start_s_with``, ``urgent_start_s_without``, ``urgent_start_s_quorum``,
 ``urgent_start_s_prefetch`` (each urgent task's start, seconds after the first publish),
-``levels`` (by queue), ``quorum_max_priority_refused`` (the broker's word, or None),
+``levels`` (by queue), ``probe_top`` (the highest priority each probe sent, by queue),
+``quorum_max_priority_refused`` (the broker's word, or None),
 ``backlog``, ``urgent``, ``task_s``, ``big_prefetch``.
 """
 from __future__ import annotations
@@ -35,6 +37,8 @@ from helpers.worker.config import WorkerConfig
 
 RUNS = ("fifo", "classic-priority", "quorum", "prefetch")
 LOW, HIGH, MAX_PRIORITY = 1, 9, 10
+#: The highest priority the quorum probes send (above any level count a version announces).
+QUORUM_PROBE_TOP = 63
 DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 200, "duration": 0.01}
 
 
@@ -59,8 +63,9 @@ def levels(order: list[int]) -> int:
     return count
 
 
-def levels_probe(broker, kind: str, max_priority: int | None, each: int = 3) -> dict:
-    """Publish ``each`` messages of priority 0..9, lowest first; take them back; count."""
+def levels_probe(broker, kind: str, max_priority: int | None, each: int = 3,
+                 top: int = MAX_PRIORITY - 1) -> dict:
+    """Publish ``each`` messages of priority 0..``top``, lowest first; take them back; count."""
     import pika
 
     spec = topology.unique_spec(f"levels-{kind}", kind=kind, dead_letter=False,
@@ -73,7 +78,7 @@ def levels_probe(broker, kind: str, max_priority: int | None, each: int = 3) -> 
         with connect(broker.url, name=f"probe {spec.name}") as conn:
             channel = conn.channel()
             channel.confirm_delivery()
-            for p in range(10):
+            for p in range(top + 1):
                 for _ in range(each):
                     channel.basic_publish("", spec.name, b"{}", pika.BasicProperties(priority=p))
             order = []
@@ -120,8 +125,8 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, urgent: int = 5,
     backlog, task_s = len(tasks), tasks[0].duration
     got = in_parallel({
         "classic": lambda: levels_probe(broker, "classic", MAX_PRIORITY),
-        "quorum": lambda: levels_probe(broker, "quorum", None),
-        "quorum-arg": lambda: levels_probe(broker, "quorum", MAX_PRIORITY),
+        "quorum": lambda: levels_probe(broker, "quorum", None, top=QUORUM_PROBE_TOP),
+        "quorum-arg": lambda: levels_probe(broker, "quorum", MAX_PRIORITY, top=QUORUM_PROBE_TOP),
         "runs": lambda: runs(workers, backlog, urgent, task_s, big_prefetch, broker, progress)})
     results = got["runs"]
     starts = {label: urgent_starts(result) for label, result in results.items()}
@@ -130,6 +135,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, urgent: int = 5,
            "urgent_start_s_quorum": starts["quorum"], "urgent_start_s_prefetch": starts["prefetch"],
            "levels": {"classic": got["classic"]["levels"], "quorum": got["quorum"]["levels"],
                       "quorum with x-max-priority": got["quorum-arg"]["levels"]},
+           "probe_top": {"classic": MAX_PRIORITY - 1, "quorum": QUORUM_PROBE_TOP},
            "quorum_max_priority_refused": got["quorum-arg"]["refused"],
            "backlog": backlog, "urgent": urgent, "task_s": task_s, "big_prefetch": big_prefetch}
     durations = {t.id: t.duration for label in RUNS

@@ -10,17 +10,21 @@ Good tasks with one task that fails every time (``kind: fail``), two runs side b
 
 Beside them, ``head_of_line_probe`` shows why one queue per delay: in one queue with a
 *per-message* TTL (``expiration``), a message expires only once it reaches the head, so a
-short delay waits behind a long one.
+short delay waits behind a long one. And ``helpers.broker.delayed_retry.probe`` asks the
+broker itself to delay a quorum queue's redeliveries (``x-delayed-retry-*``, or a policy):
+what this broker did with each way.
 
 Own keys: ``attempts`` (deliveries of the failing task, delayed run), ``delays_s``
 (configured), ``gaps_s`` (measured: each failure to the next attempt), ``parked``,
 ``hot_loop_deliveries``, ``hot_loop_deliveries_per_s``, ``delayed_deliveries_per_s``,
-``window_s``, ``good_completed``, ``head_of_line`` (the probe's figures).
+``window_s``, ``good_completed``, ``head_of_line`` (the probe's figures), ``delayed_retry``
+(``{way: {"settings", "outcome", "gaps_s"}}``: ``honoured``, ``ignored``, ``refused: ...``).
 """
 from __future__ import annotations
 
 import time
 
+from helpers.broker import delayed_retry
 from helpers.broker import resolve as broker_mod
 from helpers.core import topology
 from helpers.core.connection import connect
@@ -136,12 +140,15 @@ def attempts_of(result: runner.RunResult, run: str) -> list[dict]:
 
 
 def run(name: str, workers: int, prefetch: int, tasks: list, *, delays=DELAYS_S,
-        window_s: float = 1.5, broker=None, progress=None) -> runner.RunResult:
-    """The probe and both runs as one result (prefetch is 1)."""
+        window_s: float = 1.5, broker_delay_ms: int = 1000, broker=None,
+        progress=None) -> runner.RunResult:
+    """The probes and both runs as one result (prefetch is 1); ``broker_delay_ms``: the
+    minimum delay the broker's own delayed redelivery is asked for."""
     broker = broker or broker_mod.get()
     delays = tuple(delays)
     good, good_s = len(tasks), tasks[0].duration
     both = in_parallel({"probe": lambda: head_of_line_probe(broker, delays[0], delays[-1]),
+                        "broker": lambda: delayed_retry.probe(broker, broker_delay_ms),
                         "runs": lambda: runs(workers, good, good_s, delays, window_s, broker, progress)})
     results = both["runs"]
     tries = attempts_of(combine(name, results, {}, {}), "delayed")
@@ -155,7 +162,7 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, delays=DELAYS_S,
            "delayed_deliveries_per_s": round(len(tries) / span, 2),
            "good_completed": len({e["task"] for r in results.values() for e in r.events
                                   if e["event"] == "finished"}),
-           "head_of_line": both["probe"]}
+           "head_of_line": both["probe"], "delayed_retry": both["broker"]}
     durations = {t.id: t.duration for label in results for t in work(good, good_s, f"{label}-")}
     return combine(name, results, durations, own)
 
@@ -168,4 +175,5 @@ def line(summary: dict) -> str:
             f"{s['delays_s']} s: {s['attempts']} attempts, waits {s['gaps_s']} s "
             f"({s['delayed_deliveries_per_s']}/s), parked {s['parked']}; per-message TTL "
             f"{h['short_ttl_s']} s behind {h['long_ttl_s']} s came back after "
-            f"{h['short_back_after_s']} s; lost {s['tasks_lost']}")
+            f"{h['short_back_after_s']} s; the broker's own delayed retry: "
+            f"{delayed_retry.summary(s['delayed_retry'])}; lost {s['tasks_lost']}")

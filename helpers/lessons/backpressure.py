@@ -29,12 +29,24 @@ def story(result) -> Text:
     """What the run showed, every number from it."""
     s = result.summary
     return Text(
-        f"{s['flood']} tasks into a queue of at most {s['max_length']}, two workers draining it.\n"
+        f"{s['flood']} tasks into a classic queue of at most {s['max_length']}, two workers "
+        f"draining it.\n"
         f"reject-publish: the broker nacked {s['nacked_first']} publishes of the first pass; "
         f"the producer waited and published them again ({s['republish_rounds']} rounds, "
         f"{s['nacked']} nacks in all): {s['confirmed']} confirmed, {s['lost_reject_publish']} "
         f"lost.\ndrop-head: {s['confirmed_drop_head']} confirmed, and {s['lost_drop_head']} "
-        f"of them lost, dropped from the head without a word (RabbitMQ {s['broker_version']}).")
+        f"of them lost, dropped from the head without a word (RabbitMQ {s['broker_version']}).\n"
+        + burst(s))
+
+
+def burst(s: dict) -> str:
+    """The same flood at once into a quorum queue with the same limit, no consumer."""
+    b = s["quorum_burst"]
+    return (f"A quorum queue, the same limit and reject-publish, the same {s['flood']} tasks "
+            f"published at once with no consumer: {b['confirmed']} confirmed, {b['nacked']} "
+            f"nacked, {b['depth']} in the queue"
+            + (f" ({b['depth'] - s['max_length']} over its limit)." if b["depth"] > s["max_length"]
+               else "."))
 
 
 def report(result) -> list:

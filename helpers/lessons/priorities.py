@@ -37,7 +37,8 @@ def story(result) -> Text:
         f"{max(s['urgent_start_s_prefetch']):.2f} s with priorities but prefetch "
         f"{s['big_prefetch']} (what a worker holds already is not re-ordered).\n"
         f"Priority levels honoured on RabbitMQ {s['broker_version']}: classic queue with "
-        f"x-max-priority {levels['classic']}, quorum queue {levels['quorum']}"
+        f"x-max-priority {levels['classic']} (priorities 0..{s['probe_top']['classic']} sent), "
+        f"quorum queue {levels['quorum']} (0..{s['probe_top']['quorum']} sent)"
         + (f"; a quorum queue with x-max-priority was refused: {refused}" if refused else
            f"; quorum queue declared with x-max-priority: {levels['quorum with x-max-priority']}")
         + ".")

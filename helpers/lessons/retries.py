@@ -5,6 +5,7 @@ showed in words whose every number comes from the run, and builds the panel."""
 from __future__ import annotations
 
 from helpers import faults
+from helpers.broker import delayed_retry
 from helpers.broker import resolve as broker_mod
 from helpers.core.tasks import equal
 from helpers.faults import retry as fault
@@ -56,6 +57,22 @@ def story(result) -> Text:
         f"(a message expires only at the head of its queue).\n"
         f"Good tasks done: {s['good_completed']}; lost: {s['tasks_lost']}; on RabbitMQ "
         f"{s['broker_version']}.")
+
+
+def broker_delay(result) -> Text:
+    """What this broker did when asked to delay a quorum queue's redeliveries itself."""
+    found, version = result.summary["delayed_retry"], result.summary["broker_version"]
+    held = [way for way, got in found.items() if got["outcome"] == "honoured"]
+    if held:
+        gaps = found[held[0]]["gaps_s"]
+        growing = all(b > a for a, b in zip(gaps, gaps[1:]))
+        verdict = (f"So RabbitMQ {version} delays redeliveries itself ({', '.join(held)}): "
+                   + ("each return waited longer than the one before" if growing else
+                      "the returns waited") + f" ({gaps} s, {held[0]}).")
+    else:
+        verdict = (f"So RabbitMQ {version} does not delay a redelivery itself: retry queues "
+                   "with a TTL, as above, are the way here.")
+    return Text(delayed_retry.sentence(found, version) + "\n" + verdict)
 
 
 def report(result) -> list:
