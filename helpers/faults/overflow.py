@@ -112,7 +112,7 @@ def quorum_burst(broker, flood: int, max_length: int) -> dict:
     topology.setup(broker.url, spec, purge=True)
     try:
         got = producer.publish(broker.url, spec, [Task(f"b{i:04d}", 0.0) for i in range(flood)],
-                               declare_queue=False, name=f"burst {spec.name}")
+                               PublishOptions(declare_queue=False, name=f"burst {spec.name}"))
         return {"confirmed": len(got.confirmed), "nacked": len(got.nacked),
                 "depth": topology.count(broker.url, spec.name)}
     finally:
