@@ -172,9 +172,6 @@ PANEL_CALLS = [
     ("fair_dispatch", "prefetch_sweep", dict(workers=-1), "workers"),
     ("fair_dispatch", "unequal_speeds", dict(speeds="1, fast"), "speeds"),
     ("fair_dispatch", "unequal_speeds", dict(speeds="0"), "speeds"),
-    ("backlog", "backlog", dict(rate=0), "rate"),
-    ("acks", "kill_run", dict(workers=0), "workers"),
-    ("acks", "kill_run", dict(ack="never"), "ack"),
     ("forgotten_ack", "forgotten_ack", dict(rate=0), "rate"),
     ("durability", "survival", dict(messages=0), "messages"),
 ]
@@ -186,6 +183,29 @@ def test_panel_functions_refuse_out_of_range_values(module, function, kwargs, fr
     mod = importlib.import_module(f"helpers.lessons.{module}")
     with pytest.raises(BadInputError, match=fragment):
         getattr(mod, function)(broker=NOWHERE, **kwargs)
+
+
+#: Panels whose lesson declares its run once: the panel replaces the declared value's fields
+#: with its widgets' values (``panels.declared_run``).
+DECLARED_CALLS = [
+    ("backlog", "backlog", "BACKLOG", dict(rate=0), "rate"),
+    ("acks", "kill_run", "KILL", dict(workers=0), "workers"),
+    ("acks", "kill_run", "KILL", dict(ack="never"), "ack"),
+    ("skew", "skew_sweep", "SKEW", dict(workers=0), "workers"),
+    ("distance", "measure", "FAR", dict(prefetch=-1), "prefetch"),
+    ("frameworks", "_kill_one", "KILL", dict(workers=0, setup="Celery defaults"), "workers"),
+]
+
+
+@pytest.mark.parametrize("module, function, declared, kwargs, fragment", DECLARED_CALLS,
+                         ids=[f"{m}.{f}-{next(iter(k))}" for m, f, _, k, _ in DECLARED_CALLS])
+def test_declared_panel_runs_refuse_out_of_range_values(module, function, declared, kwargs,
+                                                         fragment):
+    from helpers.lessons.panels import declared_run
+    mod = importlib.import_module(f"helpers.lessons.{module}")
+    experiment = declared_run(getattr(mod, function), getattr(mod, declared))
+    with pytest.raises(BadInputError, match=fragment):
+        experiment(broker=NOWHERE, **kwargs)
 
 
 @pytest.mark.parametrize("args, fragment", [
