@@ -164,14 +164,6 @@ def test_building_blocks_refuse_bad_values_before_touching_the_broker(call, frag
 
 #: What the notebook panels call with their widgets' values (helpers/lessons/).
 PANEL_CALLS = [
-    ("round_robin", "round_robin", dict(workers=0), "workers"),
-    ("round_robin", "round_robin", dict(tasks=0), "at least 1"),
-    ("round_robin", "round_robin", dict(duration=-0.1), ">= 0"),
-    ("fair_dispatch", "compare_prefetch", dict(prefetch=-1), "prefetch"),
-    ("fair_dispatch", "compare_prefetch", dict(heavy=math.nan), "heavy"),
-    ("fair_dispatch", "prefetch_sweep", dict(workers=-1), "workers"),
-    ("fair_dispatch", "unequal_speeds", dict(speeds="1, fast"), "speeds"),
-    ("fair_dispatch", "unequal_speeds", dict(speeds="0"), "speeds"),
     ("forgotten_ack", "forgotten_ack", dict(rate=0), "rate"),
     ("durability", "survival", dict(messages=0), "messages"),
 ]
@@ -188,6 +180,14 @@ def test_panel_functions_refuse_out_of_range_values(module, function, kwargs, fr
 #: Panels whose lesson declares its run once: the panel replaces the declared value's fields
 #: with its widgets' values (``panels.declared_run``).
 DECLARED_CALLS = [
+    ("round_robin", "round_robin", "ROUND_ROBIN", dict(workers=0), "workers"),
+    ("round_robin", "round_robin", "ROUND_ROBIN", dict(tasks=0), "at least 1"),
+    ("round_robin", "round_robin", "ROUND_ROBIN", dict(duration=-0.1), ">= 0"),
+    ("fair_dispatch", "compare_prefetch", "FAIR", dict(prefetch=-1), "prefetch"),
+    ("fair_dispatch", "compare_prefetch", "FAIR", dict(heavy=math.nan), "heavy"),
+    ("fair_dispatch", "prefetch_sweep", "FAIR", dict(workers=-1), "workers"),
+    ("fair_dispatch", "unequal_speeds", "SPEEDS", dict(speeds="1, fast"), "speeds"),
+    ("fair_dispatch", "unequal_speeds", "SPEEDS", dict(speeds="0"), "speeds"),
     ("backlog", "backlog", "BACKLOG", dict(rate=0), "rate"),
     ("acks", "kill_run", "KILL", dict(workers=0), "workers"),
     ("acks", "kill_run", "KILL", dict(ack="never"), "ack"),
