@@ -164,7 +164,6 @@ def test_building_blocks_refuse_bad_values_before_touching_the_broker(call, frag
 
 #: What the notebook panels call with their widgets' values (helpers/lessons/).
 PANEL_CALLS = [
-    ("durability", "survival", dict(messages=0), "messages"),
 ]
 
 
@@ -179,6 +178,8 @@ def test_panel_functions_refuse_out_of_range_values(module, function, kwargs, fr
 #: Panels whose lesson declares its run once: the panel replaces the declared value's fields
 #: with its widgets' values (``panels.declared_run``).
 DECLARED_CALLS = [
+    ("durability", "survival", "SURVIVAL", dict(messages=0), "messages"),
+    ("durability_confirms", "publish_through_restart", "OUTAGE", dict(chunk=0), "chunk"),
     ("forgotten_ack", "forgotten_ack", "FORGOTTEN", dict(rate=0), "rate"),
     ("round_robin", "round_robin", "ROUND_ROBIN", dict(workers=0), "workers"),
     ("round_robin", "round_robin", "ROUND_ROBIN", dict(tasks=0), "at least 1"),

@@ -9,6 +9,8 @@ installed packages, with what these runs measured (``mapping_table``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from helpers import frameworks
@@ -18,7 +20,7 @@ from helpers.experiment.value import Experiment
 from helpers.frameworks import defaults
 from helpers.frameworks.config import FrameworkConfig
 from helpers.lessons import acks
-from helpers.lessons.common import Skipped, chain_progress, finish, full_text
+from helpers.lessons.common import Declared, Skipped, chain_progress, finish, full_text
 from helpers.lessons.panels import KillPanel, Panel, declared_run, dropdown, int_slider, queue_type
 from helpers.lessons.skew import skewed_tasks
 from helpers.measure import plots, timing
@@ -68,9 +70,22 @@ def workload(name: str = "skewed") -> list:
     return task_lists.odd_heavy(24, 0.2, 0.02)
 
 
-def dispatch(workers: int = 4, workload_name: str = "skewed",
-             queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None, progress=None) -> dict:
+@dataclass(frozen=True)
+class Mixed(Declared):
+    """``workers`` of each setup of ``DISPATCH`` on the workload named (one of ``WORKLOADS``)."""
+
+    workers: int = 4
+    workload_name: str = "skewed"
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+#: Notebook 09's dispatch runs, and their panel's defaults.
+MIXED = Mixed()
+
+
+def dispatch(plan: Mixed = MIXED, *, broker=None, progress=None) -> dict:
     """One run per setup of ``DISPATCH`` on the same tasks: label -> ``RunResult``."""
+    workers, workload_name, queue_type = plan.workers, plan.workload_name, plan.queue_type
     work = tuple(workload(workload_name))
     out = {}
     for n, (label, framework) in enumerate(DISPATCH.items()):
@@ -234,10 +249,11 @@ def _measured(dispatched: dict, killed: dict) -> dict:
 
 def dispatch_panel(broker=None) -> Panel:
     """Notebook 09: every setup of ``DISPATCH`` on one workload."""
-    return Panel("Pika, Celery and Dramatiq on one workload", dispatch, dispatch_report, {
-        "workers": int_slider("workers", 4, 1, 8),
-        "workload_name": dropdown("workload", list(WORKLOADS), "skewed"),
-        "queue_type": queue_type()}, fixed={"broker": broker})
+    return Panel("Pika, Celery and Dramatiq on one workload", declared_run(dispatch, MIXED),
+                 dispatch_report, {
+                     "workers": int_slider("workers", MIXED.workers, 1, 8),
+                     "workload_name": dropdown("workload", list(WORKLOADS), MIXED.workload_name),
+                     "queue_type": queue_type(MIXED.queue_type)}, fixed={"broker": broker})
 
 
 def _kill_one(plan: acks.KillPlan, setup: str, *, broker=None, progress=None,
