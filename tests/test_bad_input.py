@@ -162,21 +162,9 @@ def test_building_blocks_refuse_bad_values_before_touching_the_broker(call, frag
         call()
 
 
-#: What the notebook panels call with their widgets' values (helpers/lessons/).
-PANEL_CALLS = [
-]
-
-
-@pytest.mark.parametrize("module, function, kwargs, fragment", PANEL_CALLS,
-                         ids=[f"{m}.{f}-{next(iter(k))}" for m, f, k, _ in PANEL_CALLS])
-def test_panel_functions_refuse_out_of_range_values(module, function, kwargs, fragment):
-    mod = importlib.import_module(f"helpers.lessons.{module}")
-    with pytest.raises(BadInputError, match=fragment):
-        getattr(mod, function)(broker=NOWHERE, **kwargs)
-
-
-#: Panels whose lesson declares its run once: the panel replaces the declared value's fields
-#: with its widgets' values (``panels.declared_run``).
+#: What the notebook panels call with their widgets' values (helpers/lessons/): each lesson
+#: declares its run once, and its panel replaces the declared value's fields with the values
+#: (``panels.declared_run``).
 DECLARED_CALLS = [
     ("durability", "survival", "SURVIVAL", dict(messages=0), "messages"),
     ("durability_confirms", "publish_through_restart", "OUTAGE", dict(chunk=0), "chunk"),
