@@ -60,8 +60,9 @@ def test_the_unacked_line_comes_from_the_events():
 
 @pytest.mark.broker
 def test_a_backlog_run_draws_exact_counts_and_times_the_management_view(broker):
-    result = backlog.backlog(workers=1, add_workers=1, rate=10, seconds=1.5, duration=0.2,
-                             add_after_s=0.8, broker=broker)
+    result = backlog.backlog(backlog.BACKLOG.replace(workers=1, add_workers=1, rate=10,
+                                                     seconds=1.5, duration=0.2,
+                                                     add_after_s=0.8), broker=broker)
     s = result.summary
     assert s["completed"] == s["published"] == s["confirmed"] == 15
     held = mgmt_lag.held_by_workers(result)

@@ -162,30 +162,39 @@ def test_building_blocks_refuse_bad_values_before_touching_the_broker(call, frag
         call()
 
 
-#: What the notebook panels call with their widgets' values (helpers/lessons/).
-PANEL_CALLS = [
-    ("round_robin", "round_robin", dict(workers=0), "workers"),
-    ("round_robin", "round_robin", dict(tasks=0), "at least 1"),
-    ("round_robin", "round_robin", dict(duration=-0.1), ">= 0"),
-    ("fair_dispatch", "compare_prefetch", dict(prefetch=-1), "prefetch"),
-    ("fair_dispatch", "compare_prefetch", dict(heavy=math.nan), "heavy"),
-    ("fair_dispatch", "prefetch_sweep", dict(workers=-1), "workers"),
-    ("fair_dispatch", "unequal_speeds", dict(speeds="1, fast"), "speeds"),
-    ("fair_dispatch", "unequal_speeds", dict(speeds="0"), "speeds"),
-    ("backlog", "backlog", dict(rate=0), "rate"),
-    ("acks", "kill_run", dict(workers=0), "workers"),
-    ("acks", "kill_run", dict(ack="never"), "ack"),
-    ("forgotten_ack", "forgotten_ack", dict(rate=0), "rate"),
-    ("durability", "survival", dict(messages=0), "messages"),
+#: What the notebook panels call with their widgets' values (helpers/lessons/): each lesson
+#: declares its run once, and its panel replaces the declared value's fields with the values
+#: (``panels.declared_run``).
+DECLARED_CALLS = [
+    ("durability", "survival", "SURVIVAL", dict(messages=0), "messages"),
+    ("durability_confirms", "publish_through_restart", "OUTAGE", dict(chunk=0), "chunk"),
+    ("forgotten_ack", "forgotten_ack", "FORGOTTEN", dict(rate=0), "rate"),
+    ("round_robin", "round_robin", "ROUND_ROBIN", dict(workers=0), "workers"),
+    ("round_robin", "round_robin", "ROUND_ROBIN", dict(tasks=0), "at least 1"),
+    ("round_robin", "round_robin", "ROUND_ROBIN", dict(duration=-0.1), ">= 0"),
+    ("fair_dispatch", "compare_prefetch", "FAIR", dict(prefetch=-1), "prefetch"),
+    ("fair_dispatch", "compare_prefetch", "FAIR", dict(heavy=math.nan), "heavy"),
+    ("fair_dispatch", "prefetch_sweep", "FAIR", dict(workers=-1), "workers"),
+    ("fair_dispatch", "unequal_speeds", "SPEEDS", dict(speeds="1, fast"), "speeds"),
+    ("fair_dispatch", "unequal_speeds", "SPEEDS", dict(speeds="0"), "speeds"),
+    ("backlog", "backlog", "BACKLOG", dict(rate=0), "rate"),
+    ("acks", "kill_run", "KILL", dict(workers=0), "workers"),
+    ("acks", "kill_run", "KILL", dict(ack="never"), "ack"),
+    ("skew", "skew_sweep", "SKEW", dict(workers=0), "workers"),
+    ("distance", "measure", "FAR", dict(prefetch=-1), "prefetch"),
+    ("frameworks", "_kill_one", "KILL", dict(workers=0, setup="Celery defaults"), "workers"),
 ]
 
 
-@pytest.mark.parametrize("module, function, kwargs, fragment", PANEL_CALLS,
-                         ids=[f"{m}.{f}-{next(iter(k))}" for m, f, k, _ in PANEL_CALLS])
-def test_panel_functions_refuse_out_of_range_values(module, function, kwargs, fragment):
+@pytest.mark.parametrize("module, function, declared, kwargs, fragment", DECLARED_CALLS,
+                         ids=[f"{m}.{f}-{next(iter(k))}" for m, f, _, k, _ in DECLARED_CALLS])
+def test_declared_panel_runs_refuse_out_of_range_values(module, function, declared, kwargs,
+                                                         fragment):
+    from helpers.lessons.panels import declared_run
     mod = importlib.import_module(f"helpers.lessons.{module}")
+    experiment = declared_run(getattr(mod, function), getattr(mod, declared))
     with pytest.raises(BadInputError, match=fragment):
-        getattr(mod, function)(broker=NOWHERE, **kwargs)
+        experiment(broker=NOWHERE, **kwargs)
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -46,7 +46,8 @@ def test_survival_table_per_version(private_broker, how, settle_s, record_proper
     if settle_s == 0 and version[:2] not in MEASURED:
         pytest.skip(f"a crash inside a quorum queue's first second was not measured on "
                     f"RabbitMQ {private_broker.version()}")
-    result = durability.survival(100, how, settle_s=settle_s, broker=private_broker)
+    result = durability.survival(durability.SURVIVAL.replace(how=how, settle_s=settle_s),
+                                 broker=private_broker)
     survived = dict(result.table["survived"])
     declared_before_s = result.declared_before_s  # None for a clean restart: no wait
     record_property("figures", {"version": private_broker.version(), "how": how,

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.broker
 
 
 def test_the_exact_figures_hold_every_message_then_give_them_back(broker):
-    result = forgotten_ack.forgotten_ack(backlog=10, more=20, rate=5.0, broker=broker)
+    result = forgotten_ack.forgotten_ack(
+        forgotten_ack.FORGOTTEN.replace(backlog=10, more=20, rate=5.0), broker=broker)
     s = result.summary
     assert s["finished_by_the_worker"] == 30 and s["peak_unacknowledged"] == 30
     assert s["ready_after_stop"] == 30

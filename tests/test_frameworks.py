@@ -144,8 +144,8 @@ def test_a_killed_task_is_lost_or_redelivered_as_the_notebook_says(broker):
                 "Celery acks_late + reject_on_worker_lost": "redelivered",
                 "Dramatiq defaults": "redelivered"}
     for label, fate in expected.items():
-        result = acks.kill_run(3, 6, 0.5, prefetch=1, kill_after_s=0.75, broker=broker,
-                               framework=lesson.KILLS[label])
+        result = acks.kill_run(lesson.KILL.replace(tasks=6, framework=lesson.KILLS[label]),
+                               broker=broker)
         assert lesson.fate(result) == fate, f"{label}: {acks.fate_table(result)}"
         assert result.summary["tasks_completed"] == 6 - (fate == "lost")
         assert result.summary["duplicates"] == 0

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from helpers.errors import BadInputError  # noqa: E402
-from helpers.lessons import acks, backlog, common, distance, durability, durability_confirms, fair_dispatch, forgotten_ack, panels, pitfalls, round_robin
+from helpers.lessons import acks, backlog, common, distance, durability, durability_confirms, fair_dispatch, forgotten_ack, frameworks, panels, pitfalls, round_robin
 
 
 def far_panel():
@@ -25,7 +25,7 @@ FACTORIES = [round_robin.round_robin_panel, acks.kill_panel, forgotten_ack.forgo
              durability.survival_panel, durability_confirms.confirms_panel,
              fair_dispatch.fair_dispatch_panel, fair_dispatch.sweep_panel,
              fair_dispatch.speeds_panel, backlog.backlog_panel, far_panel,
-             pitfalls.pitfall_panel]
+             pitfalls.pitfall_panel, frameworks.kill_panel, frameworks.dispatch_panel]
 
 
 def _panel(experiment, report=lambda result: [result]):

@@ -132,7 +132,8 @@ def test_far_workers_need_the_recommended_prefetch(broker):
 def test_workers_added_mid_run_join_and_drain_the_backlog(broker):
     from helpers.lessons import scaling
 
-    result = scaling.drain(workers=1, add=3, tasks=60, task_ms=40, after_s=0.5, broker=broker)
+    result = scaling.drain(scaling.DRAIN.replace(workers=1, add=3, tasks=60, after_s=0.5),
+                           broker=broker)
     s = result.summary
     assert s["tasks_completed"] == 60 and s["tasks_lost"] == 0
     assert s["latency_ms"] == 0  # no proxy unless asked for

@@ -29,9 +29,9 @@ from helpers.frameworks.config import FrameworkConfig
 from helpers.pool.events import unacked
 from helpers.pool.pool import WorkerPool
 from helpers.settings import DEFAULT_QUEUE_KIND
-from helpers.lessons.common import finish
+from helpers.lessons.common import Declared, finish
 from helpers.lessons.acks_fate import answer, fate_table  # noqa: F401 - notebook 02 calls them here
-from helpers.lessons.panels import KillPanel, dropdown, float_slider, int_slider, queue_type
+from helpers.lessons.panels import KillPanel, declared_run, dropdown, float_slider, int_slider, queue_type
 
 
 #: With auto acks, how long after a kill to wait before calling a run with nothing left in
@@ -169,28 +169,42 @@ class _KillOnce(Step):
             self._conn.close()
 
 
-def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str = "manual",
-             prefetch: int = 1, victim: str = "w1", kill_after_s: float = 0.75,
-             queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None, progress=None,
-             on_pool=None, framework: FrameworkConfig | None = None) -> KillResult:
-    """K workers, N equal tasks; SIGKILL ``victim`` ``kill_after_s`` after the first publish.
+@dataclass(frozen=True)
+class KillPlan(Declared):
+    """One kill run: K workers, N equal tasks, ``victim`` SIGKILLed ``kill_after_s`` after the
+    first publish (0: nobody, unless the panel's Kill button says so)."""
 
-    Parameters
-    ----------
-    ack: ``manual`` (ack after the work) or ``auto`` (the broker forgets a message as soon
-        as it sends it; prefetch is then ignored).
-    kill_after_s: 0 kills nobody by itself (the Kill button of the panel can).
-    on_pool: called with the running ``WorkerPool`` (the Kill button keeps it).
-    framework: Celery's or Dramatiq's workers with these settings (``ack`` and ``prefetch``
-        then unused); the kill SIGKILLs the process running the victim's task.
-    """
-    work = task_lists.equal(tasks, duration)
-    validate(workers, prefetch, work)
+    workers: int = 3
+    tasks: int = 12
+    duration: float = 0.5
+    #: ``manual`` (ack after the work) or ``auto`` (the broker forgets a message as soon as
+    #: it sends it; prefetch is then ignored)
+    ack: str = "manual"
+    prefetch: int = 1
+    victim: str = "w1"
+    kill_after_s: float = 0.75
+    queue_type: str = DEFAULT_QUEUE_KIND
+    #: Celery's or Dramatiq's workers with these settings (``ack`` and ``prefetch`` then
+    #: unused); the kill SIGKILLs the process running the victim's task
+    framework: FrameworkConfig | None = None
+
+
+#: Notebook 02's kill run, and its panel's defaults.
+KILL = KillPlan()
+
+
+def kill_run(plan: KillPlan = KILL, *, broker=None, progress=None,
+             on_pool=None) -> KillResult:
+    """Run ``plan``: SIGKILL its victim mid-task, wait until every task is done or provably
+    gone. ``on_pool`` is called with the running ``WorkerPool`` (the Kill button keeps it)."""
+    work = task_lists.equal(plan.tasks, plan.duration)
+    validate(plan.workers, plan.prefetch, work)
+    ack, framework = plan.ack, plan.framework
     if ack not in ("manual", "auto"):
         raise BadInputError(f"ack must be 'manual' or 'auto' (got {ack!r}).")
-    kill = _KillOnce(victim, kill_after_s, on_pool)
-    exp = Experiment(workers, work, WorkerConfig(prefetch=prefetch, ack=ack),
-                     queue=topology.unique_spec(f"kill-{ack}", kind=queue_type),
+    kill = _KillOnce(plan.victim, plan.kill_after_s, on_pool)
+    exp = Experiment(plan.workers, work, WorkerConfig(prefetch=plan.prefetch, ack=ack),
+                     queue=topology.unique_spec(f"kill-{ack}", kind=plan.queue_type),
                      label=f"kill-{ack}", save=False, framework=framework)
     result = runner.run(exp, steps=[kill], broker=broker, progress=progress)
     if not kill.settled and not result.summary["completed_in_time"]:
@@ -203,7 +217,7 @@ def kill_run(workers: int = 3, tasks: int = 12, duration: float = 0.5, ack: str 
         df.loc[cut, "end_s"] = k["t"] - t0
         killed_at = killed_at if killed_at is not None else k["t"] - t0
     lost = sorted(set(result.publish.confirmed) - set(df.loc[df["finished_t"].notna(), "task"]))
-    victim_name = result.kills[0]["worker"] if result.kills else victim
+    victim_name = result.kills[0]["worker"] if result.kills else plan.victim
     return KillResult(ack, result.summary["prefetch"], victim_name, killed_at, result.summary,
                       df, lost, framework)
 
@@ -264,14 +278,22 @@ def kill_report(result: KillResult) -> list:
 
 def kill_panel(broker=None) -> KillPanel:
     """Notebook 02: kill a worker mid-task, by timer or with the Kill button."""
-    return KillPanel("Kill a worker mid-task", kill_run, kill_report, {
-        "workers": int_slider("workers", 3, 2, 6),
-        "tasks": int_slider("tasks", 12, 1, 40),
-        "duration": float_slider("seconds per task", 0.5, 0.1, 3.0, 0.1),
+    return KillPanel("Kill a worker mid-task", declared_run(kill_run, KILL), kill_report,
+                     kill_controls(KILL, {
         "ack": dropdown("acknowledgements", [("manual ack", "manual"), ("auto_ack", "auto")],
-                        "manual"),
-        "prefetch": int_slider("prefetch (0 = no limit)", 1, 0, 10),
-        "kill_after_s": float_slider("kill after s (0 = by hand)", 0.75, 0.0, 5.0, 0.05),
-        "victim": dropdown("worker to kill", ["w1", "w2", "w3"], "w1"),
-        "queue_type": queue_type()},
+                        KILL.ack),
+        "prefetch": int_slider("prefetch (0 = no limit)", KILL.prefetch, 0, 10)}),
         fixed={"broker": broker})
+
+
+def kill_controls(plan: KillPlan, middle: dict) -> dict:
+    """A kill panel's controls (notebooks 02 and 09), ``middle`` after the task length, their
+    defaults from ``plan``."""
+    return {"workers": int_slider("workers", plan.workers, 2, 6),
+            "tasks": int_slider("tasks", plan.tasks, 1, 40),
+            "duration": float_slider("seconds per task", plan.duration, 0.1, 3.0, 0.1),
+            **middle,
+            "kill_after_s": float_slider("kill after s (0 = by hand)", plan.kill_after_s,
+                                         0.0, 5.0, 0.05),
+            "victim": dropdown("worker to kill", ["w1", "w2", "w3"], plan.victim),
+            "queue_type": queue_type(plan.queue_type)}

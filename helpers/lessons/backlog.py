@@ -33,9 +33,9 @@ from helpers.publish.options import PublishOptions
 from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
 from helpers.settings import DEFAULT_QUEUE_KIND
-from helpers.lessons.common import finish, value_table
+from helpers.lessons.common import Declared, finish, value_table
 from helpers.lessons.forgotten_ack import list_queues_ctl
-from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
+from helpers.lessons.panels import Panel, declared_run, float_slider, int_slider, queue_type
 from helpers.lessons.mgmt_lag import (held_by_workers, lag_sentence, management_lag_s,  # noqa: F401
                                       refresh_interval_s, refresh_s)
 
@@ -74,23 +74,36 @@ def _ask_ctl(broker, queue: str, t0: float, into: list) -> None:
                  "ready": ready, "unacked": held})
 
 
-def backlog(workers: int = 2, add_workers: int = 4, rate: float = 8.0, seconds: float = 5.0,
-            duration: float = 0.5, add_after_s: float = 2.5,
-            queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
-            progress=None) -> BacklogResult:
-    """Tasks arrive at ``rate`` per second for ``seconds``; ``add_workers`` join later.
+@dataclass(frozen=True)
+class Arrivals(Declared):
+    """Tasks arrive at ``rate`` per second for ``seconds``; ``add_workers`` join
+    ``add_after_s`` after the first publish (0, or ``add_workers=0``: nobody joins)."""
 
-    Workers take one task at a time (prefetch 1), so waiting tasks stay in the queue where
-    ``messages_ready`` counts them. ``add_after_s`` counts from the first publish; 0 or
-    ``add_workers=0`` adds nobody.
-    """
+    workers: int = 2
+    add_workers: int = 4
+    rate: float = 8.0
+    seconds: float = 5.0
+    duration: float = 0.5
+    add_after_s: float = 2.5
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+#: Notebook 04's backlog run, and its panel's defaults.
+BACKLOG = Arrivals()
+
+
+def backlog(plan: Arrivals = BACKLOG, *, broker=None, progress=None) -> BacklogResult:
+    """Run ``plan``. Workers take one task at a time (prefetch 1), so waiting tasks stay in
+    the queue where ``messages_ready`` counts them."""
+    workers, add_workers, rate, seconds = plan.workers, plan.add_workers, plan.rate, plan.seconds
+    duration, add_after_s = plan.duration, plan.add_after_s
     validate(workers, 1, [None])
     if rate <= 0 or seconds <= 0:
         raise BadInputError(f"rate and seconds must be above 0 (got {rate}, {seconds}).")
     broker = broker or broker_mod.get()
     work = task_lists.equal(max(1, round(rate * seconds)), duration)
     total = len(work)
-    with topology.scratch_queue(broker.url, "backlog", kind=queue_type) as spec:
+    with topology.scratch_queue(broker.url, "backlog", kind=plan.queue_type) as spec:
         pool = WorkerPool(broker.url, spec, WorkerConfig(prefetch=PREFETCH))
         sampler = QueueMonitor(broker, spec.name, interval=0.2, pool=pool)
         exact = ReadySampler(broker, spec.name)
@@ -228,13 +241,15 @@ def backlog_report(result: BacklogResult) -> list:
 
 def backlog_panel(broker=None) -> Panel:
     """Notebook 04: tasks arriving faster than the workers take them; then more workers."""
-    return Panel("When every worker is busy, the queue fills up", backlog,
-                 backlog_report, {
-                     "workers": int_slider("workers at first", 2, 1, 8),
-                     "add_workers": int_slider("workers added", 4, 0, 8),
-                     "add_after_s": float_slider("added after s", 2.5, 0.0, 10.0, 0.5),
-                     "rate": float_slider("tasks arriving per second", 8.0, 1.0, 30.0, 1.0),
-                     "seconds": float_slider("arriving for s", 5.0, 1.0, 20.0, 0.5),
-                     "duration": float_slider("seconds per task", 0.5, 0.05, 2.0, 0.05),
-                     "queue_type": queue_type()},
+    b = BACKLOG
+    return Panel("When every worker is busy, the queue fills up",
+                 declared_run(backlog, BACKLOG), backlog_report, {
+                     "workers": int_slider("workers at first", b.workers, 1, 8),
+                     "add_workers": int_slider("workers added", b.add_workers, 0, 8),
+                     "add_after_s": float_slider("added after s", b.add_after_s, 0.0, 10.0,
+                                                 0.5),
+                     "rate": float_slider("tasks arriving per second", b.rate, 1.0, 30.0, 1.0),
+                     "seconds": float_slider("arriving for s", b.seconds, 1.0, 20.0, 0.5),
+                     "duration": float_slider("seconds per task", b.duration, 0.05, 2.0, 0.05),
+                     "queue_type": queue_type(b.queue_type)},
                  fixed={"broker": broker})

@@ -5,6 +5,7 @@ nothing in the core imports a lesson.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import textwrap
 import time
@@ -20,6 +21,14 @@ _ROOT = Path(__file__).resolve().parent.parent.parent
 #: when this kernel first imported the lessons (a notebook's first cell): where its run time
 #: starts (``run_time``)
 STARTED = time.monotonic()
+
+class Declared:
+    """A lesson's run declared once as a frozen dataclass (``KILL = KillPlan()``): its panel's
+    defaults read from it, and ``replace`` gives a changed copy."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
 
 class Text(str):
     """A string that notebooks and widget outputs show as plain text, without quotes."""

@@ -10,6 +10,7 @@ point and draws it on the curves. The price of a large prefetch on skewed tasks 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,8 +22,8 @@ from helpers.worker.config import WorkerConfig
 from helpers.core import tasks as task_lists
 from helpers.measure.prefetch import busy_bound, recommend_prefetch, throughput_bound
 from helpers.settings import DEFAULT_QUEUE_KIND
-from helpers.lessons.common import chain_progress, finish
-from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
+from helpers.lessons.common import Declared, chain_progress, finish
+from helpers.lessons.panels import Panel, declared_run, float_slider, int_slider, queue_type
 
 #: The full grid of notebook 05 (``FULL = True``, or ``python -m benchmarks.prefetch_distance``).
 PREFETCHES = (1, 2, 5, 10, 20, 50, 100, 300)
@@ -55,13 +56,33 @@ def busy_in(deliveries: pd.DataFrame, workers: int, window_s: float = 0.1) -> fl
     return round(float(np.median(overlap / (workers * (high - low)[:, 0]))), 3)
 
 
-def measure(workers: int, prefetch: int, round_trip_ms: float, task_ms: float, tasks: int,
-            *, queue_type: str = DEFAULT_QUEUE_KIND, broker=None, progress=None) -> dict:
-    """One run of ``tasks`` equal tasks, workers ``round_trip_ms`` away: one row of figures
-    (tasks per second per worker, so that runs with other worker counts compare)."""
+@dataclass(frozen=True)
+class FarRun(Declared):
+    """Equal tasks of ``task_ms``, ``workers`` at ``prefetch``, ``round_trip_ms`` away."""
+
+    workers: int = 2
+    prefetch: int = 5
+    round_trip_ms: float = 20.0
+    task_ms: float = 5.0
+    #: how many tasks; None: enough for about half a second at the bound's rate
+    tasks: int | None = None
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+#: The panel's run of notebook 05 (its task length: the grid's).
+FAR = FarRun()
+
+
+def measure(run: FarRun, *, broker=None, progress=None) -> dict:
+    """One run of ``run``'s equal tasks: one row of figures (tasks per second per worker, so
+    that runs with other worker counts compare)."""
+    workers, prefetch, round_trip_ms, task_ms = (run.workers, run.prefetch, run.round_trip_ms,
+                                                 run.task_ms)
+    tasks = run.tasks if run.tasks is not None else tasks_for(0.5, workers, prefetch,
+                                                              round_trip_ms, task_ms / 1000)
     exp = Experiment(workers, task_lists.equal(tasks, task_ms / 1000),
                      WorkerConfig(prefetch=prefetch), latency_ms=round_trip_ms,
-                     queue_type=queue_type, save=False,
+                     queue_type=run.queue_type, save=False,
                      label=f"far-r{round_trip_ms:g}-p{prefetch}")
     result = runner.run(exp, broker=broker, progress=progress)
     s = result.summary
@@ -76,7 +97,7 @@ def measure(workers: int, prefetch: int, round_trip_ms: float, task_ms: float, t
             "busy": busy_in(result.deliveries, workers),
             # what a task really took (a sleep wakes late on a busy machine)
             "task_took_ms": round(1000 * busy_s / max(1, s["tasks_completed"]), 2),
-            "lost": s["tasks_lost"], "queue_type": queue_type}
+            "lost": s["tasks_lost"], "queue_type": run.queue_type}
 
 
 def calibrate_own_round_trip_ms(workers: int = 1, tasks: int = 200, *,
@@ -85,7 +106,7 @@ def calibrate_own_round_trip_ms(workers: int = 1, tasks: int = 200, *,
     a CPU), measured on its own: tasks of no length at prefetch 1 with nothing added, so
     each cycle of a worker is that round trip alone (less the little a task of no length
     took)."""
-    row = measure(workers, 1, 0, 0.0, tasks, queue_type=queue_type, broker=broker)
+    row = measure(FarRun(workers, 1, 0, 0.0, tasks, queue_type), broker=broker)
     cycle_ms = 1000 / row["tasks_per_s_per_worker"]
     return round(max(0.0, cycle_ms - row["task_took_ms"]), 2)
 
@@ -110,7 +131,7 @@ def prefetch_grid(round_trips_ms=DEFAULT_ROUND_TRIPS_MS, prefetches=DEFAULT_PREF
     sizes = [tasks_for(seconds, workers, p, r, task_ms / 1000) for r, p in cells]
     rows, done = [], 0
     for (r, p), n in zip(cells, sizes):
-        rows.append(measure(workers, p, r, task_ms, n, queue_type=queue_type, broker=broker,
+        rows.append(measure(FarRun(workers, p, r, task_ms, n, queue_type), broker=broker,
                             progress=chain_progress(progress, done, sum(sizes))))
         done += n
     return pd.DataFrame(rows).assign(own_round_trip_ms=own_ms)
@@ -203,20 +224,17 @@ def plot_grid(grid: pd.DataFrame, point: dict | None = None):
 def far_panel(grid: pd.DataFrame, broker=None) -> Panel:
     """Notebook 05: one run at a round trip, prefetch, worker count and task length, drawn
     as a star on the measured curves."""
-    def one_point(round_trip_ms, prefetch, workers, task_ms, queue_type, broker=None,
-                  progress=None):
-        n = tasks_for(0.5, workers, prefetch, round_trip_ms, task_ms / 1000)
-        return measure(workers, prefetch, round_trip_ms, task_ms, n, queue_type=queue_type,
-                       broker=broker, progress=progress)
-
     def report(point: dict) -> list:
         return [plot_grid(grid, point), pd.DataFrame([point]).set_index("round_trip_ms")]
 
-    return Panel("Workers on a far host: one run, drawn on the curves", one_point, report, {
-        "round_trip_ms": float_slider("round trip added, ms", 20.0, 0.0, 100.0, 1.0),
-        "prefetch": int_slider("prefetch", 5, 1, 300),
-        "workers": int_slider("workers", 2, 1, 8),
-        "task_ms": float_slider("task length, ms", float(grid["task_ms"].iloc[0]), 1.0,
-                                50.0, 1.0),
-        "queue_type": queue_type(str(grid["queue_type"].iloc[0]) if "queue_type" in grid
-                                 else DEFAULT_QUEUE_KIND)}, fixed={"broker": broker})
+    far = FAR.replace(task_ms=float(grid["task_ms"].iloc[0]),
+                      queue_type=str(grid["queue_type"].iloc[0]) if "queue_type" in grid
+                      else DEFAULT_QUEUE_KIND)
+    return Panel("Workers on a far host: one run, drawn on the curves",
+                 declared_run(measure, far), report, {
+                     "round_trip_ms": float_slider("round trip added, ms", far.round_trip_ms,
+                                                   0.0, 100.0, 1.0),
+                     "prefetch": int_slider("prefetch", far.prefetch, 1, 300),
+                     "workers": int_slider("workers", far.workers, 1, 8),
+                     "task_ms": float_slider("task length, ms", far.task_ms, 1.0, 50.0, 1.0),
+                     "queue_type": queue_type(far.queue_type)}, fixed={"broker": broker})

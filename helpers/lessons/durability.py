@@ -25,8 +25,8 @@ from helpers import settings
 from helpers.core import topology
 from helpers.errors import BadInputError, TopologyError
 from helpers.core.tasks import Task
-from helpers.lessons.common import Text, finish
-from helpers.lessons.panels import Panel, dropdown, int_slider
+from helpers.lessons.common import Declared, Text, finish
+from helpers.lessons.panels import Panel, declared_run, dropdown, int_slider
 
 
 #: The four set-ups of the survival table: label, queue options, persistent messages.
@@ -78,13 +78,24 @@ class SurvivalResult:
         return text + f", {self.declared_before_s:.1f} s after the queues were declared."
 
 
-def survival(messages: int = 100, how: str = "restart", *,
-             settle_s: float = settings.SETTLE_S, broker=None, progress=None) -> SurvivalResult:
-    """Publish ``messages`` to each of the four set-ups, restart the broker once, count.
+@dataclass(frozen=True)
+class Survival(Declared):
+    """``messages`` to each of the four set-ups, the broker taken down ``how`` once. A crash
+    comes at least ``settle_s`` after the last queue declaration (``settings.SETTLE_S``; 0
+    shows what a crash right after declaring does to a quorum queue)."""
 
-    A crash comes at least ``settle_s`` seconds after the last queue declaration (see
-    ``settings.SETTLE_S``; 0 shows what a crash right after declaring does to a quorum queue).
-    """
+    messages: int = 100
+    how: str = "restart"
+    settle_s: float = settings.SETTLE_S
+
+
+#: Notebook 03's survival run, and its panel's defaults.
+SURVIVAL = Survival()
+
+
+def survival(plan: Survival = SURVIVAL, *, broker=None, progress=None) -> SurvivalResult:
+    """Publish to each of the four set-ups, take the broker down once, count what is left."""
+    messages, how, settle_s = plan.messages, plan.how, plan.settle_s
     if messages < 1:
         raise BadInputError(f"messages must be at least 1 (got {messages}).")
     if settle_s < 0:
@@ -226,7 +237,7 @@ HOW_OPTIONS = [("clean restart", "restart"), ("crash (SIGKILL), then start", "cr
 
 def survival_panel(broker=None) -> Panel:
     """Notebook 03: four queues, one restart."""
-    return Panel("What survives a restart", survival, survival_report, {
-        "messages": int_slider("messages per queue", 100, 1, 5000, 1),
-        "how": dropdown("how the broker goes down", HOW_OPTIONS, "restart")},
+    return Panel("What survives a restart", declared_run(survival, SURVIVAL), survival_report, {
+        "messages": int_slider("messages per queue", SURVIVAL.messages, 1, 5000, 1),
+        "how": dropdown("how the broker goes down", HOW_OPTIONS, SURVIVAL.how)},
         fixed={"broker": broker}, unit="messages")

@@ -22,9 +22,9 @@ from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.errors import BadInputError, HelpersError
 from helpers.core.tasks import Task
-from helpers.lessons.common import Text, finish, value_table
+from helpers.lessons.common import Declared, Text, finish, value_table
 from helpers.lessons.durability import HOW_OPTIONS, cannot_restart_note, take_down
-from helpers.lessons.panels import Panel, dropdown, float_slider, int_slider
+from helpers.lessons.panels import Panel, declared_run, dropdown, float_slider, int_slider
 
 
 @dataclass
@@ -52,12 +52,25 @@ def _drain(broker: Broker, name: str) -> list[str]:
     return ids
 
 
-def publish_through_restart(lead_s: float = 1.0, how: str = "crash", chunk: int = 5000, *,
-                            broker=None, progress=None) -> ConfirmsResult:
-    """Publish persistent messages with confirms, in chunks, and take the broker down
-    ``lead_s`` seconds in; stop publishing at the first failure, wait for the broker,
-    then count which messages survived.
-    """
+@dataclass(frozen=True)
+class Outage(Declared):
+    """Persistent messages published with confirms, ``chunk`` per connection, the broker
+    taken down ``how`` ``lead_s`` seconds in."""
+
+    lead_s: float = 1.0
+    how: str = "crash"
+    chunk: int = 5000
+
+
+#: Notebook 03's confirms run, and its panel's defaults.
+OUTAGE = Outage()
+
+
+def publish_through_restart(plan: Outage = OUTAGE, *, broker=None,
+                            progress=None) -> ConfirmsResult:
+    """Run ``plan``: stop publishing at the first failure, wait for the broker, then count
+    which messages survived."""
+    lead_s, how, chunk = plan.lead_s, plan.how, plan.chunk
     if lead_s <= 0 or chunk < 1:
         raise BadInputError("lead_s must be above 0 and chunk at least 1.")
     broker = broker or broker_mod.get()
@@ -207,9 +220,10 @@ def confirms_report(result: ConfirmsResult) -> list:
 
 def confirms_panel(broker=None) -> Panel:
     """Notebook 03: publish with confirms while the broker goes down."""
-    return Panel("Publisher confirms while the broker goes down", publish_through_restart,
-                 confirms_report, {
-                     "lead_s": float_slider("publish for s before", 1.0, 0.2, 5.0, 0.1),
-                     "how": dropdown("how the broker goes down", HOW_OPTIONS, "crash"),
-                     "chunk": int_slider("messages per connection", 5000, 10, 20000, 10)},
+    return Panel("Publisher confirms while the broker goes down",
+                 declared_run(publish_through_restart, OUTAGE), confirms_report, {
+                     "lead_s": float_slider("publish for s before", OUTAGE.lead_s, 0.2, 5.0, 0.1),
+                     "how": dropdown("how the broker goes down", HOW_OPTIONS, OUTAGE.how),
+                     "chunk": int_slider("messages per connection", OUTAGE.chunk, 10, 20000,
+                                         10)},
                  fixed={"broker": broker}, unit="messages confirmed")

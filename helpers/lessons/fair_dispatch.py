@@ -7,6 +7,8 @@ them) is the notebook's last section, in ``helpers.lessons.backlog``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -17,24 +19,49 @@ from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
 from helpers.core import tasks as task_lists
 from helpers.errors import BadInputError
-from helpers.lessons.common import chain_progress, finish, prefetch_name
+from helpers.lessons.common import Declared, chain_progress, finish, prefetch_name
 from helpers.settings import DEFAULT_QUEUE_KIND
-from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type, text
+from helpers.lessons.panels import Panel, declared_run, float_slider, int_slider, queue_type, text
 
 
-def compare_prefetch(workers: int = 2, tasks: int = 20, heavy: float = 0.2,
-                     light: float = 0.02, prefetch: int = 1,
-                     queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
+@dataclass(frozen=True)
+class OddHeavy(Declared):
+    """``workers`` share ``tasks`` tasks, the odd ones ``heavy`` s, the even ones ``light``."""
+
+    workers: int = 2
+    tasks: int = 20
+    heavy: float = 0.2
+    light: float = 0.02
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+@dataclass(frozen=True)
+class Speeds(Declared):
+    """Workers of ``speeds`` (``"1, 3"``: one 3x as fast), tasks of ``duration`` s at 1x."""
+
+    speeds: str = "1, 3"
+    tasks: int = 20
+    duration: float = 0.2
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+#: Notebook 04's odd-heavy runs (the prefetch ``COMPARED`` with 0, the sweep) and its speeds
+#: runs, and their panels' defaults.
+FAIR, SPEEDS, COMPARED = OddHeavy(), Speeds(), 1
+
+
+def compare_prefetch(plan: OddHeavy = FAIR, prefetch: int = COMPARED, *, broker=None,
                      progress=None) -> dict:
     """Round robin (prefetch 0) against ``prefetch`` on odd-heavy tasks: two runs."""
-    work = task_lists.odd_heavy(tasks, heavy, light)
+    workers, tasks, queue_type = plan.workers, plan.tasks, plan.queue_type
+    work = task_lists.odd_heavy(tasks, plan.heavy, plan.light)
     validate(workers, prefetch, work)  # before the first run, not after it
     out = {}
     for n, p in enumerate((0, prefetch)):
         exp = Experiment(workers, work, WorkerConfig(prefetch=p), save=False, label=f"fair-p{p}",
                          queue_type=queue_type)
-        out[f"prefetch {prefetch_name(p)}"] = runner.run(exp, broker=broker,
-                                                         progress=chain_progress(progress, n * tasks, 2 * tasks))
+        out[f"prefetch {prefetch_name(p)}"] = runner.run(
+            exp, broker=broker, progress=chain_progress(progress, n * tasks, 2 * tasks))
     return out
 
 
@@ -87,11 +114,11 @@ def fair_dispatch_report(results: dict) -> list:
     return [plot_compare(results), dispatch_table(results)]
 
 
-def prefetch_sweep(workers: int = 2, tasks: int = 20, heavy: float = 0.2, light: float = 0.02,
-                   prefetches=(1, 2, 5, 10, 0), queue_type: str = DEFAULT_QUEUE_KIND, *,
-                   broker=None, progress=None) -> pd.DataFrame:
+def prefetch_sweep(plan: OddHeavy = FAIR, prefetches=(1, 2, 5, 10, 0), *, broker=None,
+                   progress=None) -> pd.DataFrame:
     """One run per prefetch value on the same workload; one row of metrics per run."""
-    work = task_lists.odd_heavy(tasks, heavy, light)
+    workers, tasks, queue_type = plan.workers, plan.tasks, plan.queue_type
+    work = task_lists.odd_heavy(tasks, plan.heavy, plan.light)
     rows = []
     for n, p in enumerate(prefetches):
         exp = Experiment(workers, work, WorkerConfig(prefetch=p), save=False, label=f"sweep-p{p}",
@@ -153,12 +180,12 @@ def parse_speeds(text: str) -> list[float]:
     return speeds
 
 
-def unequal_speeds(speeds="1, 3", tasks: int = 20, duration: float = 0.2,
-                   prefetches=(0, 1), queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
+def unequal_speeds(plan: Speeds = SPEEDS, prefetches=(0, 1), *, broker=None,
                    progress=None) -> dict:
     """Workers of different speeds (2 = twice as fast), equal tasks, per prefetch value."""
+    speeds, tasks, queue_type = plan.speeds, plan.tasks, plan.queue_type
     speeds = parse_speeds(speeds) if isinstance(speeds, str) else list(speeds)
-    work = task_lists.equal(tasks, duration)
+    work = task_lists.equal(tasks, plan.duration)
     out = {}
     for n, p in enumerate(prefetches):
         exp = Experiment(len(speeds), work, WorkerConfig(prefetch=p), speeds=speeds, save=False,
@@ -238,35 +265,36 @@ def speeds_report(results: dict) -> list:
 
 # -- panels ------------------------------------------------------------------------------
 
-def _odd_heavy_controls(workers: int = 2) -> dict:
-    return {"workers": int_slider("workers", workers, 1, 8),
-            "tasks": int_slider("tasks (odd heavy, even light)", 20, 2, 100),
-            "heavy": float_slider("heavy task, s", 0.2, 0.02, 2.0, 0.02),
-            "light": float_slider("light task, s", 0.02, 0.0, 1.0, 0.01),
-            "queue_type": queue_type()}
+def _odd_heavy_controls() -> dict:
+    return {"workers": int_slider("workers", FAIR.workers, 1, 8),
+            "tasks": int_slider("tasks (odd heavy, even light)", FAIR.tasks, 2, 100),
+            "heavy": float_slider("heavy task, s", FAIR.heavy, 0.02, 2.0, 0.02),
+            "light": float_slider("light task, s", FAIR.light, 0.0, 1.0, 0.01),
+            "queue_type": queue_type(FAIR.queue_type)}
 
 
 def fair_dispatch_panel(broker=None) -> Panel:
     """Notebook 04: round robin against a prefetch limit."""
     controls = _odd_heavy_controls()
-    controls["prefetch"] = int_slider("prefetch to compare", 1, 1, 20)
+    controls["prefetch"] = int_slider("prefetch to compare", COMPARED, 1, 20)
     return Panel("Round robin (prefetch 0) against a prefetch limit",
-                 compare_prefetch, fair_dispatch_report, controls,
+                 declared_run(compare_prefetch, FAIR), fair_dispatch_report, controls,
                  fixed={"broker": broker})
 
 
 def sweep_panel(broker=None) -> Panel:
     """Notebook 04: makespan and imbalance for prefetch 1, 2, 5, 10 and unlimited."""
-    return Panel("Prefetch sweep: 1, 2, 5, 10, unlimited", prefetch_sweep,
+    return Panel("Prefetch sweep: 1, 2, 5, 10, unlimited", declared_run(prefetch_sweep, FAIR),
                  sweep_report, _odd_heavy_controls(), fixed={"broker": broker})
 
 
 def speeds_panel(broker=None) -> Panel:
     """Notebook 04: workers of unequal speed."""
-    return Panel("Workers of unequal speed", unequal_speeds, speeds_report, {
-                     "speeds": text("speed of each worker", "1, 3"),
-                     "tasks": int_slider("tasks (all equal)", 20, 1, 100),
-                     "duration": float_slider("seconds per task at speed 1", 0.2, 0.02, 2.0,
-                                              0.02),
-                     "queue_type": queue_type()},
+    return Panel("Workers of unequal speed", declared_run(unequal_speeds, SPEEDS),
+                 speeds_report, {
+                     "speeds": text("speed of each worker", SPEEDS.speeds),
+                     "tasks": int_slider("tasks (all equal)", SPEEDS.tasks, 1, 100),
+                     "duration": float_slider("seconds per task at speed 1", SPEEDS.duration,
+                                              0.02, 2.0, 0.02),
+                     "queue_type": queue_type(SPEEDS.queue_type)},
                  fixed={"broker": broker})

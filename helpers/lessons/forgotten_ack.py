@@ -1,12 +1,10 @@
 """Notebook 02, part two: a worker that never acks.
 
-``forgotten_ack`` runs a worker that never acks and samples the queue while a backlog
-waits, the worker takes it, more tasks arrive, and the worker is stopped (its messages come
-back). The figures it draws and waits on are exact: the ready count over AMQP (a passive
-declare) and the unacknowledged count from the worker's own events. Where a management API
-answers, it samples that too, as the management UI (and, for a quorum queue, ``rabbitmqctl
-list_queues``) shows it: counts the queue publishes on a timer, whose interval the run
-measures (``monitor.refresh_interval_s``).
+``forgotten_ack`` runs ``FORGOTTEN``: a worker that never acks takes a waiting backlog, more
+tasks arrive, the worker is stopped (its messages come back). It draws and waits on exact
+figures: ready over AMQP (a passive declare), unacknowledged from the worker's events. Where
+a management API answers, it samples that too, as the management UI (and, for a quorum
+queue, ``rabbitmqctl list_queues``) shows it: counts published on a timer it measures.
 """
 from __future__ import annotations
 
@@ -29,8 +27,8 @@ from helpers.publish.options import PublishOptions
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.worker.config import WorkerConfig
 from helpers.pool.pool import WorkerPool
-from helpers.lessons.common import Text, finish, value_table
-from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
+from helpers.lessons.common import Declared, Text, finish, value_table
+from helpers.lessons.panels import Panel, declared_run, float_slider, int_slider, queue_type
 
 #: The two figures of a queue that the lesson compares.
 FIELDS = ("messages_ready", "messages_unacknowledged")
@@ -115,28 +113,34 @@ def side_by_side(broker: Broker, queue: str, t0: float, exact: dict,
     return pd.DataFrame(rows).set_index("source"), text
 
 
-def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
-                  duration: float = 0.05, prefetch: int = 0,
-                  queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
-                  progress=None) -> ForgottenAckResult:
-    """A backlog waits; a worker that never acks starts; more tasks arrive; it is stopped.
+@dataclass(frozen=True)
+class Forgotten(Declared):
+    """``backlog`` tasks wait, then ``more`` arrive, ``rate`` a second; ``prefetch`` 0 (no
+    limit, as in the tutorial) lets the worker take them all, a limit stops it there."""
 
-    Parameters
-    ----------
-    backlog: tasks in the queue before the worker starts.
-    more: tasks published afterwards, ``rate`` per second.
-    prefetch: 0 (no limit, as in the tutorial) lets the worker take everything; with a
-        limit it stops receiving once that many unacked messages sit with it.
-    progress: told the tasks published so far, and what the run is doing meanwhile.
-    """
+    backlog: int = 20
+    more: int = 15
+    rate: float = 5.0
+    duration: float = 0.05
+    prefetch: int = 0
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+#: Notebook 02's forgotten ack, and its panel's defaults.
+FORGOTTEN = Forgotten()
+
+
+def forgotten_ack(plan: Forgotten = FORGOTTEN, *, broker=None,
+                  progress=None) -> ForgottenAckResult:
+    """Run ``plan``; ``progress`` is told the tasks published, and what the run is doing."""
+    backlog, more, rate, prefetch = plan.backlog, plan.more, plan.rate, plan.prefetch
     if backlog < 0 or more < 0 or backlog + more == 0 or rate <= 0:
         raise BadInputError("Give at least one task (backlog + more) and a rate above 0.")
     broker = broker or broker_mod.get()
-    work = task_lists.equal(backlog + more, duration)
+    work = task_lists.equal(backlog + more, plan.duration)
     say = progress or (lambda done, total, phase=None: None)
-
     with topology.scratch_queue(broker.url, "forgotten-ack", dead_letter=False,
-                                kind=queue_type) as spec:
+                                kind=plan.queue_type) as spec:
         pool = WorkerPool(broker.url, spec, WorkerConfig(prefetch=prefetch, ack="never"))
         exact = monitor.QueueMonitor(broker, spec.name, interval=0.1, pool=pool,
                                      source="amqp").start()
@@ -196,7 +200,7 @@ def forgotten_ack(backlog: int = 20, more: int = 15, rate: float = 5.0,
         "ready_after_stop": int(samples["messages_ready"].iloc[-1]) if len(samples) else None,
         "management_refresh_observed_s": None if refresh is None else round(refresh, 2),
         "management_refresh_gaps_s": gaps,
-        "quorum_tick_configured_s": configured_tick_s(broker, queue_type),
+        "quorum_tick_configured_s": configured_tick_s(broker, plan.queue_type),
         "figures_from": "AMQP and the worker's events"},
         _sources(broker, view is not None), shown, arrived)
 
@@ -286,10 +290,11 @@ def forgotten_ack_report(result: ForgottenAckResult) -> list:
 
 def forgotten_ack_panel(broker=None) -> Panel:
     """Notebook 02: a worker that never acks."""
-    return Panel("A forgotten ack", forgotten_ack, forgotten_ack_report, {
-        "backlog": int_slider("tasks waiting at start", 20, 0, 100),
-        "more": int_slider("tasks arriving later", 15, 0, 60),
-        "rate": float_slider("arriving per second", 5.0, 1.0, 20.0, 1.0),
-        "prefetch": int_slider("prefetch (0 = no limit)", 0, 0, 20),
-        "queue_type": queue_type()},
+    f = FORGOTTEN
+    return Panel("A forgotten ack", declared_run(forgotten_ack, f), forgotten_ack_report, {
+        "backlog": int_slider("tasks waiting at start", f.backlog, 0, 100),
+        "more": int_slider("tasks arriving later", f.more, 0, 60),
+        "rate": float_slider("arriving per second", f.rate, 1.0, 20.0, 1.0),
+        "prefetch": int_slider("prefetch (0 = no limit)", f.prefetch, 0, 20),
+        "queue_type": queue_type(f.queue_type)},
         fixed={"broker": broker})

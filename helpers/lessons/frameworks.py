@@ -9,6 +9,8 @@ installed packages, with what these runs measured (``mapping_table``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from helpers import frameworks
@@ -18,8 +20,8 @@ from helpers.experiment.value import Experiment
 from helpers.frameworks import defaults
 from helpers.frameworks.config import FrameworkConfig
 from helpers.lessons import acks
-from helpers.lessons.common import Skipped, chain_progress, finish, full_text
-from helpers.lessons.panels import KillPanel, Panel, dropdown, float_slider, int_slider, queue_type
+from helpers.lessons.common import Declared, Skipped, chain_progress, finish, full_text
+from helpers.lessons.panels import KillPanel, Panel, declared_run, dropdown, int_slider, queue_type
 from helpers.lessons.skew import skewed_tasks
 from helpers.measure import plots, timing
 from helpers.settings import DEFAULT_QUEUE_KIND
@@ -41,6 +43,8 @@ KILLS = {PIKA: None,
              "celery", prefetch=1, acks_late=True, reject_on_worker_lost=True),
          "Dramatiq defaults": FrameworkConfig("dramatiq")}
 WORKLOADS = ("skewed", "odd heavy")
+#: The kill comparison's run (notebook 02's, at prefetch 1), and its panel's defaults.
+KILL = acks.KILL.replace(prefetch=1)
 
 
 def missing() -> Skipped | None:
@@ -66,9 +70,22 @@ def workload(name: str = "skewed") -> list:
     return task_lists.odd_heavy(24, 0.2, 0.02)
 
 
-def dispatch(workers: int = 4, workload_name: str = "skewed",
-             queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None, progress=None) -> dict:
+@dataclass(frozen=True)
+class Mixed(Declared):
+    """``workers`` of each setup of ``DISPATCH`` on the workload named (one of ``WORKLOADS``)."""
+
+    workers: int = 4
+    workload_name: str = "skewed"
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+#: Notebook 09's dispatch runs, and their panel's defaults.
+MIXED = Mixed()
+
+
+def dispatch(plan: Mixed = MIXED, *, broker=None, progress=None) -> dict:
     """One run per setup of ``DISPATCH`` on the same tasks: label -> ``RunResult``."""
+    workers, workload_name, queue_type = plan.workers, plan.workload_name, plan.queue_type
     work = tuple(workload(workload_name))
     out = {}
     for n, (label, framework) in enumerate(DISPATCH.items()):
@@ -156,14 +173,11 @@ def dispatch_report(results: dict) -> list:
     return [plot_dispatch(results), dispatch_table(results)]
 
 
-def kills(workers: int = 3, tasks: int = 12, duration: float = 0.5, kill_after_s: float = 0.75,
-          queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None, progress=None) -> dict:
-    """One kill run per setup of ``KILLS``: w1's task process SIGKILLed mid-task."""
-    out = {}
+def kills(plan: acks.KillPlan = KILL, *, broker=None, progress=None) -> dict:
+    """One kill run of ``plan`` per setup of ``KILLS``: w1's task process SIGKILLed mid-task."""
+    out, tasks = {}, plan.tasks
     for n, (label, framework) in enumerate(KILLS.items()):
-        out[label] = acks.kill_run(workers, tasks, duration, prefetch=1,
-                                   kill_after_s=kill_after_s, queue_type=queue_type,
-                                   broker=broker, framework=framework,
+        out[label] = acks.kill_run(plan.replace(framework=framework), broker=broker,
                                    progress=chain_progress(progress, n * tasks,
                                                            len(KILLS) * tasks))
     return out
@@ -235,27 +249,23 @@ def _measured(dispatched: dict, killed: dict) -> dict:
 
 def dispatch_panel(broker=None) -> Panel:
     """Notebook 09: every setup of ``DISPATCH`` on one workload."""
-    return Panel("Pika, Celery and Dramatiq on one workload", dispatch, dispatch_report, {
-        "workers": int_slider("workers", 4, 1, 8),
-        "workload_name": dropdown("workload", list(WORKLOADS), "skewed"),
-        "queue_type": queue_type()}, fixed={"broker": broker})
+    return Panel("Pika, Celery and Dramatiq on one workload", declared_run(dispatch, MIXED),
+                 dispatch_report, {
+                     "workers": int_slider("workers", MIXED.workers, 1, 8),
+                     "workload_name": dropdown("workload", list(WORKLOADS), MIXED.workload_name),
+                     "queue_type": queue_type(MIXED.queue_type)}, fixed={"broker": broker})
 
 
-def _kill_one(workers: int, tasks: int, duration: float, setup: str, victim: str,
-              kill_after_s: float, queue_type: str, *, broker=None, progress=None,
+def _kill_one(plan: acks.KillPlan, setup: str, *, broker=None, progress=None,
               on_pool=None) -> acks.KillResult:
-    return acks.kill_run(workers, tasks, duration, prefetch=1, victim=victim,
-                         kill_after_s=kill_after_s, queue_type=queue_type, broker=broker,
-                         progress=progress, on_pool=on_pool, framework=KILLS[setup])
+    return acks.kill_run(plan.replace(framework=KILLS[setup]), broker=broker,
+                         progress=progress, on_pool=on_pool)
 
 
 def kill_panel(broker=None) -> KillPanel:
     """Notebook 09: one setup of ``KILLS``, its worker killed by timer or with Kill."""
-    return KillPanel("Kill a task's process", _kill_one, acks.kill_report, {
-        "workers": int_slider("workers", 3, 2, 6),
-        "tasks": int_slider("tasks", 12, 1, 40),
-        "duration": float_slider("seconds per task", 0.5, 0.1, 3.0, 0.1),
-        "setup": dropdown("framework and settings", list(KILLS), "Celery defaults"),
-        "kill_after_s": float_slider("kill after s (0 = by hand)", 0.75, 0.0, 5.0, 0.05),
-        "victim": dropdown("worker to kill", ["w1", "w2", "w3"], "w1"),
-        "queue_type": queue_type()}, fixed={"broker": broker})
+    return KillPanel("Kill a task's process", declared_run(_kill_one, KILL), acks.kill_report,
+                     acks.kill_controls(KILL, {
+                         "setup": dropdown("framework and settings", list(KILLS),
+                                           "Celery defaults")}),
+                     fixed={"broker": broker})

@@ -10,7 +10,9 @@ Each lesson module builds its panels from these parts (``round_robin.round_robin
 """
 from __future__ import annotations
 
+import dataclasses
 import html
+import inspect
 import threading
 import time
 
@@ -25,6 +27,24 @@ LABEL_STYLE = {"description_width": "230px"}
 CONTROL_LAYOUT = {"width": "520px"}
 #: The longest control label a panel may have.
 LABEL_CHARS = 30
+
+
+def declared_run(run, declared):
+    """A panel's experiment for ``run(value, **rest)``, ``declared`` being a lesson's run as a
+    frozen dataclass: the controls named like its fields replace them, the other keywords
+    (``progress``, ``broker``, a dropdown of the lesson's own) go to ``run`` as they are."""
+    names = [f.name for f in dataclasses.fields(declared)]
+
+    def experiment(**values):
+        changes = {k: values.pop(k) for k in list(values) if k in names}
+        return run(dataclasses.replace(declared, **changes), **values)
+    # what it takes, as a signature: the declared fields with their values, then the rest
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    fields = [inspect.Parameter(name, keyword, default=getattr(declared, name))
+              for name in names]
+    rest = [p.replace(kind=keyword) for p in list(inspect.signature(run).parameters.values())[1:]]
+    experiment.__signature__ = inspect.Signature(fields + rest)
+    return experiment
 
 
 def int_slider(description: str, value: int, low: int, high: int, step: int = 1):

@@ -6,6 +6,8 @@ functions read the result: who got which task, the deal as a table, the check th
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -14,18 +16,31 @@ from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
 from helpers.core import tasks as task_lists
-from helpers.lessons.common import Text, finish
+from helpers.lessons.common import Declared, Text, finish
 from helpers.settings import DEFAULT_QUEUE_KIND
-from helpers.lessons.panels import Panel, float_slider, int_slider, queue_type
+from helpers.lessons.panels import Panel, declared_run, float_slider, int_slider, queue_type
 
 
-def round_robin(workers: int = 3, tasks: int = 12, duration: float = 0.3,
-                queue_type: str = DEFAULT_QUEUE_KIND, *, broker=None,
+@dataclass(frozen=True)
+class RoundRobin(Declared):
+    """``workers`` consumers with no prefetch limit, ``tasks`` equal tasks of ``duration`` s."""
+
+    workers: int = 3
+    tasks: int = 12
+    duration: float = 0.3
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+#: Notebook 01's run, and its panel's defaults.
+ROUND_ROBIN = RoundRobin()
+
+
+def round_robin(plan: RoundRobin = ROUND_ROBIN, *, broker=None,
                 progress=None) -> runner.RunResult:
-    """Notebook 01: ``workers`` consumers with no prefetch limit, ``tasks`` equal tasks."""
-    work = task_lists.equal(tasks, duration)
-    exp = Experiment(workers, work, WorkerConfig(prefetch=0), save=False, label="round-robin",
-                     queue_type=queue_type)
+    """Notebook 01: run ``plan``."""
+    work = task_lists.equal(plan.tasks, plan.duration)
+    exp = Experiment(plan.workers, work, WorkerConfig(prefetch=0), save=False,
+                     label="round-robin", queue_type=plan.queue_type)
     return runner.run(exp, broker=broker, progress=progress)
 
 
@@ -110,10 +125,11 @@ def round_robin_report(result: runner.RunResult) -> list:
 
 def round_robin_panel(broker=None) -> Panel:
     """Notebook 01: workers, tasks, task duration."""
+    rr = ROUND_ROBIN
     return Panel("Round robin: K workers, N equal tasks, no prefetch limit",
-                 round_robin, round_robin_report, {
-                     "workers": int_slider("workers (K)", 3, 1, 8),
-                     "tasks": int_slider("tasks (N)", 12, 1, 60),
-                     "duration": float_slider("seconds per task", 0.3, 0.05, 2.0, 0.05),
-                     "queue_type": queue_type()},
+                 declared_run(round_robin, rr), round_robin_report, {
+                     "workers": int_slider("workers (K)", rr.workers, 1, 8),
+                     "tasks": int_slider("tasks (N)", rr.tasks, 1, 60),
+                     "duration": float_slider("seconds per task", rr.duration, 0.05, 2.0, 0.05),
+                     "queue_type": queue_type(rr.queue_type)},
                  fixed={"broker": broker})

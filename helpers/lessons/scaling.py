@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -21,7 +22,7 @@ from helpers.worker.config import WorkerConfig
 from helpers.experiment.steps import Run, Step
 from helpers.core import tasks as task_lists
 from helpers.measure import figures
-from helpers.lessons.common import chain_progress, finish, full_text
+from helpers.lessons.common import Declared, chain_progress, finish, full_text
 
 
 def cores() -> int:
@@ -37,10 +38,24 @@ def load() -> float:
         return float("nan")
 
 
-def scale_out(worker_counts=(1, 8), kind: str = "sleep", tasks: int = 32,
-              task_ms: float = 40.0, prefetch: int = 1, *, broker=None,
+@dataclass(frozen=True)
+class ScaleOut(Declared):
+    """``tasks`` equal tasks of ``kind`` (``sleep`` or ``cpu``) and ``task_ms``."""
+
+    kind: str = "sleep"
+    tasks: int = 32
+    task_ms: float = 40.0
+    prefetch: int = 1
+
+
+#: Notebook 05's scale-out runs: sleeping (I/O-like) tasks, and CPU-bound ones.
+SLEEPING, BURNING = ScaleOut("sleep"), ScaleOut("cpu", tasks=12, task_ms=25.0)
+
+
+def scale_out(worker_counts=(1, 8), plan: ScaleOut = SLEEPING, *, broker=None,
               progress=None) -> pd.DataFrame:
-    """The same ``tasks`` tasks of ``kind`` on each worker count: one row per run."""
+    """The same tasks of ``plan`` on each worker count: one row per run."""
+    kind, tasks, task_ms, prefetch = plan.kind, plan.tasks, plan.task_ms, plan.prefetch
     rows = []
     for n, k in enumerate(worker_counts):
         work = task_lists.equal(tasks, task_ms / 1000, kind=kind)
@@ -128,12 +143,27 @@ class AddWorkers(Step):
                 "all_joined_s": since(self.all_joined_t)}
 
 
-def drain(workers: int = 2, add: int = 6, tasks: int = 240, task_ms: float = 40.0,
-          after_s: float = 1.0, *, broker=None, progress=None) -> runner.RunResult:
-    """A backlog of ``tasks`` published at once; ``add`` workers join after ``after_s`` s."""
-    step = AddWorkers(add, after_s)
-    exp = Experiment(workers, task_lists.equal(tasks, task_ms / 1000), WorkerConfig(prefetch=1),
-                     label="drain", save=False)
+@dataclass(frozen=True)
+class Drain(Declared):
+    """A backlog of ``tasks`` published at once to ``workers``; ``add`` join after
+    ``after_s`` s."""
+
+    workers: int = 2
+    add: int = 6
+    tasks: int = 240
+    task_ms: float = 40.0
+    after_s: float = 1.0
+
+
+#: Notebook 05's drain run.
+DRAIN = Drain()
+
+
+def drain(plan: Drain = DRAIN, *, broker=None, progress=None) -> runner.RunResult:
+    """Run ``plan`` (the ``AddWorkers`` step adds the workers)."""
+    step = AddWorkers(plan.add, plan.after_s)
+    exp = Experiment(plan.workers, task_lists.equal(plan.tasks, plan.task_ms / 1000),
+                     WorkerConfig(prefetch=1), label="drain", save=False)
     return runner.run(exp, steps=[step], broker=broker, progress=progress)
 
 

@@ -8,6 +8,7 @@ prefetch shows both costs: the round trip on the left, unfair dispatch on the ri
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -18,7 +19,7 @@ from helpers.worker.config import WorkerConfig
 from helpers.measure.prefetch import recommend_prefetch
 from helpers.settings import DEFAULT_QUEUE_KIND
 from helpers.core.tasks import Task
-from helpers.lessons.common import chain_progress, finish
+from helpers.lessons.common import Declared, chain_progress, finish
 
 
 def skewed_tasks(n: int = 48, long_share: float = 0.125, long_ms: float = 200.0,
@@ -29,17 +30,35 @@ def skewed_tasks(n: int = 48, long_share: float = 0.125, long_ms: float = 200.0,
             for i in range(1, n + 1)]
 
 
-def skew_sweep(round_trip_ms: float = 20.0, prefetches=(1, 5, 20, 100), workers: int = 2,
-               tasks: int = 48, long_ms: float = 200.0, short_ms: float = 5.0, seed: int = 3,
-               *, queue_type: str = DEFAULT_QUEUE_KIND, broker=None,
+@dataclass(frozen=True)
+class Skew(Declared):
+    """The skewed workload of notebook 05, its workers ``round_trip_ms`` away."""
+
+    round_trip_ms: float = 20.0
+    workers: int = 2
+    tasks: int = 48
+    long_ms: float = 200.0
+    short_ms: float = 5.0
+    #: draws which tasks are long
+    seed: int = 3
+    queue_type: str = DEFAULT_QUEUE_KIND
+
+
+#: Notebook 05's skewed run.
+SKEW = Skew()
+
+
+def skew_sweep(skew: Skew = SKEW, prefetches=(1, 5, 20, 100), *, broker=None,
                progress=None) -> pd.DataFrame:
-    """The same skewed workload at each prefetch, workers ``round_trip_ms`` away."""
-    work = skewed_tasks(tasks, long_ms=long_ms, short_ms=short_ms, seed=seed)
-    long_ids = {t.id for t in work if t.duration * 1000 == long_ms}
+    """The same skewed workload at each prefetch, workers ``skew.round_trip_ms`` away."""
+    work = skewed_tasks(skew.tasks, long_ms=skew.long_ms, short_ms=skew.short_ms,
+                        seed=skew.seed)
+    long_ids = {t.id for t in work if t.duration * 1000 == skew.long_ms}
+    workers, tasks, round_trip_ms = skew.workers, skew.tasks, skew.round_trip_ms
     rows = []
     for n, prefetch in enumerate(prefetches):
         exp = Experiment(workers, work, WorkerConfig(prefetch=prefetch), latency_ms=round_trip_ms,
-                         queue_type=queue_type, save=False, label=f"skew-p{prefetch}")
+                         queue_type=skew.queue_type, save=False, label=f"skew-p{prefetch}")
         result = runner.run(exp, broker=broker,
                             progress=chain_progress(progress, n * tasks,
                                                     len(prefetches) * tasks))
