@@ -225,9 +225,14 @@ def backlog_table(result: BacklogResult) -> pd.DataFrame:
     """The backlog run's numbers as a one-column table, ending with where each line of the
     figure came from."""
     by_api = result.source == "management"
+    every, lag = refresh_interval_s(result), management_lag_s(result)
+    none = "none: no management API answered" if not by_api else None
     return value_table({**result.summary,
-                        "management_changes_every_s": refresh_interval_s(result),
-                        "management_lag_s": management_lag_s(result),
+                        "management_changes_every_s": every if every is not None else none
+                        or "none: its figures changed fewer than twice in this run",
+                        "management_lag_s": lag if lag is not None and np.isfinite(lag) else none
+                        or ("more than the 12 s searched" if lag is not None
+                            else "none: too few samples to compare"),
                         "solid lines from": "ready: passive queue.declare over AMQP every "
                         "0.1 s; unacked: the workers' events",
                         "dotted lines from": "the management API, sampled every 0.2 s"

@@ -166,10 +166,12 @@ def best_prefetch(grid: pd.DataFrame, share: float = 0.9) -> pd.DataFrame:
 
 
 def grid_table(grid: pd.DataFrame, value: str = "tasks_per_s") -> pd.DataFrame:
-    """``value`` by prefetch (rows) and added round trip (columns)."""
+    """``value`` by prefetch (rows) and added round trip (columns); a prefetch run at one
+    round trip only (the one recommended there) says so at the others."""
     table = grid.pivot_table(index="prefetch", columns="round_trip_ms", values=value)
     table.columns = [f"{c:g} ms" for c in table.columns]
-    return table.round(1 if value == "tasks_per_s" else 3)
+    table = table.round(1 if value == "tasks_per_s" else 3).astype(object)
+    return table.where(table.notna(), "not run at this round trip")
 
 
 def _bound(ax, prefetches, r_ms: float, task_s: float, rate: bool, **style):
