@@ -21,6 +21,7 @@ import time
 import uuid
 
 from helpers.broker import node_control
+from helpers.broker import version_facts as vf
 from helpers.core.connection import connect
 
 #: The ways tried, each a name and (where, keys): queue arguments, or a policy definition.
@@ -53,35 +54,24 @@ def _returns(url: str, name: str, arguments: dict, returns: int, wait_s: float) 
     with connect(url, name=name) as conn:
         channel = conn.channel()
         try:
-            channel.queue_declare(name, durable=True,
-                                  arguments={"x-queue-type": "quorum", **arguments})
+            vf.quorum(channel, name, **arguments)
         except pe.ChannelClosedByBroker as exc:
             return {"refused": f"{exc.reply_code} {exc.reply_text}"}
         channel.confirm_delivery()
         channel.basic_publish("", name, b"fails every time")
         gaps: list[float] = []
-        method = _get(channel, name, wait_s)
+        method, _props = vf.get(channel, name, wait_s)
         for _ in range(returns):
             channel.basic_reject(method.delivery_tag, requeue=True)
             sent = time.monotonic()
-            method = _get(channel, name, wait_s)
-            if method is None:
+            got = vf.get(channel, name, wait_s)
+            if got is None:
                 return {"gaps_s": gaps, "not_back_after_s": wait_s}
             gaps.append(round(time.monotonic() - sent, 3))
+            method = got[0]
         channel.basic_ack(method.delivery_tag)
         channel.queue_delete(name)
         return {"gaps_s": gaps}
-
-
-def _get(channel, queue: str, wait_s: float):
-    """``basic.get`` every 10 ms until a message is there (its method), or None."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        method, _props, _body = channel.basic_get(queue, auto_ack=False)
-        if method is not None:
-            return method
-        time.sleep(0.01)
-    return None
 
 
 def verdict(got: dict, min_ms: int) -> str:

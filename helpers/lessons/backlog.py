@@ -226,13 +226,16 @@ def backlog_table(result: BacklogResult) -> pd.DataFrame:
     figure came from."""
     by_api = result.source == "management"
     every, lag = refresh_interval_s(result), management_lag_s(result)
-    none = "none: no management API answered" if not by_api else None
+    if not by_api:
+        every = lag = "none: no management API answered"
+    elif every is None:
+        every = "none: its figures changed fewer than twice in this run"
+    if lag is None:
+        lag = "none: too few samples to compare"
+    elif not isinstance(lag, str) and not np.isfinite(lag):
+        lag = "more than the 12 s searched"
     return value_table({**result.summary,
-                        "management_changes_every_s": every if every is not None else none
-                        or "none: its figures changed fewer than twice in this run",
-                        "management_lag_s": lag if lag is not None and np.isfinite(lag) else none
-                        or ("more than the 12 s searched" if lag is not None
-                            else "none: too few samples to compare"),
+                        "management_changes_every_s": every, "management_lag_s": lag,
                         "solid lines from": "ready: passive queue.declare over AMQP every "
                         "0.1 s; unacked: the workers' events",
                         "dotted lines from": "the management API, sampled every 0.2 s"
