@@ -4,8 +4,12 @@ A consumer that never acks, on a queue of each type, with a timeout of ``TIMEOUT
 one way: node-wide (``rabbitmq.conf``'s ``consumer_timeout``, set on the running node with
 ``rabbitmqctl eval``), a ``consumer-timeout`` policy, an ``x-consumer-timeout`` queue
 argument, or an ``x-consumer-timeout`` consumer argument. As rabbitmq-server's own suites
-do, the node's channel tick is shortened (``channel_tick_interval``) for the probe and
+do, the node's channel tick is shortened (``channel_tick_interval``) for the probes and
 both settings are put back afterwards. The outcome is polled for ``WINDOW_S``, never slept.
+
+``measure`` runs the probes side by side, each on its own queue and connection, in two
+rounds: with the short tick alone (every probe that sets no node-wide timeout, the plain
+AMQP probes of ``version_facts`` among them), then with the node-wide timeout too.
 
 ``ctl(*args)`` runs ``rabbitmqctl ARGS`` against the node and returns its output (the
 caller's: ``lambda *a: node_control.ctl(broker, *a)``).
@@ -17,6 +21,7 @@ import json
 import re
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 from helpers.core.connection import connect
 from helpers.broker.version_facts import counts, delete, get, unique
@@ -90,26 +95,29 @@ def outcome(url: str, queue: str, consumer_args: dict | None = None) -> str:
         return "nothing"
 
 
+#: The node settings of each round of ``measure``: the short tick alone, then with the timeout.
+TICK_ONLY = {"channel_tick_interval": TICK_MS}
+NODE_TIMEOUT = {"channel_tick_interval": TICK_MS, "consumer_timeout": TIMEOUT_MS}
+
+
 def consumer_timeout(url: str, ctl, kind: str, where: str) -> str:
     """The outcome for a ``kind`` (``classic``/``quorum``) queue with the timeout set
     ``where``: ``node``, ``policy``, ``queue-argument``, ``consumer-argument``; or
-    ``refused: ...`` where the broker refuses that way of setting it."""
+    ``refused: ...`` where the broker refuses that way of setting it. The caller sets the
+    node: ``NODE_TIMEOUT`` for ``node``, ``TICK_ONLY`` for the others (``node_settings``)."""
     import pika.exceptions as pe
 
     name = unique(f"ct-{kind}-{where}")
     args = {"x-queue-type": kind}
     if where == "queue-argument":
         args["x-consumer-timeout"] = TIMEOUT_MS
-    node = {"channel_tick_interval": TICK_MS}
-    if where == "node":
-        node["consumer_timeout"] = TIMEOUT_MS
     try:
         with connect(url, name=name) as conn:
             try:
                 conn.channel().queue_declare(name, durable=True, arguments=args)
             except pe.ChannelClosedByBroker as exc:
                 return f"refused: {exc.reply_code} {exc.reply_text.split(' - ')[0]}"
-        with node_settings(ctl, **node), contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack:
             if where == "policy":
                 refused = stack.enter_context(
                     policy(ctl, url, name, {"consumer-timeout": TIMEOUT_MS}))
@@ -127,14 +135,14 @@ def consumer_timeout(url: str, ctl, kind: str, where: str) -> str:
 
 def counters_after_timeout(url: str, ctl) -> dict:
     """The counters on a quorum-queue message's next delivery after one consumer timeout
-    (node-wide setting): as ``version_facts.counters_after``."""
+    (node-wide setting, ``NODE_TIMEOUT``, set by the caller): as
+    ``version_facts.counters_after``."""
     name = unique("count-timeout")
     try:
         with connect(url, name=name) as conn:
             conn.channel().queue_declare(name, durable=True,
                                          arguments={"x-queue-type": "quorum"})
-        with node_settings(ctl, channel_tick_interval=TICK_MS, consumer_timeout=TIMEOUT_MS):
-            happened = outcome(url, name)
+        happened = outcome(url, name)
         with connect(url, name=name) as conn:
             channel = conn.channel()
             got = get(channel, name, wait_s=10)
@@ -148,7 +156,8 @@ def tutorial_loop_on_timeout(url: str, ctl) -> str:
     """The tutorial's consumer (``basic_consume`` then ``start_consuming()``, no ack) on a
     quorum queue under a node-wide timeout: ``start_consuming returned`` (its consumer was
     cancelled: the script ends quietly), ``raised ChannelClosedByBroker 406`` (the script
-    dies with a traceback) or ``still consuming`` after ``WINDOW_S``."""
+    dies with a traceback) or ``still consuming`` after ``WINDOW_S``. The caller sets the
+    node-wide timeout (``NODE_TIMEOUT``)."""
     import pika.exceptions as pe
 
     name = unique("ct-tutorial")
@@ -156,22 +165,29 @@ def tutorial_loop_on_timeout(url: str, ctl) -> str:
         with connect(url, name=name) as conn:
             conn.channel().queue_declare(name, durable=True,
                                          arguments={"x-queue-type": "quorum"})
-        with node_settings(ctl, channel_tick_interval=TICK_MS, consumer_timeout=TIMEOUT_MS):
-            with connect(url, name=f"{name}-tutorial") as conn:
-                channel = conn.channel()
-                channel.basic_qos(prefetch_count=1)
-                channel.basic_publish("", name, b"held")
-                channel.basic_consume(name, lambda *a: None)
-                conn.call_later(WINDOW_S, channel.stop_consuming)
-                try:
-                    started = time.monotonic()
-                    channel.start_consuming()
-                except pe.ChannelClosedByBroker as exc:
-                    return f"raised ChannelClosedByBroker {exc.reply_code}"
-                late = time.monotonic() - started >= WINDOW_S - 0.05
-                return "still consuming" if late else "start_consuming returned"
+        with connect(url, name=f"{name}-tutorial") as conn:
+            channel = conn.channel()
+            channel.basic_qos(prefetch_count=1)
+            channel.basic_publish("", name, b"held")
+            channel.basic_consume(name, lambda *a: None)
+            conn.call_later(WINDOW_S, channel.stop_consuming)
+            try:
+                started = time.monotonic()
+                channel.start_consuming()
+            except pe.ChannelClosedByBroker as exc:
+                return f"raised ChannelClosedByBroker {exc.reply_code}"
+            late = time.monotonic() - started >= WINDOW_S - 0.05
+            return "still consuming" if late else "start_consuming returned"
     finally:
         delete(url, name)
+
+
+def side_by_side(calls: dict) -> dict:
+    """``{key: (function, *args)}`` called at once, each in its own thread: ``{key: result}``
+    (an exception in one is raised again here, after every call has ended)."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = {key: pool.submit(*call) for key, call in calls.items()}
+    return {key: future.result() for key, future in futures.items()}
 
 
 def measure(url: str, ctl, restart=None) -> dict:
@@ -179,21 +195,26 @@ def measure(url: str, ctl, restart=None) -> dict:
     restart, for the one fact that needs it; None leaves that fact out)."""
     from helpers.broker import version_facts as vf
 
-    facts = {"default_delivery_limit": vf.default_delivery_limit(url),
-             "metadata_store": vf.metadata_store_feature(ctl)}
+    first = {"default_delivery_limit": (vf.default_delivery_limit, url),
+             "metadata_store": (vf.metadata_store_feature, ctl),
+             "non_durable_queue": (vf.non_durable_queue, url),
+             "quorum_priority_order": (vf.quorum_priority_order, url)}
     for how in ("reject", "nack", "crash"):
-        facts[f"counters_after_{how}"] = vf.counters_after(url, how)
-    facts["counters_after_timeout"] = counters_after_timeout(url, ctl)
+        first[f"counters_after_{how}"] = (vf.counters_after, url, how)
     for settle in ("reject", "nack"):
         for dlx in (True, False):
             key = f"past_limit_{settle}_{'with' if dlx else 'without'}_dlx"
-            facts[key] = vf.past_the_limit(url, settle, dlx)
+            first[key] = (vf.past_the_limit, url, settle, dlx)
+    timed = {"counters_after_timeout": (counters_after_timeout, url, ctl),
+             "tutorial_loop_on_timeout": (tutorial_loop_on_timeout, url, ctl)}
     for kind in ("classic", "quorum"):
         for where in ("node", "policy", "queue-argument", "consumer-argument"):
-            facts[f"consumer_timeout_{kind}_{where}"] = consumer_timeout(url, ctl, kind, where)
-    facts["tutorial_loop_on_timeout"] = tutorial_loop_on_timeout(url, ctl)
-    facts["non_durable_queue"] = vf.non_durable_queue(url)
-    facts["quorum_priority_order"] = vf.quorum_priority_order(url)
+            (timed if where == "node" else first)[f"consumer_timeout_{kind}_{where}"] = (
+                consumer_timeout, url, ctl, kind, where)
+    with node_settings(ctl, **TICK_ONLY):
+        facts = side_by_side(first)
+    with node_settings(ctl, **NODE_TIMEOUT):
+        facts.update(side_by_side(timed))
     if restart is not None:
         facts["non_durable_after_restart"] = vf.non_durable_after_restart(url, restart)
     return facts
