@@ -14,7 +14,12 @@ from helpers.faults.consumer_timeout import ConsumerTimeoutOptions
 from helpers.faults.duplicate import DuplicateOptions
 from helpers.faults.heartbeat import HeartbeatOptions
 from helpers.faults.leader_kill import NodeLossOptions
+from helpers.faults.overflow import OverflowOptions
 from helpers.faults.poison import PoisonOptions
+from helpers.faults.priority import PriorityOptions
+from helpers.faults.retry import RetryOptions
+from helpers.faults.shutdown import ShutdownOptions
+from helpers.faults.single_active import SingleActiveOptions
 from helpers.frameworks.config import FrameworkConfig
 from helpers.publish.options import PublishOptions
 from helpers.publish.pacing import PacedPublisher
@@ -81,10 +86,28 @@ def test_an_experiment_carries_its_publish_options():
     (ConsumerTimeoutOptions, {"timeout_s": -1}, "timeout_s and window_s must be above 0"),
     (HeartbeatOptions, {"heartbeat_s": 0}, "heartbeat_s must be a whole number"),
     (HeartbeatOptions, {"window_s": -2}, "window_s must be above 0"),
+    (RetryOptions, {"delays": ()}, "delays must be one or more seconds above 0"),
+    (RetryOptions, {"delays": (1, 0)}, "delays must be one or more seconds above 0"),
+    (RetryOptions, {"delays": 4}, "delays must be one or more seconds above 0"),
+    (RetryOptions, {"window_s": 0}, "window_s must be above 0"),
+    (RetryOptions, {"broker_delay_ms": 0.5}, "broker_delay_ms must be a whole number"),
+    (PriorityOptions, {"urgent": 0}, "urgent must be a whole number of at least 1"),
+    (PriorityOptions, {"big_prefetch": -1}, "big_prefetch must be a whole number from 0"),
+    (OverflowOptions, {"max_length": 0}, "max_length must be a whole number of at least 1"),
+    (OverflowOptions, {"kind": "stream"}, "kind must be one of classic, quorum"),
+    (ShutdownOptions, {"task_s": 0}, "task_s must be above 0"),
+    (SingleActiveOptions, {"kill_share": 1}, "kill_share must be between 0 and 1"),
 ])
 def test_a_bad_fault_option_is_one_sentence(value_class, changes, words):
-    with pytest.raises(BadInputError, match=words):
+    with pytest.raises(BadInputError) as caught:
         value_class(**changes)
+    message = str(caught.value)
+    assert words in message and message.endswith(".") and message.count(". ") == 0, message
+
+
+def test_retry_delays_given_as_a_list_are_kept_as_a_tuple():
+    assert RetryOptions(delays=[0.5, 2]).delays == (0.5, 2)
+    assert RetryOptions(delays=[0.5, 2]) == RetryOptions(delays=(0.5, 2))
 
 
 def test_the_broker_faults_publish_in_retried_batches():
@@ -98,7 +121,8 @@ def test_the_fault_command_builds_a_scenarios_value_from_its_command_line():
     assert faults.options_for("majority-loss", given) == NodeLossOptions(
         fault_after_s=0.5, queue_type="quorum")
     assert faults.options_for("alarm", given) == AlarmOptions()  # it takes neither
-    assert faults.options_for("retry", given) == {}  # keywords: no options value yet
+    for name in ("retry", "priority", "single-active", "overflow", "shutdown"):
+        assert faults.options_for(name, given) == faults.scenario(name).OPTIONS(), name
 
 
 def test_run_fault_refuses_a_misspelt_option_before_running():
@@ -106,18 +130,36 @@ def test_run_fault_refuses_a_misspelt_option_before_running():
         faults.run_fault("crash", 1, 1, tasks.equal(1, 0), fault_after=0.5)
     with pytest.raises(BadInputError, match="heartbeat_s"):  # checked before any broker
         faults.run_fault("heartbeat", 1, 1, tasks.equal(1, 0), heartbeat_s=0)
+    with pytest.raises(TypeError, match="delay"):
+        faults.run_fault("retry", 1, 1, tasks.equal(1, 0), delay=(1, 2))
+    with pytest.raises(BadInputError, match="urgent"):
+        faults.run_fault("priority", 1, 1, tasks.equal(1, 0), urgent=0)
 
 
-def test_every_scenario_with_an_options_value_takes_it_in_run():
+def test_run_fault_builds_the_scenarios_value_from_keywords(monkeypatch):
+    from helpers.faults import retry
+
+    seen = {}
+    monkeypatch.setattr(retry, "run", lambda *args, **keywords: seen.update(
+        args=args, keywords=keywords))
+    faults.run_fault("retry", 2, 1, ["t"], delays=[0.5, 2], broker="b")
+    assert seen["args"] == ("retry", 2, 1, ["t"], RetryOptions(delays=(0.5, 2)))
+    assert seen["keywords"] == {"progress": None, "broker": "b"}
+
+
+def test_every_scenario_has_an_options_value_and_takes_it_in_run():
     import inspect
 
     for name in faults.FAULTS:
         module = faults.scenario(name)
-        if hasattr(module, "OPTIONS"):
-            parameter = inspect.signature(module.run).parameters["options"]
-            assert parameter.default == module.OPTIONS(), name
-            assert not any(p.kind is p.VAR_KEYWORD
-                           for p in inspect.signature(module.run).parameters.values()), name
+        assert dataclasses.is_dataclass(module.OPTIONS), name
+        assert module.OPTIONS.__dataclass_params__.frozen, name
+        parameters = inspect.signature(module.run).parameters
+        assert list(parameters)[1:5] == ["workers", "prefetch", "tasks", "options"], name
+        assert parameters["options"].default == module.OPTIONS(), name
+        keywords = {p for p, v in parameters.items() if v.kind is v.KEYWORD_ONLY}
+        assert "progress" in keywords <= {"broker", "cluster", "progress"}, name
+        assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values()), name
 
 
 def test_the_fault_command_refuses_a_bad_option_in_one_sentence(cli, one_sentence):

@@ -5,9 +5,8 @@
 (a run of the skeleton in ``helpers.experiment.skeleton`` with the fault plugged into it;
 ``options`` is its own small frozen value, the class its ``OPTIONS`` names, checked once;
 ``progress(done, total)`` is called as tasks complete, summed over its runs) and
-``line(summary) -> str`` (its figures in one line, as the CLI prints them). Scenarios not
-yet given an ``OPTIONS`` value take their options as keywords instead. A new scenario is one
-module here plus its names in ``FAULTS``; the CLI's choices are read from it. A module's
+``line(summary) -> str`` (its figures in one line, as the CLI prints them). A new scenario
+is one module here plus its names in ``FAULTS``; the CLI's choices are read from it. A module's
 ``COMMAND_LINE`` names the ``fault`` command's options it takes, and its ``DEFAULTS``
 (optional) sizes its run on the command line (``workers``, ``prefetch``, ``tasks``,
 ``duration``, ``after``), over the broker faults' ``DEFAULTS`` below. Modules are imported
@@ -65,25 +64,19 @@ def run_fault(name: str, workers: int, prefetch: int, tasks: list, *, options=No
     ``TypeError``). ``progress(done, total)`` is called as tasks complete.
     """
     module = scenario(name)
-    value_class = getattr(module, "OPTIONS", None)
-    if value_class is None:  # a scenario that takes its options as keywords
-        return module.run(name, workers, prefetch, tasks, progress=progress,
-                          **(options or {}), **keywords)
     if options is None:
-        own = {f.name for f in dataclasses.fields(value_class)}
-        options = value_class(**{key: keywords.pop(key) for key in list(keywords)
-                                 if key in own})
+        own = {f.name for f in dataclasses.fields(module.OPTIONS)}
+        options = module.OPTIONS(**{key: keywords.pop(key) for key in list(keywords)
+                                    if key in own})
     return module.run(name, workers, prefetch, tasks, options, progress=progress, **keywords)
 
 
 def options_for(name: str, given: dict):
     """What the ``fault`` command hands scenario ``name``: of its options (``given``), those
     the scenario's ``COMMAND_LINE`` names (e.g. ``fault_after_s``, ``queue_type``), as its
-    ``OPTIONS`` value (or as a dict of keywords, for a scenario without one)."""
+    ``OPTIONS`` value."""
     module = scenario(name)
-    chosen = {key: given[key] for key in getattr(module, "COMMAND_LINE", ())}
-    value_class = getattr(module, "OPTIONS", None)
-    return chosen if value_class is None else value_class(**chosen)
+    return module.OPTIONS(**{key: given[key] for key in getattr(module, "COMMAND_LINE", ())})
 
 
 def line(summary: dict) -> str:

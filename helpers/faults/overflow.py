@@ -24,19 +24,44 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from helpers.broker import resolve as broker_mod
+from helpers.checks import is_whole
 from helpers.core import topology
 from helpers.core.tasks import Task
+from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
 from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
 from helpers.publish import producer
 from helpers.publish.options import PublishOptions
+from helpers.settings import QUEUE_KINDS
 
 DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 200, "duration": 0.01}
 MODES = ("reject-publish", "drop-head")
+
+
+@dataclass(frozen=True)
+class OverflowOptions:
+    """How the overflow runs go, checked once."""
+
+    #: the queue's length limit (``x-max-length``), in messages
+    max_length: int = 20
+    #: the type of the two runs' queues (the burst's is always a quorum queue)
+    kind: str = "classic"
+
+    def __post_init__(self):
+        if not (is_whole(self.max_length) and self.max_length >= 1):
+            raise BadInputError(f"max_length must be a whole number of at least 1 "
+                                f"(got {self.max_length!r}).")
+        if self.kind not in QUEUE_KINDS:
+            raise BadInputError(f"kind must be one of {', '.join(QUEUE_KINDS)} "
+                                f"(got {self.kind!r}).")
+
+
+OPTIONS = OverflowOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
 
 
 class Republish(Step):
@@ -119,18 +144,19 @@ def quorum_burst(broker, flood: int, max_length: int) -> dict:
         topology.discard(broker.url, spec)
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, max_length: int = 20,
-        kind: str = "classic", broker=None, progress=None) -> runner.RunResult:
+def run(name: str, workers: int, prefetch: int, tasks: list,
+        options: OverflowOptions = OverflowOptions(), *, broker=None,
+        progress=None) -> runner.RunResult:
     """Both runs as one result: a flood of ``len(tasks)`` tasks (prefetch is 1)."""
     broker = broker or broker_mod.get()
     tally = Tally(progress)
-    flood, task_s = len(tasks), tasks[0].duration
+    flood, task_s, max_length = len(tasks), tasks[0].duration, options.max_length
 
     def work(label: str) -> list[Task]:
         return [Task(f"{label}-t{i:04d}", task_s) for i in range(1, flood + 1)]
 
     def one(label: str) -> runner.RunResult:
-        spec = topology.unique_spec(f"overflow-{label}", kind=kind, dead_letter=False,
+        spec = topology.unique_spec(f"overflow-{label}", kind=options.kind, dead_letter=False,
                                     max_length=max_length, overflow=label)
         exp = Experiment(workers, work(label), queue=spec, label=f"overflow-{label}", save=False)
         step = Republish(work(label)) if label == "reject-publish" else UntilEmpty()

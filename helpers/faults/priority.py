@@ -24,15 +24,18 @@ Own keys: ``urgent_start_s_with``, ``urgent_start_s_without``, ``urgent_start_s_
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 from helpers.broker import resolve as broker_mod
+from helpers.checks import is_whole
 from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.core.tasks import Task
-from helpers.errors import TopologyError
+from helpers.errors import BadInputError, TopologyError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
+from helpers.settings import MAX_PREFETCH
 from helpers.worker.config import WorkerConfig
 
 RUNS = ("fifo", "classic-priority", "quorum", "prefetch")
@@ -40,6 +43,27 @@ LOW, HIGH, MAX_PRIORITY = 1, 9, 10
 #: The highest priority the quorum probes send (above any level count a version announces).
 QUORUM_PROBE_TOP = 63
 DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 200, "duration": 0.01}
+
+
+@dataclass(frozen=True)
+class PriorityOptions:
+    """How the priority runs go, checked once."""
+
+    #: urgent tasks (priority 9) published after the backlog
+    urgent: int = 5
+    #: the workers' prefetch in the ``prefetch`` run (the others take one task at a time)
+    big_prefetch: int = 50
+
+    def __post_init__(self):
+        if not (is_whole(self.urgent) and self.urgent >= 1):
+            raise BadInputError(f"urgent must be a whole number of at least 1 "
+                                f"(got {self.urgent!r}).")
+        if not (is_whole(self.big_prefetch) and 0 <= self.big_prefetch <= MAX_PREFETCH):
+            raise BadInputError(f"big_prefetch must be a whole number from 0 (unlimited) to "
+                                f"{MAX_PREFETCH} (got {self.big_prefetch!r}).")
+
+
+OPTIONS = PriorityOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
 
 
 def work(backlog: int, urgent: int, task_s: float, prefix: str) -> list[Task]:
@@ -92,10 +116,11 @@ def levels_probe(broker, kind: str, max_priority: int | None, each: int = 3,
     return {"levels": levels(order), "refused": None, "order": order}
 
 
-def runs(workers: int, backlog: int, urgent: int, task_s: float, big_prefetch: int,
-         broker, progress=None) -> dict:
+def runs(workers: int, backlog: int, task_s: float, options: PriorityOptions = PriorityOptions(),
+         *, broker, progress=None) -> dict:
     """The four runs, side by side."""
     tally = Tally(progress)
+    urgent, big_prefetch = options.urgent, options.big_prefetch
 
     def one(label: str) -> runner.RunResult:
         spec = topology.unique_spec(f"priority-{label}", kind="quorum" if label == "quorum"
@@ -118,16 +143,20 @@ def urgent_starts(result: runner.RunResult) -> list[float]:
     return [round(t - result.publish.t_first, 3) for _, t in sorted(first.items())]
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, urgent: int = 5,
-        big_prefetch: int = 50, broker=None, progress=None) -> runner.RunResult:
-    """The probes and the four runs as one result: a backlog as long as ``tasks``."""
+def run(name: str, workers: int, prefetch: int, tasks: list,
+        options: PriorityOptions = PriorityOptions(), *, broker=None,
+        progress=None) -> runner.RunResult:
+    """The probes and the four runs as one result: a backlog as long as ``tasks``, of tasks
+    as long as the first, then ``options.urgent`` urgent ones (prefetch is 1)."""
     broker = broker or broker_mod.get()
     backlog, task_s = len(tasks), tasks[0].duration
+    urgent, big_prefetch = options.urgent, options.big_prefetch
     got = in_parallel({
         "classic": lambda: levels_probe(broker, "classic", MAX_PRIORITY),
         "quorum": lambda: levels_probe(broker, "quorum", None, top=QUORUM_PROBE_TOP),
         "quorum-arg": lambda: levels_probe(broker, "quorum", MAX_PRIORITY, top=QUORUM_PROBE_TOP),
-        "runs": lambda: runs(workers, backlog, urgent, task_s, big_prefetch, broker, progress)})
+        "runs": lambda: runs(workers, backlog, task_s, options, broker=broker,
+                             progress=progress)})
     results = got["runs"]
     starts = {label: urgent_starts(result) for label, result in results.items()}
     own = {"urgent_start_s_without": starts["fifo"],

@@ -23,12 +23,15 @@ Own keys: ``attempts`` (deliveries of the failing task, delayed run), ``delays_s
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from helpers.broker import delayed_retry
 from helpers.broker import resolve as broker_mod
+from helpers.checks import is_number, is_whole
 from helpers.core import topology
 from helpers.core.connection import connect
 from helpers.core.tasks import Task, equal
+from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
@@ -39,6 +42,34 @@ from helpers.worker.config import WorkerConfig
 #: The lesson's back-off is 1, 4 and 16 s; the default run divides it by four (time).
 DELAYS_S = (0.25, 1.0, 4.0)
 DEFAULTS = {"workers": 2, "prefetch": 1, "tasks": 20, "duration": 0.05}
+
+
+@dataclass(frozen=True)
+class RetryOptions:
+    """How the retry runs go, checked once."""
+
+    #: seconds the failing task waits before each retry (one retry queue per delay)
+    delays: tuple = DELAYS_S
+    #: seconds the hot loop's run goes on (it never ends by itself)
+    window_s: float = 1.5
+    #: the minimum delay the broker's own delayed redelivery is asked for (milliseconds)
+    broker_delay_ms: int = 1000
+
+    def __post_init__(self):
+        if isinstance(self.delays, (list, tuple)):
+            object.__setattr__(self, "delays", tuple(self.delays))
+        if not (isinstance(self.delays, tuple) and self.delays
+                and all(is_number(d) and d > 0 for d in self.delays)):
+            raise BadInputError(f"delays must be one or more seconds above 0 "
+                                f"(got {self.delays!r}).")
+        if not (is_number(self.window_s) and self.window_s > 0):
+            raise BadInputError(f"window_s must be above 0 seconds (got {self.window_s!r}).")
+        if not (is_whole(self.broker_delay_ms) and self.broker_delay_ms >= 1):
+            raise BadInputError(f"broker_delay_ms must be a whole number of milliseconds, at "
+                                f"least 1 (got {self.broker_delay_ms!r}).")
+
+
+OPTIONS = RetryOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
 
 
 def work(good: int, good_s: float, prefix: str, fail_s: float = 0.01) -> list[Task]:
@@ -105,10 +136,11 @@ def head_of_line_probe(broker, short_s: float, long_s: float) -> dict:
             back.get("short", 1e9) < back.get("long", 1e9)}
 
 
-def runs(workers: int, good: int, good_s: float, delays, window_s: float, broker,
-         progress=None) -> dict:
+def runs(workers: int, good: int, good_s: float, options: RetryOptions = RetryOptions(), *,
+         broker, progress=None) -> dict:
     """The hot loop and the delayed retries, side by side."""
     tally = Tally(progress)
+    delays, window_s = options.delays, options.window_s
 
     def one(label: str) -> runner.RunResult:
         tasks = work(good, good_s, f"{label}-")
@@ -139,17 +171,18 @@ def attempts_of(result: runner.RunResult, run: str) -> list[dict]:
     return out
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, delays=DELAYS_S,
-        window_s: float = 1.5, broker_delay_ms: int = 1000, broker=None,
+def run(name: str, workers: int, prefetch: int, tasks: list,
+        options: RetryOptions = RetryOptions(), *, broker=None,
         progress=None) -> runner.RunResult:
-    """The probes and both runs as one result (prefetch is 1); ``broker_delay_ms``: the
-    minimum delay the broker's own delayed redelivery is asked for."""
+    """The probes and both runs as one result: as many good tasks as ``tasks``, as long as
+    the first, and one failing task among them (prefetch is 1)."""
     broker = broker or broker_mod.get()
-    delays = tuple(delays)
+    delays, window_s = options.delays, options.window_s
     good, good_s = len(tasks), tasks[0].duration
     both = in_parallel({"probe": lambda: head_of_line_probe(broker, delays[0], delays[-1]),
-                        "broker": lambda: delayed_retry.probe(broker, broker_delay_ms),
-                        "runs": lambda: runs(workers, good, good_s, delays, window_s, broker, progress)})
+                        "broker": lambda: delayed_retry.probe(broker, options.broker_delay_ms),
+                        "runs": lambda: runs(workers, good, good_s, options, broker=broker,
+                                             progress=progress)})
     results = both["runs"]
     tries = attempts_of(combine(name, results, {}, {}), "delayed")
     gaps = [round(b["started_t"] - a["failed_t"], 3) for a, b in zip(tries, tries[1:])]

@@ -20,10 +20,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from dataclasses import dataclass
 
 from helpers.broker import resolve as broker_mod
+from helpers.checks import is_number
 from helpers.core import topology
 from helpers.core.tasks import Task, equal
+from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
@@ -32,6 +35,21 @@ from helpers.worker.config import WorkerConfig
 
 DEFAULTS = {"workers": 3, "prefetch": 1, "tasks": 300, "duration": 0.05}
 WAYS = {"plain": "die", "graceful": "graceful"}
+
+
+@dataclass(frozen=True)
+class ShutdownOptions:
+    """How the shutdown runs go, checked once."""
+
+    #: seconds of the single runs' one task (SIGTERM comes a third of the way into it)
+    task_s: float = 1.0
+
+    def __post_init__(self):
+        if not (is_number(self.task_s) and self.task_s > 0):
+            raise BadInputError(f"task_s must be above 0 seconds (got {self.task_s!r}).")
+
+
+OPTIONS = ShutdownOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
 
 
 class Restart(Step):
@@ -80,16 +98,18 @@ def started_twice(result: runner.RunResult) -> int:
     return sum(n > 1 for n in seen.values())
 
 
-def runs(workers: int, tasks: int, duration: float, task_s: float, broker,
-         progress=None) -> dict:
-    """The four runs, side by side."""
+def runs(workers: int, rolling: list[Task], options: ShutdownOptions = ShutdownOptions(), *,
+         broker, progress=None) -> dict:
+    """The four runs, side by side: the single ones with one task of ``options.task_s``, the
+    rolling ones with the ``rolling`` tasks."""
     tally = Tally(progress)
+    task_s = options.task_s
 
     def one(label: str) -> runner.RunResult:
         kind, way = label.split("-")
         config = WorkerConfig(on_sigterm=WAYS[way])
         work = [Task(f"{label}-long", task_s)] if kind == "single" else \
-            [Task(f"{label}-{t.id}", t.duration) for t in equal(tasks, duration)]
+            [Task(f"{label}-{t.id}", t.duration) for t in rolling]
         exp = Experiment(1 if kind == "single" else workers, work, config,
                          queue=topology.unique_spec(f"sigterm-{label}"), label=label,
                          save=False)
@@ -101,11 +121,15 @@ def runs(workers: int, tasks: int, duration: float, task_s: float, broker,
     return in_parallel({label: (lambda x=label: one(x)) for label in labels})
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, task_s: float = 1.0,
-        broker=None, progress=None) -> runner.RunResult:
-    """The four runs as one result (prefetch is 1; ``tasks`` sizes the rolling runs)."""
+def run(name: str, workers: int, prefetch: int, tasks: list,
+        options: ShutdownOptions = ShutdownOptions(), *, broker=None,
+        progress=None) -> runner.RunResult:
+    """The four runs as one result (prefetch is 1; ``tasks`` sizes the rolling runs: as many,
+    each as long as the first)."""
     broker = broker or broker_mod.get()
-    results = runs(workers, len(tasks), tasks[0].duration, task_s, broker, progress)
+    task_s = options.task_s
+    results = runs(workers, equal(len(tasks), tasks[0].duration), options, broker=broker,
+                   progress=progress)
     s = {label: result.summary for label, result in results.items()}
     own = {"redelivered_sigterm_plain": s["rolling-plain"]["redeliveries"],
            "redelivered_graceful": s["rolling-graceful"]["redeliveries"],

@@ -7,8 +7,9 @@ published in order, of uneven lengths. Two runs side by side, the same tasks and
 * ``competing``: a plain queue; the workers compete, and a short step of an account can
   finish before a longer earlier step of the same account: out of order;
 * ``single-active``: ``x-single-active-consumer``: the broker delivers to one consumer at a
-  time, the others wait; once a share of the tasks is done, the active worker is SIGKILLed,
-  and the broker makes the next consumer active, which gets the killed worker's task first.
+  time, the others wait; once a share of the tasks is done (``kill_share``), the active
+  worker is SIGKILLed, and the broker makes the next consumer active, which gets the killed
+  worker's task first.
 
 Own keys: ``out_of_order_competing``, ``out_of_order_single`` (steps finished after a later
 step of the same account), ``takeover_s`` (the kill to the next worker's first delivery),
@@ -20,10 +21,13 @@ import random
 import signal
 import threading
 import time
+from dataclasses import dataclass
 
 from helpers.broker import resolve as broker_mod
+from helpers.checks import is_number
 from helpers.core import topology
 from helpers.core.tasks import Task
+from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
@@ -85,7 +89,24 @@ class KillActive(Step):
                 "killed": self.victim}
 
 
-def run(name: str, workers: int, prefetch: int, tasks: list, *, broker=None,
+@dataclass(frozen=True)
+class SingleActiveOptions:
+    """How the single-active run goes, checked once."""
+
+    #: the share of its tasks done when the active worker is killed
+    kill_share: float = 0.4
+
+    def __post_init__(self):
+        if not (is_number(self.kill_share) and 0 < self.kill_share < 1):
+            raise BadInputError(f"kill_share must be between 0 and 1 "
+                                f"(got {self.kill_share!r}).")
+
+
+OPTIONS = SingleActiveOptions  # what ``run`` takes (``faults.run_fault`` builds it from keywords)
+
+
+def run(name: str, workers: int, prefetch: int, tasks: list,
+        options: SingleActiveOptions = SingleActiveOptions(), *, broker=None,
         progress=None) -> runner.RunResult:
     """Both runs as one result: as many steps per account as ``tasks`` (prefetch 1)."""
     broker = broker or broker_mod.get()
@@ -97,8 +118,8 @@ def run(name: str, workers: int, prefetch: int, tasks: list, *, broker=None,
         spec = topology.unique_spec(label, kind="classic", single_active=single)
         exp = Experiment(workers, work(steps, task_s, f"{label}-"), queue=spec,
                          label=label, save=False)
-        return runner.run(exp, broker=broker, progress=tally.part(label),
-                          steps=[KillActive(), Leftovers()] if single else [Leftovers()])
+        plugged = [KillActive(options.kill_share), Leftovers()] if single else [Leftovers()]
+        return runner.run(exp, broker=broker, progress=tally.part(label), steps=plugged)
 
     results = in_parallel({label: (lambda x=label: one(x))
                            for label in ("competing", "single-active")})
