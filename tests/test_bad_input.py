@@ -183,6 +183,8 @@ DECLARED_CALLS = [
     ("skew", "skew_sweep", "SKEW", dict(workers=0), "workers"),
     ("distance", "measure", "FAR", dict(prefetch=-1), "prefetch"),
     ("frameworks", "_kill_one", "KILL", dict(workers=0, setup="Celery defaults"), "workers"),
+    ("pitfalls", "try_pitfall", "POISON", dict(duration=-1), ">= 0"),
+    ("pitfalls", "try_pitfall", "POISON", dict(name="nope"), "scenario must be one of"),
 ]
 
 

@@ -123,7 +123,7 @@ def test_a_leader_kill_with_300_confirmed_tasks_loses_none(lab):
 @pytest.mark.slow
 def test_a_majority_loss_confirms_nothing_and_the_restart_recovers_everything(lab):
     lab.heal()
-    result = lesson.majority_loss(lab, tasks=150, down_s=3.0)
+    result = lesson.majority_loss(lab, lesson.MAJORITY_LOSS)
     s = result.summary
     assert s["confirmed_while_down"] == 0  # no confirm arrives without a majority
     assert len(s["killed_nodes"]) == 2 and s["down_before"] == []

@@ -220,7 +220,7 @@ NO_MANAGEMENT_SKIP = {name: "its lessons read nothing from the management API: w
 WORD_ON_SOURCES = {
     "forgotten_ack.": "No management API answered",  # 02: the queue's figures over time
     "backlog.": "No management API answered",        # 04: the same
-    "pitfalls.poison(": "no policy could be set",     # 06: who dead-lettered the poison
+    "pitfalls.POISON": "no policy could be set",      # 06: who dead-lettered the poison
 }
 
 

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from helpers.errors import BadInputError  # noqa: E402
-from helpers.lessons import acks, backlog, common, distance, durability, durability_confirms, fair_dispatch, forgotten_ack, frameworks, panels, pitfalls, round_robin
+from helpers.lessons import acks, backlog, backpressure, cluster, common, distance, durability, durability_confirms, fair_dispatch, forgotten_ack, frameworks, panels, pitfalls, priorities, retries, round_robin
 
 
 def far_panel():
@@ -21,11 +21,19 @@ def far_panel():
     return distance.far_panel(grid)
 
 
+def node_loss_panel():
+    """Notebook 07's panel names the cluster's nodes; a lab of three names stands in for it."""
+    from types import SimpleNamespace
+    names = [f"rabbit-{i}@localhost" for i in (1, 2, 3)]
+    return cluster.node_loss_panel(SimpleNamespace(cluster=SimpleNamespace(names=names)))
+
+
 FACTORIES = [round_robin.round_robin_panel, acks.kill_panel, forgotten_ack.forgotten_ack_panel,
              durability.survival_panel, durability_confirms.confirms_panel,
              fair_dispatch.fair_dispatch_panel, fair_dispatch.sweep_panel,
              fair_dispatch.speeds_panel, backlog.backlog_panel, far_panel,
-             pitfalls.pitfall_panel, frameworks.kill_panel, frameworks.dispatch_panel]
+             pitfalls.pitfall_panel, node_loss_panel, retries.panel, priorities.panel,
+             backpressure.panel, frameworks.kill_panel, frameworks.dispatch_panel]
 
 
 def _panel(experiment, report=lambda result: [result]):

@@ -23,6 +23,7 @@ module                     notebook
 ``cluster_classic``        07: confirmed messages in a classic and a quorum queue on a node
                            that dies (``probe``: the consumer run with a deadline)
 ``cluster_plots``          07: the node-loss timeline
+``cluster_answers``        07: the answers to its questions, from each run's numbers
 ``retries``, ``retries_plots``  08: a failing task retried after 1, 4, 16 s, then parked
 ``priorities``             08: urgent tasks behind a backlog, with and without priorities
 ``order``                  08: competing consumers against a single active consumer

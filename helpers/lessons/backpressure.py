@@ -3,17 +3,33 @@
 a word). The measurement is ``helpers.faults.overflow`` (``python -m helpers fault overflow``)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from helpers import faults
 from helpers.broker import resolve as broker_mod
 from helpers.core.tasks import equal
 from helpers.lessons import retries_plots as plots
-from helpers.lessons.common import Text
-from helpers.lessons.panels import Panel, int_slider
+from helpers.lessons.common import Declared, Text
+from helpers.lessons.panels import Panel, declared_run, int_slider
 
 
-def measure(max_length: int = 20, flood: int = 200, workers: int = 2, *, broker=None,
-            progress=None):
-    """``flood`` tasks of 0.01 s into a queue of at most ``max_length``, both ways."""
+@dataclass(frozen=True)
+class Flood(Declared):
+    """``flood`` tasks at once into a queue of at most ``max_length``, ``workers`` workers
+    draining it."""
+
+    max_length: int = 20
+    flood: int = 200
+    workers: int = 2
+
+
+#: Notebook 08's back-pressure run, and its panel's defaults
+FLOOD = Flood()
+
+
+def measure(plan: Flood = FLOOD, *, broker=None, progress=None):
+    """Run ``plan`` (tasks of 0.01 s) both ways: reject-publish, then drop-head."""
+    max_length, flood, workers = plan.max_length, plan.flood, plan.workers
     result = faults.run_fault("overflow", workers, 1, equal(flood, 0.01), max_length=max_length,
                               broker=broker or broker_mod.get())
     if progress is not None:
@@ -55,7 +71,8 @@ def report(result) -> list:
 
 def panel(broker=None) -> Panel:
     """Another length limit, another flood."""
-    return Panel("Back-pressure", measure, report, {
-        "max_length": int_slider("max length", 20, 5, 100, 5),
-        "flood": int_slider("tasks in the flood", 200, 50, 400, 50)},
+    plan = FLOOD
+    return Panel("Back-pressure", declared_run(measure, plan), report, {
+        "max_length": int_slider("max length", plan.max_length, 5, 100, 5),
+        "flood": int_slider("tasks in the flood", plan.flood, 50, 400, 50)},
         fixed={"broker": broker}, unit="runs")

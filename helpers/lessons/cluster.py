@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -34,9 +35,11 @@ from helpers.measure.figures import explained
 from helpers.broker.cluster import PrivateCluster
 from helpers.broker.cluster_info import cluster_broker
 from helpers.lessons.cluster_classic import Parked, park  # noqa: F401  (the notebook calls cluster.park)
-from helpers.lessons.cluster_plots import majority_online
-from helpers.lessons.common import Text
-from helpers.lessons.panels import Panel, dropdown, float_slider, int_slider
+# the answers to the notebook's questions, which it asks as ``cluster.leader_story(result)``
+from helpers.lessons.cluster_answers import leader_story, majority_story  # noqa: F401
+from helpers.lessons.cluster_plots import short_name
+from helpers.lessons.common import Declared, Text
+from helpers.lessons.panels import Panel, declared_run, dropdown, float_slider, int_slider
 
 
 class Lab:
@@ -135,23 +138,52 @@ def tidy(state_dir: str, stop: str, *queues: str) -> None:
 
 
 # -- the experiments -------------------------------------------------------------------------
-def leader_kill(lab: Lab, tasks: int = 200, duration: float = 0.05, workers: int = 6,
-                kill: str = "leader", after_s: float = 0.6, restore: bool = False,
+@dataclass(frozen=True)
+class LeaderKill(Declared):
+    """``tasks`` tasks of ``duration`` s on ``workers`` workers (two per node, prefetch 1),
+    ``kill`` (the queue's leader, a follower or a node's name) SIGKILLed ``after_s`` s in;
+    ``restore``: start it again at the end."""
+
+    tasks: int = 200
+    duration: float = 0.05
+    workers: int = 6
+    kill: str = "leader"
+    after_s: float = 0.6
+    restore: bool = False
+
+
+@dataclass(frozen=True)
+class MajorityLoss(Declared):
+    """The same run, nodes killed ``after_s`` s in until a minority is left; ``down_s``
+    later the node down longest is started again."""
+
+    tasks: int = 150
+    duration: float = 0.05
+    workers: int = 6
+    after_s: float = 0.6
+    down_s: float = 3.0
+
+
+#: Notebook 07's node-loss runs (the first is its panel's defaults)
+LEADER_KILL, MAJORITY_LOSS = LeaderKill(), MajorityLoss()
+
+
+def leader_kill(lab: Lab, plan: LeaderKill = LEADER_KILL, *,
                 progress=None) -> runner.RunResult:
-    """Run ``tasks`` on a quorum queue and SIGKILL ``kill`` (default: its leader) mid-run."""
-    return faults.run_fault("leader-kill", workers, 1, task_lists.equal(tasks, duration),
-                            cluster=lab.cluster, kill=kill, fault_after_s=after_s,
-                            restore=restore, progress=progress, save=False,
-                            discard=lab.discard_later)
+    """Run ``plan`` on ``lab``'s quorum queue (``helpers.faults.leader_kill``)."""
+    return faults.run_fault("leader-kill", plan.workers, 1,
+                            task_lists.equal(plan.tasks, plan.duration), cluster=lab.cluster,
+                            kill=plan.kill, fault_after_s=plan.after_s, restore=plan.restore,
+                            progress=progress, save=False, discard=lab.discard_later)
 
 
-def majority_loss(lab: Lab, tasks: int = 150, duration: float = 0.05, workers: int = 6,
-                  after_s: float = 0.6, down_s: float = 3.0, progress=None) -> runner.RunResult:
-    """Kill nodes until a minority runs; ``down_s`` later start the node down longest."""
-    return faults.run_fault("majority-loss", workers, 1, task_lists.equal(tasks, duration),
-                            cluster=lab.cluster, fault_after_s=after_s, down_s=down_s,
-                            restore=False, progress=progress, save=False,
-                            discard=lab.discard_later)
+def majority_loss(lab: Lab, plan: MajorityLoss = MAJORITY_LOSS, *,
+                  progress=None) -> runner.RunResult:
+    """Run ``plan`` on ``lab``: kill nodes until a minority runs, then start one again."""
+    return faults.run_fault("majority-loss", plan.workers, 1,
+                            task_lists.equal(plan.tasks, plan.duration), cluster=lab.cluster,
+                            fault_after_s=plan.after_s, down_s=plan.down_s, restore=False,
+                            progress=progress, save=False, discard=lab.discard_later)
 
 
 # -- the accounting ---------------------------------------------------------------------------
@@ -190,86 +222,10 @@ NO_FIGURE = {"down_s": "none: no node was started again in this run",
              "first_confirm_after_kill_s": "none: nothing was confirmed after the kill"}
 
 
-def leader_story(result: runner.RunResult) -> Text:
-    """What one leader kill did, in sentences, with this run's numbers."""
-    s = result.summary
-    cut = s["worker_disconnects"]
-    return Text(
-        f"{_short(s['killed_node'])} led the queue and was killed {s['fault_at_s']:.2f} s in. "
-        f"{_short(s['new_leader'])} {_led(s)}; {cut} worker(s) "
-        f"connected to the dead node reconnected to another, and every worker consumed again "
-        f"{s['recovery_s']:.2f} s after the kill. Of {s['tasks_confirmed']} confirmed tasks "
-        f"{s['tasks_lost']} were lost; {s['duplicates']} ran twice ({s['duplicates_redelivered']} "
-        f"redelivered after their ack died with the node, {s['duplicates_republished']} "
-        f"published again by the producer); the producer was refused (nack) {s['nacks']} times.")
-
-
-def majority_story(result: runner.RunResult) -> Text:
-    """What one majority loss did, in sentences, with this run's numbers."""
-    s = result.summary
-    before = f" ({', '.join(map(_short, s['down_before']))} already down)" \
-        if s["down_before"] else ""
-    return Text(
-        f"Killed {', '.join(map(_short, s['killed_nodes']))} {s['fault_at_s']:.2f} s in"
-        f"{before}: {s['nodes'] - len(s['down_before']) - len(s['killed_nodes'])} of "
-        f"{s['nodes']} nodes left. Tasks confirmed while it lasted: "
-        f"{s['confirmed_while_down']}; nacks received: {s['nacks']}. "
-        f"{_short(s['revived_node'])} was back {s['down_s']:.1f} s after the kill, every "
-        f"worker consumed again {s['recovery_s']:.1f} s after the kill, and of "
-        f"{s['tasks_confirmed']} confirmed tasks {s['tasks_lost']} were lost.\n"
-        + gap_story(s))
-
-
-def _led(s: dict) -> str:
-    """When the new leader was elected (its log) and seen by the polls, after the kill; or,
-    without the log line, seen, and when the poll before (which had not) was asked."""
-    seen = f"was seen leading by the polls {s['leaderless_s']:.2f} s after the kill"
-    if s.get("t_elected"):  # the polls may name a stale leader: the log names the elected
-        return (f"{seen}; {_short(s['elected_node'])}'s log dates the election "
-                f"{s['t_elected'] - s['t_kill']:.2f} s after the kill (term "
-                f"{s['elected_term']})")
-    if not s.get("t_leader_unseen"):
-        return seen
-    return (f"was seen leading by the polls {s['leaderless_s']:.2f} s after the kill (the "
-            f"poll asked at {s['t_leader_unseen'] - s['t_kill']:.2f} s had not seen it yet)")
-
-
-def gap_story(s: dict) -> str:
-    """What happened between a node's return and a leader being seen, in seconds after the
-    kill: the queue's members online (management API), the restarted member's first log line
-    about the queue, the election in the new leader's log, and the poll that saw it."""
-    revived, leader, kill = _short(s["revived_node"]), _short(s["new_leader"]), s["t_kill"]
-    parts = [f"{revived} was back in the cluster {s['down_s']:.2f} s after the kill"]
-    quorate = majority_online(s)
-    if quorate is not None:
-        parts.append(f"from {quorate[0] - s['fault_at_s']:.2f} s the management API listed "
-                     f"{len(quorate[1])} of the queue's {s['nodes']} members online (a "
-                     "majority)")
-    if s.get("revived_said"):
-        t, said = s["revived_said"]
-        parts.append(f"{revived}'s member of the queue logged its first line about it at "
-                     f"{t - kill:.2f} s (\"{said[:60]}...\")")
-    parts.append(f"{leader} {_led(s)}")
-    said = s.get("revived_said")
-    wait = ""
-    if said and s.get("t_elected") and said[1].startswith("granting vote") and \
-            f"{s['elected_node']}}}" in said[1]:  # its vote for the node that was elected
-        wait = (f" The gap was a wait for that vote: {revived}'s member said nothing about the "
-                f"queue for {said[0] - kill - s['down_s']:.2f} s after its node was back, and "
-                f"its first word was the vote that made {_short(s['elected_node'])} leader.")
-    return "From the node's return to a leader: " + "; ".join(parts) + "." + wait
-
-
-def _short(node: str | None) -> str:
-    return (node or "?").split("@")[0]
-
-
 # -- the panel --------------------------------------------------------------------------------
-def _panel_run(lab: Lab, kill: str, after_s: float, workers: int, tasks: int,
-               progress=None) -> runner.RunResult:
+def _panel_run(plan: LeaderKill, *, lab: Lab, progress=None) -> runner.RunResult:
     healed = lab.heal()  # each run starts from a whole cluster
-    result = leader_kill(lab, tasks=tasks, workers=workers, kill=kill, after_s=after_s,
-                         progress=progress)
+    result = leader_kill(lab, plan, progress=progress)
     result.summary["healed_before"] = healed
     return result
 
@@ -277,17 +233,21 @@ def _panel_run(lab: Lab, kill: str, after_s: float, workers: int, tasks: int,
 def _panel_report(result: runner.RunResult) -> list:
     from helpers.lessons.cluster_plots import node_loss_figure
 
-    label = f"{_short(result.summary['killed_node'])} killed"
+    label = f"{short_name(result.summary['killed_node'])} killed"
     return [node_loss_figure(result), accounting({label: result}), figures(result)]
 
 
 def node_loss_panel(lab: Lab) -> Panel:
     """Notebook 07: which node to kill, when; Run (nodes down before a run are started first)."""
     nodes = [(f"{name.split('@')[0]}", name) for name in lab.cluster.names]
-    return Panel("Kill a node of the cluster mid-run", _panel_run, _panel_report, {
-        "kill": dropdown("node to kill", [("the queue's leader", "leader"),
-                                          ("a follower", "follower"), *nodes], "leader"),
-        "after_s": float_slider("kill after s", 0.6, 0.1, 3.0, 0.1),
-        "workers": int_slider("workers", 6, 3, 9),
-        "tasks": int_slider("tasks (0.05 s each)", 200, 50, 600, 50)},
-        fixed={"lab": lab})
+    lk = LEADER_KILL
+    return Panel("Kill a node of the cluster mid-run", declared_run(_panel_run, lk),
+                 _panel_report, {
+                     "kill": dropdown("node to kill", [("the queue's leader", "leader"),
+                                                       ("a follower", "follower"), *nodes],
+                                      lk.kill),
+                     "after_s": float_slider("kill after s", lk.after_s, 0.1, 3.0, 0.1),
+                     "workers": int_slider("workers", lk.workers, 3, 9),
+                     "tasks": int_slider(f"tasks ({lk.duration:g} s each)", lk.tasks, 50, 600,
+                                         50)},
+                 fixed={"lab": lab})

@@ -21,7 +21,8 @@ NODE_COLOURS = ("#1b9e77", "#7570b3", "#d95f02", "#66a61e", "#e6ab02")
 KILL, LEADER, BACK = "#b00020", "#1f4e9c", "#2e7d32"
 
 
-def _short(node: str | None) -> str:
+def short_name(node: str | None) -> str:
+    """``rabbit-1@host`` as ``rabbit-1``."""
     return (node or "?").split("@")[0]
 
 
@@ -91,7 +92,7 @@ def _draw(fig, result, title: str | None = None) -> tuple[list, list]:
     bottom.legend(fontsize=8, loc="lower right")
     for ax in (top, bottom):
         _marks(ax, s, t0, label=ax is top)
-    return [*(Patch(color=c, label=f"a task, by a worker on {_short(n)}")
+    return [*(Patch(color=c, label=f"a task, by a worker on {short_name(n)}")
               for n, c in colours.items()),
             Patch(facecolor="white", edgecolor="black", hatch="//", label="redelivered task")], [
             Line2D([], [], marker="x", color=KILL, mew=2, ls="none",
@@ -104,20 +105,20 @@ def _draw(fig, result, title: str | None = None) -> tuple[list, list]:
 
 def _marks(ax, s: dict, t0: float, label: bool) -> None:
     already = s.get("down_before") or []
-    kill = "SIGKILL " + ", ".join(map(_short, s["killed_nodes"])) + (
-        f" ({', '.join(map(_short, already))} already down)" if already else "")
-    revived = _short(s.get("revived_node"))
-    leader = _short(s.get("new_leader"))
+    kill = "SIGKILL " + ", ".join(map(short_name, s["killed_nodes"])) + (
+        f" ({', '.join(map(short_name, already))} already down)" if already else "")
+    revived = short_name(s.get("revived_node"))
+    leader = short_name(s.get("new_leader"))
     marks = [(s.get("t_kill"), KILL, "-", kill),
              (s.get("t_elected"), LEADER, "--",
-              f"{_short(s.get('elected_node'))} elected (its log, term {s.get('elected_term')})"),
+              f"{short_name(s.get('elected_node'))} elected (its log, term {s.get('elected_term')})"),
              (s.get("t_leader"), LEADER, ":", f"{leader} seen leading (polled)"),
              (s.get("t_restart"), BACK, ":", f"{revived} started again"),
              (s.get("t_restarted"), BACK, "-.", f"{revived} back in the cluster")]
     quorate = majority_online(s) if s.get("revived_node") else None
     if quorate is not None:
         marks.append((t0 + quorate[0], BACK, (0, (1, 3)), "queue members online: "
-                      + ", ".join(map(_short, quorate[1])) + " (a majority)"))
+                      + ", ".join(map(short_name, quorate[1])) + " (a majority)"))
     left, right = ax.get_xlim()
     if s.get("t_leader") and s.get("t_leader_unseen") and not s.get("t_elected"):
         # no election in the log: the polls bracket it (the poll before had not seen it)
@@ -160,5 +161,5 @@ def _title(s: dict) -> str:
     until = (f"{s['t_elected'] - s['t_kill']:.2f} s until a new leader was elected"
              if s.get("t_elected") else
              f"{s['leaderless_s']:.2f} s until a running node was seen leading the queue")
-    return (f"{_short(s['killed_node'])}, {role}, killed (RabbitMQ {s['broker_version']}): "
+    return (f"{short_name(s['killed_node'])}, {role}, killed (RabbitMQ {s['broker_version']}): "
             f"{until}, lost {s['tasks_lost']} of {s['tasks_confirmed']} confirmed")

@@ -4,15 +4,31 @@ consumer takes over when its worker is killed. The measurement is
 ``helpers.faults.single_active`` (``python -m helpers fault single-active``)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from helpers import faults
 from helpers.broker import resolve as broker_mod
 from helpers.core.tasks import equal
 from helpers.lessons import retries_plots as plots
-from helpers.lessons.common import Text
+from helpers.lessons.common import Declared, Text
 
 
-def measure(workers: int = 3, steps: int = 20, *, broker=None):
-    """3 accounts x ``steps`` steps of about 0.02 s, on ``workers`` workers, both ways."""
+@dataclass(frozen=True)
+class Accounts(Declared):
+    """3 accounts x ``steps`` steps each, on ``workers`` workers."""
+
+    workers: int = 3
+    steps: int = 20
+
+
+#: Notebook 08's order run
+ACCOUNTS = Accounts()
+
+
+def measure(plan: Accounts = ACCOUNTS, *, broker=None):
+    """Run ``plan`` (steps of about 0.02 s) both ways: competing consumers, then a single
+    active consumer whose worker is killed."""
+    workers, steps = plan.workers, plan.steps
     return faults.run_fault("single-active", workers, 1, equal(steps, 0.02),
                             broker=broker or broker_mod.get())
 

@@ -9,19 +9,24 @@ broker named by ``AMQP_URL``.
 """
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
 import pandas as pd
 
 from helpers.broker import resolve as broker_mod
 from helpers.broker import dead_letter, node_control
 from helpers import faults
+from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.faults.consumer_timeout import TICK_MS
 from helpers.core.tasks import equal
 from helpers.lessons import pitfalls_plots as figures
 # ``answer``: for the notebook, which asks ``pitfalls.answer(result)`` after each run
 from helpers.lessons.pitfalls_answers import answer, refusal_words  # noqa: F401
-from helpers.lessons.common import Skipped, Text, full_text, value_table
-from helpers.lessons.panels import Panel, dropdown, float_slider, int_slider
+from helpers.lessons.common import Declared, Skipped, Text, full_text, value_table
+from helpers.lessons.panels import Panel, declared_run, dropdown, float_slider, int_slider
 
 #: the scenarios of this notebook, in its order
 SCENARIOS = ("heartbeat", "consumer-timeout", "poison", "duplicate", "alarm")
@@ -44,51 +49,54 @@ def _skipped(broker, what: str) -> Skipped | None:
                    "which only the private node lets us do here; unset AMQP_URL to see it.")
 
 
-def scenario(name: str, workers: int | None = None, duration: float | None = None, *,
-             broker=None, progress=None, **options):
-    """Run fault scenario ``name`` on its defaults (or ``workers``, ``duration``)."""
+@dataclass(frozen=True)
+class Pitfall(Declared):
+    """Fault scenario ``name``: ``tasks`` tasks of ``duration`` s on ``workers`` workers at
+    ``prefetch``, with the scenario's ``options`` (its ``OPTIONS`` value, ``helpers.faults``)."""
+
+    name: str
+    workers: int
+    prefetch: int
+    tasks: int
+    duration: float
+    options: object
+
+
+def _declared(name: str) -> Pitfall:
+    """Scenario ``name`` as the command line runs it: its own size and options."""
+    size = faults.defaults(name)
+    return Pitfall(name, size["workers"], size["prefetch"], size["tasks"], size["duration"],
+                   faults.scenario(name).OPTIONS())
+
+
+#: Notebook 06's runs, in its order, each scenario at its own size and options (as the
+#: ``fault`` command runs it): a blocking and a heartbeat-safe worker, one long task each; a
+#: task longer than the ack timeout, split, and given more time; a poison task among good
+#: ones; workers that die between a task's side effect and its ack; a disk alarm while
+#: tasks are published. ``PITFALLS``: the same, by name.
+HEARTBEAT, CONSUMER_TIMEOUT, POISON, DUPLICATE, ALARM = map(_declared, SCENARIOS)
+PITFALLS = {plan.name: plan for plan in (HEARTBEAT, CONSUMER_TIMEOUT, POISON, DUPLICATE, ALARM)}
+
+
+def scenario(plan: Pitfall, *, broker=None, progress=None):
+    """Run ``plan`` (``HEARTBEAT``, ``POISON``, ... or a ``replace`` of one); a ``Skipped``
+    sentence for a scenario that needs node settings this broker does not let us change.
+    A duplicate run without a store gets one, kept for ``duplicates_table`` (a SQLite file,
+    named in the summary's ``store``)."""
     broker = broker or broker_mod.get()
-    if name in ("consumer-timeout", "alarm"):
-        skipped = _skipped(broker, f"the {name} scenario")
+    if plan.name in ("consumer-timeout", "alarm"):
+        skipped = _skipped(broker, f"the {plan.name} scenario")
         if skipped is not None:
             return skipped
-    size = faults.defaults(name)
-    work = equal(size["tasks"], duration or size["duration"])
-    result = faults.run_fault(name, workers or size["workers"], size["prefetch"], work,
-                              broker=broker, **options)
+    options = plan.options
+    if plan.name == "duplicate" and options.store is None:
+        store = Path(tempfile.mkdtemp(prefix="pitfalls-")) / "effects.sqlite"
+        options = replace(options, store=store)
+    result = faults.run_fault(plan.name, plan.workers, plan.prefetch,
+                              equal(plan.tasks, plan.duration), options=options, broker=broker)
     if progress is not None:
         progress(1, 1)
     return result
-
-
-def heartbeat(heartbeat_s: int = 1, task_s: float = 4.0, *, broker=None):
-    """A blocking and a heartbeat-safe worker, one long task each."""
-    return scenario("heartbeat", 1, task_s, broker=broker, heartbeat_s=heartbeat_s)
-
-
-def consumer_timeout(timeout_s: float = 1.0, task_s: float = 2.5, *, broker=None):
-    """A task longer than the ack timeout; the task split; a longer timeout."""
-    return scenario("consumer-timeout", 1, task_s, broker=broker, timeout_s=timeout_s)
-
-
-def poison(workers: int = 3, limit: int = 3, max_attempts: int = 2, *, broker=None):
-    """A poison task among good ones: classic queue, delivery limit, the worker's guard."""
-    return scenario("poison", workers, broker=broker, limit=limit, max_attempts=max_attempts)
-
-
-def duplicate(workers: int = 3, *, broker=None):
-    """Workers that die between a task's side effect and its ack, with a dedup store (a
-    SQLite file kept for ``duplicates_table``, named in the summary's ``store``)."""
-    import tempfile
-    from pathlib import Path
-
-    store = Path(tempfile.mkdtemp(prefix="pitfalls-")) / "effects.sqlite"
-    return scenario("duplicate", workers, broker=broker, store=store)
-
-
-def alarm(workers: int = 2, hold_s: float = 2.5, *, broker=None):
-    """A disk alarm while tasks are published."""
-    return scenario("alarm", workers, broker=broker, hold_s=hold_s)
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -206,10 +214,15 @@ def story(result) -> Text:
 
 # -- the panel ------------------------------------------------------------------------------
 
-def try_pitfall(name: str = "poison", workers: int = 3, duration: float = 0.1, *,
-                broker=None, progress=None):
-    """The panel's experiment: one scenario, on its defaults but for workers and duration."""
-    return scenario(name, workers, duration, broker=broker, progress=progress)
+def try_pitfall(plan: Pitfall = POISON, *, broker=None, progress=None):
+    """The panel's experiment: scenario ``plan.name`` as declared, but for ``plan``'s
+    workers and duration."""
+    if plan.name not in PITFALLS:
+        raise BadInputError(f"the scenario must be one of {', '.join(PITFALLS)} "
+                            f"(got {plan.name!r}).")
+    own = PITFALLS[plan.name]
+    return scenario(own.replace(workers=plan.workers, duration=plan.duration), broker=broker,
+                    progress=progress)
 
 
 def figure(result):
@@ -240,17 +253,17 @@ def pitfall_report(result) -> list:
 
 def pitfall_panel(broker=None) -> Panel:
     """Notebook 06: run any of the scenarios, with other workers or task lengths."""
-    panel = Panel("Try a pitfall", try_pitfall, pitfall_report, {
-        "name": dropdown("scenario", list(SCENARIOS), "poison"),
-        "workers": int_slider("workers", 3, 1, 6),
-        "duration": float_slider("seconds per task", 0.1, 0.05, 8.0, 0.05)},
+    first = POISON
+    panel = Panel("Try a pitfall", declared_run(try_pitfall, first), pitfall_report, {
+        "name": dropdown("scenario", list(PITFALLS), first.name),
+        "workers": int_slider("workers", first.workers, 1, 6),
+        "duration": float_slider("seconds per task", first.duration, 0.05, 8.0, 0.05)},
         fixed={"broker": broker})
 
-    def defaults(change) -> None:  # a new scenario starts from its own defaults
-        size = faults.defaults(change["new"])
-        panel.controls["workers"].value = size["workers"]
-        panel.controls["duration"].value = size["duration"]
+    def defaults(change) -> None:  # a new scenario starts from its own declared run
+        own = PITFALLS[change["new"]]
+        panel.controls["workers"].value = own.workers
+        panel.controls["duration"].value = own.duration
 
     panel.controls["name"].observe(defaults, names="value")
     return panel
-

@@ -3,7 +3,7 @@
 Each main run of the notebook is preceded by a one-line question; the cell after the run
 calls ``answer(result)``, which reads the run's summary and events (never a typed number)::
 
-    hb = pitfalls.heartbeat()
+    hb = pitfalls.scenario(pitfalls.HEARTBEAT)
     pitfalls.answer(hb)
 """
 from __future__ import annotations

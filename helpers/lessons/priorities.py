@@ -3,17 +3,33 @@ classic and a quorum queue, and at a large prefetch. The measurement is
 ``helpers.faults.priority`` (``python -m helpers fault priority``)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from helpers import faults
 from helpers.broker import resolve as broker_mod
 from helpers.core.tasks import equal
 from helpers.lessons import retries_plots as plots
-from helpers.lessons.common import Text
-from helpers.lessons.panels import Panel, int_slider
+from helpers.lessons.common import Declared, Text
+from helpers.lessons.panels import Panel, declared_run, int_slider
 
 
-def measure(urgent: int = 5, backlog: int = 200, workers: int = 2, *, broker=None,
-            progress=None):
-    """``backlog`` tasks of 0.01 s at priority 1, then ``urgent`` at priority 9."""
+@dataclass(frozen=True)
+class Urgent(Declared):
+    """``backlog`` tasks at priority 1, then ``urgent`` at priority 9, on ``workers``
+    workers."""
+
+    urgent: int = 5
+    backlog: int = 200
+    workers: int = 2
+
+
+#: Notebook 08's priority run, and its panel's defaults
+URGENT = Urgent()
+
+
+def measure(plan: Urgent = URGENT, *, broker=None, progress=None):
+    """Run ``plan``, the backlog's tasks of 0.01 s."""
+    urgent, backlog, workers = plan.urgent, plan.backlog, plan.workers
     result = faults.run_fault("priority", workers, 1, equal(backlog, 0.01), urgent=urgent,
                               broker=broker or broker_mod.get())
     if progress is not None:
@@ -50,7 +66,8 @@ def report(result) -> list:
 
 def panel(broker=None) -> Panel:
     """Other numbers of urgent and backlog tasks."""
-    return Panel("Urgent tasks behind a backlog", measure, report, {
-        "urgent": int_slider("urgent tasks", 5, 1, 20),
-        "backlog": int_slider("backlog tasks", 200, 50, 400, 50)},
+    plan = URGENT
+    return Panel("Urgent tasks behind a backlog", declared_run(measure, plan), report, {
+        "urgent": int_slider("urgent tasks", plan.urgent, 1, 20),
+        "backlog": int_slider("backlog tasks", plan.backlog, 50, 400, 50)},
         fixed={"broker": broker}, unit="runs")

@@ -4,27 +4,44 @@ the hot loop of requeueing it at once. The measurement is ``helpers.faults.retry
 showed in words whose every number comes from the run, and builds the panel."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from helpers import faults
 from helpers.broker import delayed_retry
 from helpers.broker import resolve as broker_mod
 from helpers.core.tasks import equal
 from helpers.faults import retry as fault
 from helpers.lessons import retries_plots as plots
-from helpers.lessons.common import Text
-from helpers.lessons.panels import Panel, float_slider
+from helpers.lessons.common import Declared, Text
+from helpers.lessons.panels import Panel, declared_run, float_slider
 
 #: The production back-off, and the notebook's: the same shape, four times shorter.
 PRODUCTION_DELAYS_S = (1, 4, 16)
 
 
-def delays(first_s: float = 0.25, factor: float = 4.0, retries: int = 3) -> tuple:
+def delays(first_s: float, factor: float, retries: int = 3) -> tuple:
     """``first_s``, then each delay ``factor`` times the one before."""
     return tuple(round(first_s * factor ** i, 3) for i in range(retries))
 
 
-def measure(first_s: float = 0.25, factor: float = 4.0, workers: int = 2, *, broker=None,
-            progress=None):
-    """The hot loop and the delayed retries, 20 good tasks of 0.05 s around the failing one."""
+@dataclass(frozen=True)
+class BackOff(Declared):
+    """Retries after ``first_s``, then each delay ``factor`` times the one before, on
+    ``workers`` workers."""
+
+    first_s: float = 0.25
+    factor: float = 4.0
+    workers: int = 2
+
+
+#: Notebook 08's retry run, and its panel's defaults: ``PRODUCTION_DELAYS_S``, four times shorter
+BACK_OFF = BackOff()
+
+
+def measure(plan: BackOff = BACK_OFF, *, broker=None, progress=None):
+    """The hot loop and ``plan``'s delayed retries, 20 good tasks of 0.05 s around the
+    failing one."""
+    first_s, factor, workers = plan.first_s, plan.factor, plan.workers
     result = faults.run_fault("retry", workers, 1, equal(20, 0.05), delays=delays(first_s, factor),
                               broker=broker or broker_mod.get())
     if progress is not None:
@@ -81,7 +98,8 @@ def report(result) -> list:
 
 def panel(broker=None) -> Panel:
     """Other delays: the first one, and the factor between two."""
-    return Panel("Retry with back-off", measure, report, {
-        "first_s": float_slider("first delay, s", 0.25, 0.1, 1.0, 0.05),
-        "factor": float_slider("back-off factor", 4.0, 1.5, 4.0, 0.5)},
+    plan = BACK_OFF
+    return Panel("Retry with back-off", declared_run(measure, plan), report, {
+        "first_s": float_slider("first delay, s", plan.first_s, 0.1, 1.0, 0.05),
+        "factor": float_slider("back-off factor", plan.factor, 1.5, 4.0, 0.5)},
         fixed={"broker": broker}, unit="runs")

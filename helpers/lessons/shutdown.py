@@ -3,15 +3,32 @@ stops consuming, finishes, acks and closes (``helpers.worker.shutdown``), alone 
 rolling restart. The measurement is ``helpers.faults.shutdown`` (``fault shutdown``)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from helpers import faults
 from helpers.broker import resolve as broker_mod
 from helpers.core.tasks import equal
 from helpers.lessons import retries_plots as plots
-from helpers.lessons.common import Text
+from helpers.lessons.common import Declared, Text
 
 
-def measure(workers: int = 3, tasks: int = 300, task_s: float = 1.0, *, broker=None):
-    """One task of ``task_s`` each way; a rolling restart of ``workers`` during ``tasks``."""
+@dataclass(frozen=True)
+class Deploy(Declared):
+    """One task of ``task_s`` s stopped each way; a rolling restart of ``workers`` workers
+    during ``tasks`` tasks."""
+
+    workers: int = 3
+    tasks: int = 300
+    task_s: float = 1.0
+
+
+#: Notebook 08's shutdown run
+DEPLOY = Deploy()
+
+
+def measure(plan: Deploy = DEPLOY, *, broker=None):
+    """Run ``plan`` (the rolling restart's tasks of 0.05 s)."""
+    workers, tasks, task_s = plan.workers, plan.tasks, plan.task_s
     return faults.run_fault("shutdown", workers, 1, equal(tasks, 0.05), task_s=task_s,
                             broker=broker or broker_mod.get())
 
