@@ -55,7 +55,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: broker-ready $(BENCH_STAMP)
 	@$(BIN)/python -m helpers broker status > /dev/null 2>&1; was_up=$$?; status=0; \
-	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS) || status=1; \
+	HELPERS_FORK_SERVER=$${HELPERS_FORK_SERVER:-1} $(BIN)/python -m benchmarks.bench $(BENCH_ARGS) || status=1; \
 	if [ $$was_up -ne 0 ]; then $(BIN)/python -m helpers broker stop || true; fi; \
 	exit $$status
 

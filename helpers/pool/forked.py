@@ -186,9 +186,16 @@ class ForkServer:
                     os.close(fd)
                 from helpers.errors import HelpersError
 
-                raise HelpersError("The fork server did not fork a worker: the machine may "
-                                   "be out of processes or memory; stop some workers and "
-                                   "try again.")
+                if not self.alive():
+                    last = f"; its last words: {self._stderr[-1]}" if self._stderr else ""
+                    raise HelpersError(f"The fork server ended (exit status "
+                                       f"{self.process.returncode}{last}) before it forked a "
+                                       "worker: start the pool again, or without it "
+                                       "(HELPERS_FORK_SERVER=0).")
+                raise HelpersError(f"The fork server did not fork a worker within {timeout:g} s "
+                                   "(it runs, but did not answer): the machine may be out of "
+                                   "processes or memory, or too busy; stop some workers and "
+                                   "try again, or start them without it (HELPERS_FORK_SERVER=0).")
             pid = self._replies.pop(request)
             child = ForkedProcess(self, pid, open(pipes[0][1], "wb", buffering=0),
                                   open(pipes[1][0], "rb", buffering=0),
