@@ -24,7 +24,9 @@ from helpers.lessons import acks
 
 from support import eventually
 
-KILLS = 20
+#: Kills judged per run: the fault this test was written for went wrong in 7 of 20 kills,
+#: so 12 kills miss it with a chance of (13/20)**12, about 1 in 180.
+KILLS = 12
 TASKS, DURATION = 9, 0.3  # three rounds of 3 workers: ~1 s a run (0.3 s: not run inline)
 
 

@@ -26,7 +26,7 @@ import time
 
 from helpers.broker import node_control
 from helpers.broker.version_facts import unique
-from helpers.broker.version_facts_timeout import node_settings
+from helpers.broker.version_facts_timeout import every_node_settings, node_settings
 from helpers.core.connection import connect
 
 #: The consumer_disconnected_timeout the lost-consumer probe sets (milliseconds).
@@ -121,9 +121,7 @@ def lost_consumer(cluster, node: str, figures: dict | None = None) -> str:
     setting = {_SETTING: DISCONNECTED_MS}
     victim = None
     try:
-        with contextlib.ExitStack() as stack:
-            for member in members:
-                stack.enter_context(node_settings(ctl(member), **setting))
+        with every_node_settings([ctl(member) for member in members], **setting):
             declare(members[0].url, name, "quorum")
         first_leader = leader(cluster, name)
         victim = first_leader if node == "leader" else \

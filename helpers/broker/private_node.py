@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -191,6 +192,7 @@ class PrivateBroker(Broker):
             pid = state.get("node_pid")
             ran = pid_alive(pid)
             if ran:
+                self._before_sigterm()
                 os.kill(pid, signal.SIGTERM)
                 if not wait_gone(pid, 60):
                     self._kill_node(pid)
@@ -202,6 +204,19 @@ class PrivateBroker(Broker):
             state["node_pid"] = None
             self._write_state(state)
             return ran
+
+    def _before_sigterm(self) -> None:
+        # RabbitMQ 3.x's management plugin, when the node stops, makes one call that nothing
+        # answers and waits out its 5 s timeout (its event handler's terminate). Removing the
+        # handler first, while everything runs, takes it out at once: a clean stop in 1 s, not
+        # 6. The queues and messages stop exactly as they would (the handler only feeds the
+        # statistics). 4.x stops without the wait, so it is not asked.
+        series = _series(self.server)
+        if not (self.management and series and series < (4,)):
+            return
+        with contextlib.suppress(Exception):
+            self.rabbitmqctl("eval", "gen_event:delete_handler(rabbit_event, "
+                             "rabbit_mgmt_db_handler, []).", timeout=15)
 
     def restart(self) -> None:
         """Clean stop, then start with the same node name, ports and data folder."""
@@ -237,6 +252,13 @@ class PrivateBroker(Broker):
         out.update(nodename=self.nodename, node_pid=self.node_pid(), state_dir=str(self.state_dir),
                    server=str(self.server), boot_s=state.get("boot_s"))
         return out
+
+
+def _series(server: Path) -> tuple[int, ...]:
+    """(3, 10) from a server under ``.../rabbitmq_server-3.10.8/sbin``; () when the path does
+    not say."""
+    found = re.search(r"rabbitmq_server-(\d+)\.(\d+)", str(server))
+    return (int(found.group(1)), int(found.group(2))) if found else ()
 
 
 #: Processes this interpreter started (reaped when we stop them ourselves).

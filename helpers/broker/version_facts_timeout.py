@@ -55,6 +55,18 @@ def node_settings(ctl, **values):
 
 
 @contextlib.contextmanager
+def every_node_settings(ctls, **values):
+    """``node_settings`` on several nodes (one ``ctl`` each) at once, side by side: yields
+    their values before, in the order of ``ctls``."""
+    before = side_by_side({i: (_env, ctl, values) for i, ctl in enumerate(ctls)})
+    try:
+        yield [before[i] for i in range(len(ctls))]
+    finally:
+        side_by_side({i: (_env, ctl, {k: before[i].get(k) for k in values})
+                      for i, ctl in enumerate(ctls)})
+
+
+@contextlib.contextmanager
 def policy(ctl, url: str, queue: str, definition: dict):
     """A policy on ``queue`` alone, for a block: yields None, or the refusal's text."""
     vhost = urllib.parse.unquote(urllib.parse.urlsplit(url).path[1:]) or "/"
