@@ -85,6 +85,44 @@ def test_workers_exit_within_two_seconds_when_their_parent_is_killed(broker, que
             owner.wait()
 
 
+#: A fresh process whose first three pools spawn through the fork server at the same moment.
+FIRST_SPAWNS_AT_ONCE = textwrap.dedent("""
+    import sys, threading
+    from helpers.pool.pool import WorkerPool
+    from helpers.core.topology import QueueSpec
+    errors = []
+    def one(i):
+        try:
+            with WorkerPool(sys.argv[1], QueueSpec(f"{sys.argv[2]}-{i}"), fork_server=True) as p:
+                p.start(2, timeout=30)
+        except Exception as exc:
+            errors.append(str(exc))
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    print(errors)
+""")
+
+
+def test_pools_whose_first_workers_start_at_once_share_one_fork_server(broker, queue):
+    """Two threads used to start a server each, and the first one's socket was lost: its
+    workers never came (4 of 5 fresh processes failed so, before ``ForkServer.start`` took
+    a lock). Three pools, three fresh processes."""
+    from helpers.core import topology
+
+    try:
+        for attempt in range(3):
+            proc = subprocess.run([sys.executable, "-c", FIRST_SPAWNS_AT_ONCE, broker.url,
+                                   f"{queue.name}-{attempt}"], capture_output=True, text=True,
+                                  timeout=120)
+            assert proc.returncode == 0 and proc.stdout.strip() == "[]", (proc.stdout,
+                                                                           proc.stderr[-1500:])
+    finally:
+        for attempt in range(3):
+            for i in range(3):
+                topology.discard(broker.url, topology.QueueSpec(f"{queue.name}-{attempt}-{i}"))
+
+
 def test_worker_that_cannot_start_is_reported(broker, queue):
     pool = WorkerPool(broker.url.replace("guest:guest", "guest:nope"), queue)
     with pool, pytest.raises(HelpersError, match="exited before it was ready.*password.*"

@@ -90,14 +90,24 @@ class ForkServer:
         self._reader: threading.Thread | None = None
         self._stderr: list[str] = []
         self._ready = False
+        #: held through ``start``: pools of one process that spawn their first workers at
+        #: the same moment (a fault's runs side by side) start one server, not one each
+        self._starting = threading.Lock()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def start(self, timeout: float = 30) -> None:
-        """Start the server and wait until it has imported everything (idempotent)."""
-        if self.process is not None:
-            return
+        """Start the server and wait until it has imported everything (idempotent, and safe
+        from several threads at once)."""
+        with self._starting:
+            if self.process is None:
+                self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
+        # Unlocked, two threads each started a server and the second's socket replaced the
+        # first's: the first server, its socket orphaned, ended; a worker asked of it never
+        # came ("did not fork a worker", twice in CI, in fault runs side by side).
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = ours
         # A process group of its own (its workers inherit it): a Jupyter kernel that shuts
