@@ -11,13 +11,12 @@ node, workers given every node's URL, tasks published in batches while the nodes
   leader is elected and every confirmed task is delivered.
 
 Own keys: ``nodes``, ``killed_node(s)``, ``leaderless_s`` (kill until a running node was
-seen leading the queue; the poll before: ``t_leader_unseen``; what the polls saw change:
-``leader_seen``), ``t_elected``, ``elected_term``, ``elected_node`` (from the nodes' logs),
-``revived_said`` (the restarted node's first log line on the queue), ``recovery_s`` (until
-every worker consumes again), ``held_at_fault``, ``recovered``, ``nacks``, ``republished``,
-``confirmed_while_down``, ``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an ack
-died with the node), ``duplicates_republished`` (published again without its confirm).
-Used by ``python -m helpers fault leader-kill|majority-loss`` and notebook 07.
+seen leading; the poll before: ``t_leader_unseen``; what the polls saw change: ``leader_seen``),
+``t_elected``, ``elected_term``, ``elected_node`` (the nodes' logs), ``revived_said`` (the
+restarted node's first log line on the queue), ``recovery_s`` (until every worker consumes
+again), ``held_at_fault``, ``recovered``, ``nacks``, ``republished``, ``confirmed_while_down``,
+``first_confirm_after_kill_s``, ``duplicates_redelivered`` (an ack died with the node),
+``duplicates_republished`` (published again without its confirm). Used by the CLI and 07.
 """
 from __future__ import annotations
 
@@ -44,8 +43,8 @@ from helpers.faults.options import PacedFaultOptions
 KILLS = {"leader-kill": "leader", "majority-loss": "majority"}
 #: How often the step asks a surviving node which node leads the queue (seconds).
 POLL_S = 0.05
-#: Confirms count as "after the kill" from this long after it: a batch confirmed just
-#: before it is recorded when its publish call returns, a few milliseconds later (seconds).
+#: Confirms count as "after the kill" from this long after it: a batch confirmed just before
+#: it is recorded when its publish call returns, milliseconds later (seconds).
 GRACE_S = 0.25
 NAN = float("nan")
 
@@ -121,7 +120,9 @@ class NodeLoss(Step):
             self.fault.setdefault("t_kill", None)
 
     def _watch_leader(self, run: Run) -> None:
-        """Note when a running node is *seen* leading the queue, and what the polls saw."""
+        """Note when a running node is *seen* leading the queue, and what the polls saw:
+        until they have also listed a majority of the queue's members online (the management
+        API can list them a poll or more after it names the leader)."""
         while "t_kill" not in self.fault and not self._stop.wait(POLL_S):
             pass
         if self.fault.get("t_kill") is None:
@@ -133,15 +134,17 @@ class NodeLoss(Step):
             leader, online = cluster_info.leader(info), sorted((info or {}).get("online") or [])
             if not seen or seen[-1][1:] != (leader, online):
                 seen.append((time.time(), leader, online))
-            # A dead node named as leader is a stale record, unless it was started again
-            # (and its VM alone is not enough: it must have booted, see start_node).
-            dead = set(self.fault["killed"]) | set(self.fault.get("down_before", []))
-            back = leader not in dead or (leader == self.fault.get("revived")
-                                          and "t_restarted" in self.fault)
-            if leader and back and self.cluster.member(leader).node_pid():
-                self.fault.update(t_leader=time.time(), new_leader=leader)
+            # A dead node named is a stale record, unless it was started again (and booted:
+            # its VM alone is not enough, see start_node).
+            dead = (set(self.fault["killed"]) | set(self.fault.get("down_before", []))) - (
+                {self.fault.get("revived")} if "t_restarted" in self.fault else set())
+            if "new_leader" not in self.fault:
+                if leader and leader not in dead and self.cluster.member(leader).node_pid():
+                    self.fault.update(t_leader=time.time(), new_leader=leader)
+                else:
+                    self.fault["t_leader_unseen"] = asked  # this poll saw no new leader yet
+            if "new_leader" in self.fault and len(set(online) - dead) > self.cluster.size // 2:
                 return
-            self.fault["t_leader_unseen"] = asked  # this poll did not see a new leader yet
             self._stop.wait(POLL_S)
 
     # -- after the run ---------------------------------------------------------------------

@@ -179,8 +179,8 @@ def forgotten_ack(plan: Forgotten = FORGOTTEN, *, broker=None,
             done = len(pool.finished)
             say(len(work), len(work), "stopping the worker: its messages go back to ready")
         finally:
-            pool.stop()
-        stopped = time.time() - t0
+            stopped = time.time() - t0  # not after stop(): its messages are back by then
+            pool.stop(ack_grace_s=0)  # it never acks: no ack to wait for
         _must(exact.wait_for(lambda s: s["messages_ready"] == len(work), 10),
               f"all {len(work)} messages ready again")
         if view is not None:  # the management view catches up within a refresh or two
