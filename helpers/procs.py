@@ -1,4 +1,5 @@
-"""Processes and ports: a free loopback port, an open port, a live pid, waiting for a condition.
+"""Processes and ports: a free loopback port, an open port, a live pid, waiting for a condition;
+calls side by side in threads (``in_parallel``).
 
 Readiness anywhere in this package is a condition that becomes true (a pid gone, a port
 open, an AMQP connection that succeeds), polled by ``wait_until``; never a fixed sleep.
@@ -10,6 +11,7 @@ import os
 import random
 import socket
 import subprocess
+import threading
 import time
 from typing import Collection
 
@@ -120,3 +122,28 @@ def close_and_reap(process, grace: float = 2.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def in_parallel(calls: dict) -> dict:
+    """Call each of ``calls`` (name -> function) in its own thread; their results by name.
+
+    The first error raised by any of them is raised again here, once all have ended.
+    """
+    results: dict = {}
+    errors: list[BaseException] = []
+
+    def call(name, function) -> None:
+        try:
+            results[name] = function()
+        except BaseException as exc:  # handed to the caller below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=item, name=f"run-{item[0]}", daemon=True)
+               for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return {name: results[name] for name in calls}

@@ -96,10 +96,10 @@ def test_the_series_of_a_private_node_is_read_from_its_servers_path():
     """What decides whether a clean stop first takes out 3.x's management event handler."""
     from pathlib import Path
 
-    from helpers.broker.private_node import _series
+    from helpers.broker.model import server_major
 
-    assert _series(Path("/usr/lib/rabbitmq/lib/rabbitmq_server-3.10.8/sbin/rabbitmq-server")) \
-        == (3, 10)
-    assert _series(Path("/usr/lib/rabbitmq/lib/rabbitmq_server-4.3.6/sbin/rabbitmq-server")) \
-        == (4, 3)
-    assert _series(Path("/opt/homebrew/sbin/rabbitmq-server")) == ()
+    assert server_major(Path("/usr/lib/rabbitmq/lib/rabbitmq_server-3.10.8/sbin/rabbitmq-server")) \
+        == 3
+    assert server_major(Path("/usr/lib/rabbitmq/lib/rabbitmq_server-4.3.6/sbin/rabbitmq-server")) \
+        == 4
+    assert server_major(Path("/nowhere/sbin/rabbitmq-server")) is None

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from helpers.broker import cluster_info
 from helpers import settings
-from helpers.broker.model import NO_BROKER_HELP, find_rabbitmq_server
-from helpers.broker.cluster_procs import end_process, in_parallel, knows_setting, server_major
+from helpers.broker.model import NO_BROKER_HELP, find_rabbitmq_server, server_major
+from helpers.broker.cluster_procs import end_process, in_parallel, knows_setting
 from helpers.core.connection import mask_url
 from helpers.errors import BadInputError, BrokerControlError, NoBrokerError
 from helpers.broker.private_node import PrivateBroker, start_epmd

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import signal
 import threading
 from pathlib import Path
@@ -17,15 +16,6 @@ from pathlib import Path
 from helpers.errors import BrokerControlError
 from helpers.broker.private_node import PrivateBroker
 from helpers.procs import pid_alive, wait_gone
-
-
-def server_major(server: Path) -> int | None:
-    """The major version of the RabbitMQ a start script belongs to, from its install path."""
-    found = re.search(r"rabbitmq[_-]server-(\d+)\.", str(server))
-    if not found:
-        plugins = sorted(server.parent.parent.glob("plugins/rabbit-[0-9]*"))
-        found = re.search(r"rabbit-(\d+)\.", plugins[-1].name) if plugins else None
-    return int(found.group(1)) if found else None
 
 
 @functools.lru_cache(maxsize=None)

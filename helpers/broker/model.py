@@ -9,6 +9,7 @@ the kind this checkout runs itself.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -197,3 +198,10 @@ def split_credentials(url: str | None) -> tuple[str | None, tuple[str, str] | No
             (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")))
 
 
+def server_major(server: Path) -> int | None:
+    """The major version of the RabbitMQ a start script belongs to, from its install path."""
+    found = re.search(r"rabbitmq[_-]server-(\d+)\.", str(server))
+    if not found:
+        plugins = sorted(server.parent.parent.glob("plugins/rabbit-[0-9]*"))
+        found = re.search(r"rabbit-(\d+)\.", plugins[-1].name) if plugins else None
+    return int(found.group(1)) if found else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from helpers import settings
 from helpers.broker.boot_log import known_cause
-from helpers.broker.model import Broker
+from helpers.broker.model import Broker, server_major
 from helpers.core.connection import can_connect
 from helpers.errors import BrokerControlError
 from helpers.broker.private_config import node_env, write_config
@@ -211,8 +210,8 @@ class PrivateBroker(Broker):
         # handler first, while everything runs, takes it out at once: a clean stop in 1 s, not
         # 6. The queues and messages stop exactly as they would (the handler only feeds the
         # statistics). 4.x stops without the wait, so it is not asked.
-        series = _series(self.server)
-        if not (self.management and series and series < (4,)):
+        major = server_major(self.server)
+        if not (self.management and major is not None and major < 4):
             return
         with contextlib.suppress(Exception):
             self.rabbitmqctl("eval", "gen_event:delete_handler(rabbit_event, "
@@ -252,13 +251,6 @@ class PrivateBroker(Broker):
         out.update(nodename=self.nodename, node_pid=self.node_pid(), state_dir=str(self.state_dir),
                    server=str(self.server), boot_s=state.get("boot_s"))
         return out
-
-
-def _series(server: Path) -> tuple[int, ...]:
-    """(3, 10) from a server under ``.../rabbitmq_server-3.10.8/sbin``; () when the path does
-    not say."""
-    found = re.search(r"rabbitmq_server-(\d+)\.(\d+)", str(server))
-    return (int(found.group(1)), int(found.group(2))) if found else ()
 
 
 #: Processes this interpreter started (reaped when we stop them ourselves).

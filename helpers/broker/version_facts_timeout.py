@@ -21,10 +21,11 @@ import json
 import re
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from helpers.core.connection import connect
 from helpers.broker.version_facts import counts, delete, get, unique
+from helpers.procs import in_parallel
 
 TIMEOUT_MS = 1000
 TICK_MS = 250
@@ -58,12 +59,12 @@ def node_settings(ctl, **values):
 def every_node_settings(ctls, **values):
     """``node_settings`` on several nodes (one ``ctl`` each) at once, side by side: yields
     their values before, in the order of ``ctls``."""
-    before = side_by_side({i: (_env, ctl, values) for i, ctl in enumerate(ctls)})
+    before = in_parallel({i: partial(_env, ctl, values) for i, ctl in enumerate(ctls)})
     try:
         yield [before[i] for i in range(len(ctls))]
     finally:
-        side_by_side({i: (_env, ctl, {k: before[i].get(k) for k in values})
-                      for i, ctl in enumerate(ctls)})
+        in_parallel({i: partial(_env, ctl, {k: before[i].get(k) for k in values})
+                     for i, ctl in enumerate(ctls)})
 
 
 @contextlib.contextmanager
@@ -194,39 +195,31 @@ def tutorial_loop_on_timeout(url: str, ctl) -> str:
         delete(url, name)
 
 
-def side_by_side(calls: dict) -> dict:
-    """``{key: (function, *args)}`` called at once, each in its own thread: ``{key: result}``
-    (an exception in one is raised again here, after every call has ended)."""
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = {key: pool.submit(*call) for key, call in calls.items()}
-    return {key: future.result() for key, future in futures.items()}
-
-
 def measure(url: str, ctl, restart=None) -> dict:
     """Every fact, measured on the broker at ``url`` (``restart()``: the node's clean
     restart, for the one fact that needs it; None leaves that fact out)."""
     from helpers.broker import version_facts as vf
 
-    first = {"default_delivery_limit": (vf.default_delivery_limit, url),
-             "metadata_store": (vf.metadata_store_feature, ctl),
-             "non_durable_queue": (vf.non_durable_queue, url),
-             "quorum_priority_order": (vf.quorum_priority_order, url)}
+    first = {"default_delivery_limit": partial(vf.default_delivery_limit, url),
+             "metadata_store": partial(vf.metadata_store_feature, ctl),
+             "non_durable_queue": partial(vf.non_durable_queue, url),
+             "quorum_priority_order": partial(vf.quorum_priority_order, url)}
     for how in ("reject", "nack", "crash"):
-        first[f"counters_after_{how}"] = (vf.counters_after, url, how)
+        first[f"counters_after_{how}"] = partial(vf.counters_after, url, how)
     for settle in ("reject", "nack"):
         for dlx in (True, False):
             key = f"past_limit_{settle}_{'with' if dlx else 'without'}_dlx"
-            first[key] = (vf.past_the_limit, url, settle, dlx)
-    timed = {"counters_after_timeout": (counters_after_timeout, url, ctl),
-             "tutorial_loop_on_timeout": (tutorial_loop_on_timeout, url, ctl)}
+            first[key] = partial(vf.past_the_limit, url, settle, dlx)
+    timed = {"counters_after_timeout": partial(counters_after_timeout, url, ctl),
+             "tutorial_loop_on_timeout": partial(tutorial_loop_on_timeout, url, ctl)}
     for kind in ("classic", "quorum"):
         for where in ("node", "policy", "queue-argument", "consumer-argument"):
-            (timed if where == "node" else first)[f"consumer_timeout_{kind}_{where}"] = (
+            (timed if where == "node" else first)[f"consumer_timeout_{kind}_{where}"] = partial(
                 consumer_timeout, url, ctl, kind, where)
     with node_settings(ctl, **TICK_ONLY):
-        facts = side_by_side(first)
+        facts = in_parallel(first)
     with node_settings(ctl, **NODE_TIMEOUT):
-        facts.update(side_by_side(timed))
+        facts.update(in_parallel(timed))
     if restart is not None:
         facts["non_durable_after_restart"] = vf.non_durable_after_restart(url, restart)
     return facts

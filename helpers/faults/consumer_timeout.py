@@ -42,7 +42,8 @@ from helpers.checks import is_number
 from helpers.core import topology
 from helpers.errors import BadInputError
 from helpers.core.tasks import Task
-from helpers.faults.steps import Leftovers, Tally, Window, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, Window, combine
+from helpers.procs import in_parallel
 
 #: How often the private node checks its channels' timers during the lesson, ms (default 60000).
 TICK_MS = 250

@@ -33,7 +33,8 @@ from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
 from helpers.worker.config import WorkerConfig
 from helpers.core.tasks import Task
-from helpers.faults.steps import Leftovers, Tally, Window, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, Window, combine
+from helpers.procs import in_parallel
 
 MODES = ("blocking", "thread")
 #: the blocking run goes on until its worker has been cut off this often (within its budget)

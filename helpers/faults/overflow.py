@@ -34,7 +34,8 @@ from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, combine
+from helpers.procs import in_parallel
 from helpers.publish import producer
 from helpers.publish.options import PublishOptions
 from helpers.settings import QUEUE_KINDS

@@ -41,7 +41,8 @@ from helpers.core.connection import connect
 from helpers.errors import BadInputError
 from helpers.settings import POISON_KIND
 from helpers.core.tasks import Task, equal
-from helpers.faults.steps import Leftovers, Supervise, Tally, Window, combine, in_parallel
+from helpers.faults.steps import Leftovers, Supervise, Tally, Window, combine
+from helpers.procs import in_parallel
 
 RUNS = ("classic", "delivery-limit", "worker-guard")
 #: Deliveries the probe tries before it calls a queue's limit "none".

@@ -34,7 +34,8 @@ from helpers.core.tasks import Task
 from helpers.errors import BadInputError, TopologyError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, combine
+from helpers.procs import in_parallel
 from helpers.settings import MAX_PREFETCH
 from helpers.worker.config import WorkerConfig
 

@@ -35,7 +35,8 @@ from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, Tally, Window, combine, drain_ids, in_parallel
+from helpers.faults.steps import Leftovers, Tally, Window, combine, drain_ids
+from helpers.procs import in_parallel
 from helpers.settings import FAIL_KIND
 from helpers.worker.config import WorkerConfig
 

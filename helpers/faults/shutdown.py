@@ -30,7 +30,8 @@ from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, combine
+from helpers.procs import in_parallel
 from helpers.worker.config import WorkerConfig
 
 DEFAULTS = {"workers": 3, "prefetch": 1, "tasks": 300, "duration": 0.05}

@@ -31,7 +31,8 @@ from helpers.errors import BadInputError
 from helpers.experiment import skeleton as runner
 from helpers.experiment.steps import Run, Step
 from helpers.experiment.value import Experiment
-from helpers.faults.steps import Leftovers, Tally, combine, in_parallel
+from helpers.faults.steps import Leftovers, Tally, combine
+from helpers.procs import in_parallel
 
 DEFAULTS = {"workers": 3, "prefetch": 1, "tasks": 20, "duration": 0.02}
 ACCOUNTS = "abc"

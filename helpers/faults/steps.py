@@ -173,31 +173,6 @@ def combine(fault: str, results: dict[str, RunResult], durations: dict,
     return RunResult(summary, pd.concat(frames, ignore_index=True), events, main.publish)
 
 
-def in_parallel(calls: dict) -> dict:
-    """Call each of ``calls`` (name -> function) in its own thread; their results by name.
-
-    The first error raised by any of them is raised again here, once all have ended.
-    """
-    results: dict = {}
-    errors: list[BaseException] = []
-
-    def call(name, function) -> None:
-        try:
-            results[name] = function()
-        except BaseException as exc:  # handed to the caller below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=call, args=item, name=f"run-{item[0]}", daemon=True)
-               for item in calls.items()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return {name: results[name] for name in calls}
-
-
 class Tally:
     """One ``progress(done, total)`` for runs side by side: ``part(label)`` is the callback
     each run reports to; ``progress`` hears the sums over the runs that have reported."""
